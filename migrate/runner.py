@@ -117,7 +117,7 @@ def discover(paths: Sequence[str], excludes: Sequence[str]) -> tuple[list[Found]
     unreadable: list[FileResult] = []
     for name in paths:
         path = Path(name)
-        walked = [path] if not path.is_dir() else _walk(path, excludes, unreadable)
+        walked = [path] if not path.is_dir() else sorted(_walk(path, excludes, unreadable))
         for file in walked:
             real = file.resolve()
             found.setdefault(real, Found(display=file, real=real))
@@ -125,7 +125,7 @@ def discover(paths: Sequence[str], excludes: Sequence[str]) -> tuple[list[Found]
 
 
 def _walk(root: Path, excludes: Sequence[str], unreadable: list[FileResult]) -> Iterator[Path]:
-    """Yields the ``*.py`` files below ``root``, sorted, folder by folder."""
+    """Yields the ``*.py`` files below ``root``, folder by folder."""
     real_root = root.resolve()
 
     def on_error(err: OSError) -> None:
@@ -247,7 +247,7 @@ def migrate_file(job: Job) -> FileResult:
         diff = unified_diff(original, migrated.source, job.display) if changed and job.mode is Mode.DIFF else ""
     except SourceError as err:
         return FileResult(job.display, "failed", error=err.message, line=err.line, column=err.column)
-    except (UnicodeError, SyntaxError) as err:  # a bad coding cookie is a SyntaxError
+    except (UnicodeDecodeError, SyntaxError) as err:  # a bad coding cookie is a SyntaxError
         return FileResult(job.display, "failed", error=f"cannot decode the file: {err}")
     except OSError as err:
         return FileResult(job.display, "failed", error=_os_message(err))

@@ -341,3 +341,13 @@ def test_main_returns_the_exit_code(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_bytes(BROKEN)
     assert main(["migrate", "--check", str(tmp_path)]) == 1
     assert main(["migrate", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.parametrize("table", ['exclude = "gen_*"', "exclude = [", "exclude = [1]"])
+def test_bad_migrate_config_is_a_usage_error_naming_pyproject(tmp_path: Path, table: str) -> None:
+    (tmp_path / "model.py").write_bytes(HAIKU)
+    (tmp_path / "pyproject.toml").write_text(f"[tool.flaxify.migrate]\n{table}\n")
+    result = invoke(tmp_path)
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'pyproject.toml'}:" in result.stderr
+    assert (tmp_path / "model.py").read_bytes() == HAIKU

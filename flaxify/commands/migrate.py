@@ -15,7 +15,7 @@ from typing import Sequence
 import click
 
 from flaxify import reporting
-from flaxify.config import ConfigError, load_config
+from flaxify.config import ConfigError, find_pyproject, load_config
 from flaxify.migrate import runner
 from flaxify.migrate.runner import FileResult, MigrateUsageError, Mode, Summary
 
@@ -77,7 +77,7 @@ def migrate(
     """
     mode = _mode(show_diff, check, output, force)
     try:
-        excludes = (*_config_excludes(), *exclude)
+        excludes = (*_config_excludes(paths), *exclude)
         jobs_to_run, unreadable = runner.plan(paths, mode, excludes, output, force)
     except ConfigError as err:  # its message already names the file
         reporting.err(str(err))
@@ -105,11 +105,14 @@ def _mode(show_diff: bool, check: bool, output: Path | None, force: bool) -> Mod
     return Mode.OUTPUT if output is not None else Mode.IN_PLACE
 
 
-def _config_excludes() -> tuple[str, ...]:
-    """``exclude = [...]`` from ``[tool.flaxify.migrate]`` of the nearest pyproject.toml."""
-    excludes = load_config(Path.cwd(), "migrate").get("exclude", [])
+def _config_excludes(paths: Sequence[str]) -> tuple[str, ...]:
+    """``exclude = [...]`` from ``[tool.flaxify.migrate]`` of the pyproject.toml above ``paths``."""
+    # The project the files belong to decides, not where the command happens to run.
+    common = Path(os.path.commonpath([os.path.abspath(path) for path in paths]))
+    excludes = load_config(common, "migrate").get("exclude", [])
     if not isinstance(excludes, list) or not all(isinstance(glob, str) for glob in excludes):
-        raise ConfigError("[tool.flaxify.migrate] exclude must be a list of glob strings")
+        where = find_pyproject(common)
+        raise ConfigError(f"{where}: error: [tool.flaxify.migrate] exclude must be a list of glob strings")
     return tuple(excludes)
 
 
