@@ -20,10 +20,11 @@ import os
 import stat
 import tempfile
 import tokenize
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from flaxify.migrate.api import SourceError, Todo, migrate_source
 

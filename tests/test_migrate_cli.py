@@ -88,9 +88,7 @@ def test_in_place_rewrites_haiku_and_leaves_other_files_untouched(tmp_path: Path
     assert result.stdout == ""
 
 
-def test_diff_prints_an_applicable_patch_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_diff_prints_an_applicable_patch_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = make_tree(tmp_path)
     before = snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)  # relative paths, as users type them, so the patch applies with -p1
