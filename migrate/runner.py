@@ -118,6 +118,9 @@ def discover(paths: Sequence[str], excludes: Sequence[str]) -> tuple[list[Found]
     unreadable: list[FileResult] = []
     for name in paths:
         path = Path(name)
+        if _special(path):  # reading a FIFO or a device could block or never end
+            unreadable.append(FileResult(name, "failed", error="not a regular file or a folder"))
+            continue
         walked = [path] if not path.is_dir() else sorted(_walk(path, excludes, unreadable))
         for file in walked:
             real = file.resolve()
@@ -125,8 +128,13 @@ def discover(paths: Sequence[str], excludes: Sequence[str]) -> tuple[list[Found]
     return list(found.values()), unreadable
 
 
+def _special(path: Path) -> bool:
+    """True for something that exists but is neither a regular file nor a folder."""
+    return path.exists() and not (path.is_file() or path.is_dir())
+
+
 def _walk(root: Path, excludes: Sequence[str], unreadable: list[FileResult]) -> Iterator[Path]:
-    """Yields the ``*.py`` files below ``root``, folder by folder."""
+    """Yields the ``*.py`` files below ``root``; sorted listings keep error order stable too."""
     real_root = root.resolve()
 
     def on_error(err: OSError) -> None:
@@ -156,7 +164,7 @@ def _excluded(path: Path, root: Path, excludes: Sequence[str]) -> bool:
 def _inside(file: Path, real_root: Path) -> bool:
     """True if ``file`` (a symlink, maybe) is a regular file that resolves inside the tree."""
     real = file.resolve()
-    return real.is_file() and (real == real_root or real_root in real.parents)
+    return real.is_file() and real_root in real.parents
 
 
 # --- planning ---------------------------------------------------------------------------

@@ -79,6 +79,14 @@ def test_discover_follows_symlinks_only_inside_the_tree(tmp_path: Path) -> None:
     assert found_names(tmp_path, [str(tree)]) == ["tree/a.py"]
 
 
+def test_discover_refuses_to_read_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.py")
+    touch(tmp_path, "a.py")
+    found, unreadable = discover([str(tmp_path / "pipe.py"), str(tmp_path)], ())
+    assert [f.real.name for f in found] == ["a.py"]  # the walk skips it, naming it fails
+    assert [(r.path, r.status) for r in unreadable] == [(str(tmp_path / "pipe.py"), "failed")]
+
+
 def test_discover_names_missing_paths(tmp_path: Path) -> None:
     with pytest.raises(MigrateUsageError, match="nope"):
         discover([str(tmp_path), str(tmp_path / "nope")], ())
