@@ -172,6 +172,14 @@ def test_report_lists_files_todos_and_counts(tmp_path: Path) -> None:
     assert data["summary"] == {"scanned": 3, "migrated": 1, "unchanged": 1, "todos": len(todos), "failed": 1}
 
 
+def test_report_into_a_missing_folder_is_refused_before_any_write(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_bytes(HAIKU)
+    result = invoke(tmp_path, "--report", tmp_path / "nowhere" / "report.json")
+    assert result.exit_code == 2
+    assert "nowhere" in result.stderr
+    assert (tmp_path / "model.py").read_bytes() == HAIKU
+
+
 def test_exclude_globs_from_the_command_line_and_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_tree(tmp_path)
     for name in ("gen_model.py", "legacy.py"):

@@ -76,6 +76,9 @@ def migrate(
     change; 1 --check would change files, or some file failed; 2 usage error.
     """
     mode = _mode(show_diff, check, output, force)
+    if report is not None and not report.absolute().parent.is_dir():
+        # Checked first: a report that cannot be written must not follow a rewrite.
+        raise click.BadParameter(f"folder {report.parent} does not exist", param_hint="--report")
     try:
         excludes = (*_config_excludes(paths), *exclude)
         jobs_to_run, unreadable = runner.plan(paths, mode, excludes, output, force)
