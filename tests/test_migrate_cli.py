@@ -88,6 +88,16 @@ def test_in_place_rewrites_haiku_and_leaves_other_files_untouched(tmp_path: Path
     assert result.stdout == ""
 
 
+def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    assert invoke(tmp_path).exit_code == 0
+    after_first = snapshot(tmp_path)
+    again = invoke("--check", tmp_path)
+    assert again.exit_code == 0, again.stderr
+    assert summary(again)[1] == 0
+    assert snapshot(tmp_path) == after_first
+
+
 def test_diff_prints_an_applicable_patch_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = make_tree(tmp_path)
     before = snapshot(tmp_path)
