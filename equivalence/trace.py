@@ -1,0 +1,131 @@
+"""Layer tracing: which module is the first to compute something different.
+
+Both models run once more with method interceptors (``hk.intercept_methods``,
+``nn.intercept_methods``) that record each module call's array inputs and
+outputs. Calls inside ``scan`` bodies (``hk.dynamic_unroll``, ``nn.RNN``) only
+see tracers, so their values are fetched with ``jax.debug.callback``, one
+record per step. A module whose inputs agree but whose outputs do not is a
+*culprit*; the deepest, earliest one is reported (a wrong LayerNorm epsilon
+points at that LayerNorm, not at the model around it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import haiku as hk
+import jax
+import numpy as np
+
+from flaxify.equivalence.numerics import close
+from flaxify.equivalence.trees import FlaxPath
+
+Key = tuple[Any, str]  # (module path, method name)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One Haiku module call site lined up with its Flax counterpart."""
+
+    haiku_module: str
+    method: str
+    flax_module: str
+    calls: int
+    inputs_match: bool
+    outputs_match: bool
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.order: list[Key] = []
+        self.calls: dict[Key, list[tuple[list[np.ndarray], list[np.ndarray]]]] = {}
+
+    def record(self, key: Key, inputs: Any, outputs: Any) -> None:
+        if key not in self.order:
+            self.order.append(key)
+        ins = [x for x in jax.tree.leaves(inputs) if hasattr(x, "shape")]
+        outs = [x for x in jax.tree.leaves(outputs) if hasattr(x, "shape")]
+        n_in = len(ins)
+
+        def store(*values: Any) -> None:
+            arrays = [np.asarray(v) for v in values]
+            self.calls.setdefault(key, []).append((arrays[:n_in], arrays[n_in:]))
+
+        if any(isinstance(x, jax.core.Tracer) for x in ins + outs):
+            jax.debug.callback(store, *ins, *outs)
+        else:
+            store(*ins, *outs)
+
+
+def record_haiku(run: Callable[[], Any]) -> _Recorder:
+    """Runs ``run`` (a Haiku apply call) recording every module method call."""
+    rec = _Recorder()
+
+    def interceptor(next_f, args, kwargs, context):
+        out = next_f(*args, **kwargs)
+        rec.record((context.module.module_name, context.method_name), args, out)
+        return out
+
+    with hk.intercept_methods(interceptor):
+        jax.block_until_ready(run())
+    jax.effects_barrier()
+    return rec
+
+
+def record_flax(run: Callable[[], Any]) -> _Recorder:
+    """Runs ``run`` (a Flax apply call) recording every module method call."""
+    rec = _Recorder()
+
+    def interceptor(next_f, args, kwargs, context):
+        out = next_f(*args, **kwargs)
+        scope = context.module.scope
+        if scope is not None and context.method_name not in {"setup"}:
+            rec.record((tuple(scope.path), context.method_name), args, out)
+        return out
+
+    with nn.intercept_methods(interceptor):
+        jax.block_until_ready(run())
+    jax.effects_barrier()
+    return rec
+
+
+def _match(refs: list[np.ndarray], gots: list[np.ndarray], rtol: float, atol: float) -> bool:
+    """Every Haiku array has a Flax array of the same shape that agrees (order may differ: (h, c) vs (c, h))."""
+    return all(any(close(r, g, rtol, atol) for g in gots if np.shape(g) == np.shape(r)) for r in refs)
+
+
+def layer_rows(
+    haiku: _Recorder, flax: _Recorder, to_flax: Callable[[str], FlaxPath], rtol: float, atol: float
+) -> list[LayerRow]:
+    """Lines up the recorded calls of both models by mapped module path."""
+    rows = []
+    for module, method in haiku.order:
+        fkey = (to_flax(module), method)
+        hk_calls, fx_calls = haiku.calls.get((module, method), []), flax.calls.get(fkey, [])
+        n = min(len(hk_calls), len(fx_calls))
+        if n == 0:
+            continue
+        ins = all(_match(hk_calls[i][0], fx_calls[i][0], rtol, atol) for i in range(n))
+        outs = all(_match(hk_calls[i][1], fx_calls[i][1], rtol, atol) for i in range(n))
+        rows.append(LayerRow(module, method, "/".join(fkey[0]) or "<root>", n, ins, outs))
+    return rows
+
+
+def culprits(rows: list[LayerRow]) -> list[str]:
+    """The deepest modules whose inputs agree but outputs differ; else the first divergent module."""
+    bad = [r for r in rows if r.inputs_match and not r.outputs_match]
+    leaves = [r for r in bad if not any(o is not r and o.haiku_module.startswith(r.haiku_module + "/") for o in bad)]
+    if leaves:
+        return [f"{r.haiku_module} (Flax {r.flax_module}, {r.method}): same inputs, different outputs" for r in leaves]
+    diverged = [r for r in rows if not r.outputs_match]
+    if diverged:
+        r = diverged[0]
+        return [f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already differ"]
+    return []
+
+
+def haiku_to_flax(module_paths: Mapping[str, FlaxPath], naming_fn: Callable[[str], FlaxPath]) -> Callable[[str], FlaxPath]:
+    """Module path translation: the mapping's own answer where it has one, else the naming rule."""
+    return lambda module: module_paths.get(module, naming_fn(module))
