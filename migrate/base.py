@@ -1,0 +1,232 @@
+"""What every migrate pass shares: the state between passes, name resolution,
+and the ``# TODO(flaxify): ...`` markers.
+
+Names are resolved through LibCST's ``QualifiedNameProvider``, never by
+spelling, so ``import haiku as hk``, ``from haiku import Linear`` and
+``import haiku.nets as nets`` are all recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import QualifiedNameProvider
+
+from flaxify.migrate.api import TODO_PREFIX
+from flaxify.migrate.rewrite import ImportSpec
+
+STATE_KEY = "flaxify"
+
+# Haiku callables named like classes that do not build modules.
+NOT_MODULES = frozenset(
+    {
+        "Module",
+        "RNNCore",
+        "Transformed",
+        "TransformedWithState",
+        "MultiTransformed",
+        "MultiTransformedWithState",
+        "PRNGSequence",
+        "LSTMState",
+        "Params",
+        "State",
+        "MutableParams",
+        "MutableState",
+        "SupportsCall",
+    }
+)
+
+# Haiku calls that create or read variables of the current module: a method
+# using one of them needs a Linen compact scope, like one that builds layers.
+VARIABLE_CALLS = frozenset(
+    {
+        "haiku.get_parameter",
+        "haiku.get_state",
+        "haiku.set_state",
+        "haiku.next_rng_key",
+        "haiku.maybe_next_rng_key",
+        "haiku.next_rng_keys",
+        "haiku.reserve_rng_keys",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TransformInfo:
+    """A variable bound to ``hk.transform(...)``, now a Linen module instance."""
+
+    class_name: str
+    apply_rng: bool  # False under hk.without_apply_rng: apply takes no rng
+    with_state: bool
+
+
+@dataclass
+class MigrationState:
+    """Facts one pass leaves for the next (one instance per file)."""
+
+    nn: str  # local name of flax.linen
+    jnp: str  # local name of jax.numpy
+    # Local classes that are Haiku modules (converted to Linen), with their
+    # Haiku default base name (camel_to_snake(cls) unless __init__ overrides it).
+    module_classes: dict[str, str] = field(default_factory=dict)
+    # Classes made by transforms.py from transformed functions.
+    wrapper_classes: set[str] = field(default_factory=set)
+    transformed: dict[str, TransformInfo] = field(default_factory=dict)
+    uses_rng: bool = False
+
+
+def choose_aliases(tree: cst.Module) -> tuple[str, str]:
+    """Picks local names for flax.linen and jax.numpy that do not shadow anything.
+
+    An existing ``import flax.linen as X`` / ``import jax.numpy as Y`` wins.
+    """
+    nn, jnp = _existing_alias(tree, "flax.linen"), _existing_alias(tree, "jax.numpy")
+    taken = _bound_names(tree)
+    if nn is None:
+        nn = next(n for n in ("nn", "linen", "flax_nn") if n not in taken)
+    if jnp is None:
+        jnp = next(n for n in ("jnp", "jax_numpy") if n not in taken)
+    return nn, jnp
+
+
+def _existing_alias(tree: cst.Module, module: str) -> str | None:
+    for stmt in tree.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Import):
+                for alias in small.names:
+                    if _dotted(alias.name) == module and alias.asname is not None:
+                        return alias.evaluated_alias
+    return None
+
+
+def _bound_names(tree: cst.Module) -> set[str]:
+    """Module-level names that an added import must not shadow."""
+    names: set[str] = set()
+    for node in _walk_top(tree):
+        if isinstance(node, (cst.ClassDef, cst.FunctionDef)):
+            names.add(node.name.value)
+        elif isinstance(node, (cst.Import, cst.ImportFrom)) and not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                names.add(alias.evaluated_alias or _dotted(alias.name).split(".")[0])
+        elif isinstance(node, cst.Assign):
+            for target in node.targets:
+                if isinstance(target.target, cst.Name):
+                    names.add(target.target.value)
+    return names
+
+
+def _walk_top(tree: cst.Module) -> list[cst.CSTNode]:
+    nodes: list[cst.CSTNode] = []
+    for stmt in tree.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            nodes.extend(stmt.body)
+        else:
+            nodes.append(stmt)
+    return nodes
+
+
+def _dotted(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
+
+
+def todo_comment(construct: str, reason: str) -> str:
+    return f"{TODO_PREFIX}{construct}: {reason}"
+
+
+_STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+
+
+class FlaxifyCommand(VisitorBasedCodemodCommand):
+    """Base of every pass: qualified names, shared state and TODO markers.
+
+    ``self.todo(construct, reason)`` marks the innermost statement being
+    visited; the marker is added to its leading lines when the statement is
+    left, once (a second run finds it already there).
+    """
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+    def __init__(self, context: CodemodContext) -> None:
+        super().__init__(context)
+        self.state: MigrationState = context.scratch[STATE_KEY]
+        self._todo_stack: list[list[str]] = []
+
+    # -- names ------------------------------------------------------------
+    def haiku_name(self, node: cst.CSTNode) -> str | None:
+        """``"haiku.Linear"`` for ``hk.Linear`` (any import spelling), else None."""
+        if not isinstance(node, (cst.Name, cst.Attribute)):
+            return None  # a call or subscript is not itself a Haiku name
+        for qualified in self.get_metadata(QualifiedNameProvider, node, set()):
+            if qualified.name == "haiku" or qualified.name.startswith("haiku."):
+                return qualified.name
+        return None
+
+    def is_haiku_module_class(self, qualname: str | None) -> bool:
+        if qualname is None or not qualname.startswith("haiku."):
+            return False
+        last = qualname.rsplit(".", 1)[-1]
+        return last[:1].isupper() and last not in NOT_MODULES and ".initializers." not in qualname
+
+    def local_name(self, node: cst.CSTNode) -> str | None:
+        """The local class name a call refers to, if it is a converted module class."""
+        if isinstance(node, cst.Name) and node.value in self.state.module_classes:
+            return node.value
+        return None
+
+    def need_import(self, spec: ImportSpec) -> None:
+        AddImportsVisitor.add_needed_import(self.context, spec.module, spec.obj, spec.asname)
+
+    def need_nn(self) -> None:
+        self.need_import(ImportSpec("flax.linen", None, None if self.state.nn == "linen" else self.state.nn))
+
+    def need_jnp(self) -> None:
+        self.need_import(ImportSpec("jax.numpy", None, self.state.jnp))
+
+    def nn_attr(self, attr: str) -> cst.Attribute:
+        self.need_nn()
+        return cst.Attribute(cst.Name(self.state.nn), cst.Name(attr))
+
+    # -- TODO markers -----------------------------------------------------
+    def todo(self, construct: str, reason: str) -> None:
+        if self._todo_stack:
+            text = todo_comment(construct, reason)
+            if text not in self._todo_stack[-1]:
+                self._todo_stack[-1].append(text)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, _STATEMENTS):
+            self._todo_stack.append([])
+        return super().on_visit(node)
+
+    def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        result = super().on_leave(original_node, updated_node)
+        if isinstance(original_node, _STATEMENTS):
+            comments = self._todo_stack.pop()
+            if comments:
+                result = add_comments(result, comments)
+        return result
+
+
+def add_comments(result, comments: list[str]):  # type: ignore[no-untyped-def]
+    """Adds comment lines above a statement (or the first of a flattened group)."""
+    if isinstance(result, cst.FlattenSentinel):
+        nodes = list(result.nodes)
+        if nodes:
+            nodes[0] = add_comments(nodes[0], comments)
+        return cst.FlattenSentinel(nodes)
+    if not isinstance(result, _STATEMENTS):
+        return result
+    present = {line.comment.value for line in result.leading_lines if line.comment is not None}
+    new = [cst.EmptyLine(comment=cst.Comment(c)) for c in comments if c not in present]
+    if not new:
+        return result
+    return result.with_changes(leading_lines=[*result.leading_lines, *new])

@@ -1,0 +1,80 @@
+"""Runs the migrate codemods over one file, in order, and collects the TODOs.
+
+The pipeline, one construct family per module:
+
+1. ``transforms.py`` turns functions given to ``hk.transform`` into Linen
+   module classes and the transformed variables into module instances;
+2. ``modules.py`` turns ``hk.Module`` subclasses (and those new classes) into
+   Linen dataclass modules: fields, ``setup()``, ``@nn.compact``, Haiku names,
+   and the layers, parameters and initializers inside them;
+3. ``expressions.py`` rewrites Haiku layers, pools and initializers used
+   outside module scopes (helper functions, module-level constants);
+4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures;
+5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
+   nothing is ever left silently half-migrated; then Haiku imports are removed
+   once unused and ``flax.linen`` is added.
+
+Each pass is a LibCST ``VisitorBasedCodemodCommand`` (see ``base.py``); they
+share a :class:`~flaxify.migrate.base.MigrationState` through the codemod
+context. The source is parsed once; each pass re-resolves qualified names on
+the tree the previous pass produced.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+
+from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
+from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases
+from flaxify.migrate.callsites import RewriteInitApplyCommand
+from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
+from flaxify.migrate.leftovers import MarkLeftoversCommand
+from flaxify.migrate.modules import ConvertModulesCommand
+from flaxify.migrate.transforms import ConvertTransformsCommand
+
+PIPELINE = (
+    ConvertTransformsCommand,
+    ConvertModulesCommand,
+    RewriteLooseExpressionsCommand,
+    RewriteInitApplyCommand,
+    MarkLeftoversCommand,
+)
+
+
+def parse(source: bytes) -> cst.Module:
+    """Parses ``source`` or raises :class:`SourceError` with a 1-based position."""
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as err:
+        raise SourceError(err.raw_line, err.raw_column + 1, f"cannot parse: {err.message}") from err
+    except (UnicodeDecodeError, LookupError, SyntaxError) as err:
+        # Undecodable bytes or an unknown PEP 263 encoding cookie.
+        raise SourceError(1, 1, f"cannot decode the file: {err}") from err
+
+
+def run_codemods(source: bytes, path: str) -> Migrated:
+    """Runs every pass over ``source`` and returns the new bytes and the TODOs."""
+    tree = parse(source)
+    context = CodemodContext(filename=path)
+    context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree))
+    for command in PIPELINE:
+        tree = command(context).transform_module(tree)
+    new_source = tree.bytes
+    return Migrated(source=new_source, changed=new_source != source, todos=collect_todos(tree))
+
+
+def collect_todos(tree: cst.Module) -> tuple[Todo, ...]:
+    """Reads the ``# TODO(flaxify): construct: reason`` markers back from the final tree.
+
+    Reading them from the output (instead of remembering them while rewriting)
+    keeps line numbers exact and makes a second run report the same TODOs.
+    """
+    todos: list[Todo] = []
+    for number, line in enumerate(tree.code.splitlines(), start=1):
+        text = line.strip()
+        if not text.startswith(TODO_PREFIX):
+            continue
+        construct, _, reason = text[len(TODO_PREFIX) :].partition(": ")
+        todos.append(Todo(line=number + 1, construct=construct, reason=reason))
+    return tuple(todos)

@@ -1,0 +1,70 @@
+"""Haiku layers, pools and initializers outside module scopes.
+
+Inside converted module classes ``modules.py`` rewrites constructions (with
+their Haiku names). Everything else lands here: module constructions in
+helper functions called from a compact scope (rewritten without ``name=``:
+their Haiku names depend on the caller, so Flax auto-names them and the
+checker maps them by creation order and shape), ``hk.max_pool`` /
+``hk.avg_pool`` anywhere, and initializer constants such as
+``W_INIT = hk.initializers.VarianceScaling(2.0)``.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from flaxify.migrate.base import FlaxifyCommand
+from flaxify.migrate.initializers import rewrite_initializer
+from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
+from flaxify.migrate.pooling import rewrite_pool
+from flaxify.migrate.rewrite import Rewrite, Unsupported
+
+POOLS = frozenset({"haiku.max_pool", "haiku.avg_pool"})
+
+
+class RewriteLooseExpressionsCommand(FlaxifyCommand):
+    DESCRIPTION = "Rewrites Haiku layers, pools and initializers outside module classes."
+
+    def __init__(self, context):  # type: ignore[no-untyped-def]
+        super().__init__(context)
+        self._in_module_class: list[bool] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        inside = bool(self._in_module_class and self._in_module_class[-1])
+        self._in_module_class.append(inside or node.name.value in self.state.module_classes)
+
+    def leave_ClassDef(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        self._in_module_class.pop()
+        return updated_node
+
+    def _module_scope(self) -> bool:
+        return bool(self._in_module_class) and self._in_module_class[-1]
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        qualname = self.haiku_name(original_node.func)
+        if qualname in POOLS:
+            return self._apply(rewrite_pool(updated_node, qualname, nn=self.state.nn), qualname, updated_node)
+        if self._module_scope():
+            return updated_node
+        if self.is_haiku_module_class(qualname):
+            result = rewrite_layer(updated_node, qualname, name=None, nn=self.state.nn, jnp=self.state.jnp)  # type: ignore[arg-type]
+            return self._apply(result, qualname, updated_node)  # type: ignore[arg-type]
+        if qualname is not None and qualname.startswith("haiku.initializers."):
+            result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp)
+            return self._apply(result, qualname, updated_node)
+        inner = original_node.func
+        if isinstance(inner, cst.Call) and self.is_haiku_module_class(self.haiku_name(inner.func)):
+            inner_name = self.haiku_name(inner.func) or ""
+            outer = rewrite_layer_call(updated_node, inner_name, nn=self.state.nn, jnp=self.state.jnp)
+            if outer is not None:
+                return self._apply(outer, inner_name, updated_node)
+        return updated_node
+
+    def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
+        if isinstance(result, Unsupported):
+            self.todo("hk." + qualname.removeprefix("haiku."), result.reason)
+            return fallback
+        self.need_nn()
+        for spec in result.imports:
+            self.need_import(spec)
+        return result.expr

@@ -1,0 +1,451 @@
+"""``class X(hk.Module)`` → ``class X(nn.Module)``.
+
+Before::
+
+    class Block(hk.Module):
+      def __init__(self, features: int, name=None):
+        super().__init__(name=name)
+        self.features = features
+        self.norm = hk.LayerNorm(-1, True, True)
+
+      def __call__(self, x):
+        x = hk.Linear(self.features)(self.norm(x))
+        return hk.Linear(self.features)(jax.nn.relu(x))
+
+After::
+
+    class Block(nn.Module):
+      features: int
+
+      def setup(self):
+        self.norm = nn.LayerNorm(..., name="layer_norm")
+
+      @nn.compact
+      def __call__(self, x):
+        x = nn.Dense(self.features, ..., name="linear")(self.norm(x))
+        return nn.Dense(self.features, ..., name="linear_1")(jax.nn.relu(x))
+
+Constructor arguments become typed fields (``init_analysis.py``); what
+``__init__`` built moves to ``setup()``; a method that builds submodules or
+parameters inline becomes ``@nn.compact`` (``__call__``) or
+``@nn.compact_name_scope`` (any other method: Haiku scopes those children as
+``~method/``, Linen as ``method/``). Every submodule gets ``name=`` equal to its
+Haiku name where that name is static (``naming.py``), so the parameter tree
+mirrors Haiku's. ``hk.get_parameter`` becomes ``self.param``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.codemod.visitors import RemoveImportsVisitor
+from libcst.metadata import QualifiedNameProvider
+
+from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand
+from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
+from flaxify.migrate.initializers import rewrite_initializer
+from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
+from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
+
+_DYNAMIC = (
+    cst.For,
+    cst.While,
+    cst.If,
+    cst.IfExp,
+    cst.Try,
+    cst.BooleanOperation,
+    cst.ListComp,
+    cst.SetComp,
+    cst.DictComp,
+    cst.GeneratorExp,
+    cst.Lambda,
+    cst.FunctionDef,
+    cst.ClassDef,
+)
+
+
+@dataclass
+class ClassPlan:
+    init: InitPlan | None
+    decorators: dict[str, str] = field(default_factory=dict)  # method -> "compact" | "compact_name_scope"
+
+
+class ConvertModulesCommand(FlaxifyCommand):
+    DESCRIPTION = "Turns hk.Module subclasses into Linen dataclass modules."
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+    def __init__(self, context):  # type: ignore[no-untyped-def]
+        super().__init__(context)
+        self._plans: dict[str, ClassPlan] = {}
+        self._names: dict[int, str | None] = {}  # id(original construction call) -> Haiku name
+        self._classes: list[str | None] = []  # stack: converting class name, or None
+        self._method_ids: set[int] = set()  # direct methods of converting classes
+
+    # -- which classes ------------------------------------------------------
+    def is_haiku_module(self, node: cst.ClassDef) -> bool:
+        if node.name.value in self.state.wrapper_classes:
+            return True
+        for base in node.bases:
+            if self.haiku_name(base.value) == "haiku.Module":
+                return True
+            if isinstance(base.value, cst.Name) and base.value.value in self.state.module_classes:
+                return True
+        return False
+
+    def visit_Module(self, node: cst.Module) -> None:
+        # Register every module class first: a class can build one defined below it.
+        for statement in node.body:
+            if isinstance(statement, cst.ClassDef) and self.is_haiku_module(statement):
+                init = _method(statement, "__init__")
+                plan = analyse_init(init, statement.name.value) if init else None
+                default = plan.default_name if plan else camel_to_snake(statement.name.value)
+                self.state.module_classes[statement.name.value] = default or camel_to_snake(statement.name.value)
+                self._plans[statement.name.value] = ClassPlan(plan)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        plan = self._plans.get(node.name.value)
+        if plan is None and self.is_haiku_module(node):  # nested class
+            init = _method(node, "__init__")
+            plan = ClassPlan(analyse_init(init, node.name.value) if init else None)
+            self._plans[node.name.value] = plan
+        if plan is None or (plan.init is not None and plan.init.problem):
+            self._classes.append(None)
+            return
+        self._classes.append(node.name.value)
+        self._method_ids.update(id(method) for method in _methods(node))
+        self._name_constructions(node, plan)
+
+    # -- naming -------------------------------------------------------------------
+    def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
+        per_method: dict[str, dict[int, str]] = {}
+        for method in _methods(node):
+            namer = ScopeNamer()
+            needs_scope = self._scan(method.body, namer, dynamic=False)
+            self._names.update({c.key: None for c in namer.constructions})
+            per_method[method.name.value] = namer.names()
+            if needs_scope and method.name.value != "__init__":
+                kind = "compact" if method.name.value == "__call__" else "compact_name_scope"
+                plan.decorators[method.name.value] = kind
+        # Haiku keeps `~/linear` (built in __init__) apart from `linear` (built in
+        # __call__); Linen has one namespace for setup() and the compact method.
+        # On a clash the setup() submodule keeps its attribute name instead.
+        compact = set(per_method.get("__call__", {}).values())
+        init = per_method.get("__init__", {})
+        per_method["__init__"] = {key: name for key, name in init.items() if name not in compact}
+        for names in per_method.values():
+            self._names.update(names)
+
+    def _scan(self, node: cst.CSTNode, namer: ScopeNamer, *, dynamic: bool) -> bool:
+        """Records constructions in evaluation order; True if the scope needs a compact scope."""
+        needs = False
+        for child in node.children:
+            inner_dynamic = dynamic or isinstance(child, _DYNAMIC)
+            needs |= self._scan(child, namer, dynamic=inner_dynamic)
+        if isinstance(node, cst.Call):
+            base = self.construction_base(node)
+            if base is not False:
+                namer.add(Construction(id(node), base, _explicit_name(node) is not None, dynamic))
+                needs = True
+            elif self.haiku_name(node.func) in VARIABLE_CALLS:
+                needs = True
+        return needs
+
+    def construction_base(self, call: cst.Call) -> str | None | bool:
+        """The Haiku base name a module construction gets; False if not a construction."""
+        if not isinstance(call.func, (cst.Name, cst.Attribute)):
+            return False  # `hk.Linear(3)(x)` calls a module; it does not build one
+        qualname = self.haiku_name(call.func)
+        local = self.local_name(call.func)
+        if not self.is_haiku_module_class(qualname) and local is None:
+            return False
+        explicit = _explicit_name(call)
+        if explicit is not None:
+            return explicit.evaluated_value if isinstance(explicit, cst.SimpleString) else None
+        if local is not None:
+            return self.state.module_classes[local]
+        return camel_to_snake(qualname.rsplit(".", 1)[-1])  # type: ignore[union-attr]
+
+    # -- rewriting inside converting classes -----------------------------
+    def _converting(self) -> bool:
+        return bool(self._classes) and self._classes[-1] is not None
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if not self._converting():
+            return updated_node
+        if id(original_node) in self._names:
+            return self._construction(original_node, updated_node)
+        qualname = self.haiku_name(original_node.func)
+        if qualname == "haiku.get_parameter":
+            return self._get_parameter(original_node, updated_node)
+        inner = original_node.func
+        if isinstance(inner, cst.Call) and id(inner) in self._names:
+            return self._immediate_call(inner, updated_node)
+        return updated_node
+
+    def _construction(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        name = self._names[id(original)]
+        if self.local_name(original.func) is not None:
+            return _with_name(updated, name)
+        qualname = self.haiku_name(original.func) or ""
+        call = _without_name(updated) if name is not None else updated
+        result = rewrite_layer(call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp)
+        return self._apply(result, qualname, updated)
+
+    def _immediate_call(self, inner: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        qualname = self.haiku_name(inner.func) or ""
+        result = rewrite_layer_call(updated, qualname, nn=self.state.nn, jnp=self.state.jnp)
+        if result is None:
+            return updated
+        return self._apply(result, qualname, updated)
+
+    def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
+        if isinstance(result, Unsupported):
+            self.todo(_short(qualname), result.reason)
+            return fallback
+        self.need_nn()
+        for spec in result.imports:
+            self.need_import(spec)
+        return result.expr
+
+    def _get_parameter(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        args = _bind(updated, ("name", "shape", "dtype", "init"))
+        if args is None or "init" not in args or "shape" not in args:
+            self.todo("hk.get_parameter", "no init= given (or arguments not understood); pass an initializer to self.param")
+            return updated
+        init_qualname = self.qualname_of(_bind(original, ("name", "shape", "dtype", "init"))["init"])  # type: ignore[index]
+        init = rewrite_initializer(args["init"], init_qualname, nn=self.state.nn, jnp=self.state.jnp)
+        if isinstance(init, Unsupported):
+            self.todo("hk.get_parameter", init.reason)
+            return updated
+        for spec in init.imports:
+            self.need_import(spec)
+        call_args = [cst.Arg(args["name"]), cst.Arg(init.expr), cst.Arg(args["shape"])]
+        if "dtype" in args:
+            call_args.append(cst.Arg(args["dtype"]))
+        return cst.Call(func=cst.Attribute(cst.Name("self"), cst.Name("param")), args=call_args)
+
+    def qualname_of(self, node: cst.CSTNode) -> str | None:
+        target = node.func if isinstance(node, cst.Call) else node
+        names = self.get_metadata(QualifiedNameProvider, target, set())
+        return min((q.name for q in names), default=None)
+
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        plan = self._plans.get(self._classes[-1]) if self._converting() else None
+        if plan is None or plan.init is None:
+            return updated_node
+        if m.matches(updated_node, m.Attribute(m.Name("self"), m.Name())):
+            new = plan.init.renames.get(updated_node.attr.value)
+            if new is not None:
+                return updated_node.with_changes(attr=cst.Name(new))
+        return updated_node
+
+    # -- the class itself -------------------------------------------------------
+    def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef):  # type: ignore[no-untyped-def]
+        if not self._converting() or id(original_node) not in self._method_ids:
+            return updated_node
+        plan = self._plans[self._classes[-1]]  # type: ignore[index]
+        decorators = [d for d in updated_node.decorators if self.haiku_name(_decorator_target(d)) != "haiku.transparent"]
+        kind = plan.decorators.get(updated_node.name.value)
+        if kind is not None:
+            decorators.insert(0, cst.Decorator(self.nn_attr(kind)))
+        return updated_node.with_changes(decorators=decorators)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef):  # type: ignore[no-untyped-def]
+        name = self._classes.pop()
+        plan = self._plans.get(original_node.name.value)
+        if plan is None:
+            return updated_node
+        if plan.init is not None and plan.init.problem:
+            self.todo(f"class {original_node.name.value}", plan.init.problem)
+            return updated_node
+        assert name is not None
+        bases = [self._base(o, u) for o, u in zip(original_node.bases, updated_node.bases)]
+        self._forget_init_imports(original_node)
+        body = self._class_body(original_node, updated_node, plan.init)
+        return updated_node.with_changes(bases=bases, body=updated_node.body.with_changes(body=body))
+
+    def _base(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        if self.haiku_name(original.value) == "haiku.Module":
+            return updated.with_changes(value=self.nn_attr("Module"))
+        return updated
+
+    def _forget_init_imports(self, node: cst.ClassDef) -> None:
+        """Schedules removal of imports only ``__init__``'s ``name`` annotation used."""
+        init = _method(node, "__init__")
+        if init is None:
+            return
+        for param in init.params.params:
+            if param.name.value == "name" and param.annotation is not None:
+                for sub in _walk(param.annotation):
+                    qualname = self.qualname_of(sub) if isinstance(sub, cst.Name) else None
+                    if qualname and "." in qualname and "<locals>" not in qualname:
+                        module, _, obj = qualname.rpartition(".")
+                        RemoveImportsVisitor.remove_unused_import(self.context, module, obj)
+
+    def _class_body(
+        self, original: cst.ClassDef, node: cst.ClassDef, init: InitPlan | None
+    ) -> list[cst.BaseStatement]:
+        body: list[cst.BaseStatement] = []
+        for statement in node.body.body:
+            if isinstance(statement, cst.FunctionDef) and statement.name.value == "__init__":
+                assert init is not None
+                original_init = _method(original, "__init__")
+                assert original_init is not None
+                setup = _updated_setup(original_init, statement, init)
+                body.extend(self._fields(init, statement, setup, has_docstring=_has_docstring(node)))
+            else:
+                body.append(statement)
+        return body
+
+    def _fields(
+        self, init: InitPlan, old: cst.FunctionDef, setup: list[cst.BaseStatement], *, has_docstring: bool
+    ) -> list[cst.BaseStatement]:
+        out: list[cst.BaseStatement] = []
+        if init.docstring is not None and not has_docstring:
+            out.append(init.docstring)
+        for index, item in enumerate(init.fields):
+            line = self._field(item)
+            out.append(line.with_changes(leading_lines=old.leading_lines) if index == 0 else line)
+        if setup:
+            out.append(self._setup(init, setup))
+        return out
+
+    def _field(self, item: Field) -> cst.SimpleStatementLine:
+        annotation = item.annotation
+        if annotation is None:
+            self.need_import(_ANY)
+            annotation = cst.Name("Any")
+        return cst.SimpleStatementLine(
+            [cst.AnnAssign(target=cst.Name(item.name), annotation=cst.Annotation(annotation), value=item.default)]
+        )
+
+    def _setup(self, init: InitPlan, setup: list[cst.BaseStatement]) -> cst.FunctionDef:
+        # The statements were already rewritten (layers, names, renames) when
+        # __init__'s body was left; only the argument reads remain.
+        arguments = {f.name for f in init.fields}
+        statements = [s.visit(_ArgumentsToSelf(arguments)) for s in setup]
+        return cst.FunctionDef(
+            name=cst.Name("setup"),
+            params=cst.Parameters([cst.Param(cst.Name("self"))]),
+            body=cst.IndentedBlock(statements),  # type: ignore[arg-type]
+            leading_lines=[] if not init.fields else [cst.EmptyLine(indent=False)],
+        )
+
+
+_ANY = ImportSpec("typing", "Any", None)
+
+
+class _ArgumentsToSelf(cst.CSTTransformer):
+    """Reads of constructor arguments become reads of the fields: ``x`` → ``self.x``."""
+
+    def __init__(self, arguments: set[str]) -> None:
+        super().__init__()
+        self.arguments = arguments
+        self.protected: set[int] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.protected.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.protected.add(id(node.keyword))
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.protected.add(id(node.name))
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        if original_node.value in self.arguments and id(original_node) not in self.protected:
+            return cst.Attribute(cst.Name("self"), cst.Name(original_node.value))
+        return updated_node
+
+
+def _updated_setup(original: cst.FunctionDef, updated: cst.FunctionDef, plan: InitPlan) -> list[cst.BaseStatement]:
+    """The setup statements as they stand in the already-rewritten ``__init__``.
+
+    ``plan.setup`` holds original statements; rewriting keeps every statement
+    of the body in place, so the same positions hold their new versions.
+    """
+    positions = [i for i, s in enumerate(original.body.body) if any(s is kept for kept in plan.setup)]
+    return [updated.body.body[i] for i in positions]  # type: ignore[misc]
+
+
+def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)
+
+
+def _method(node: cst.ClassDef, name: str) -> cst.FunctionDef | None:
+    return next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None)
+
+
+def _methods(node: cst.ClassDef) -> list[cst.FunctionDef]:
+    return [s for s in node.body.body if isinstance(s, cst.FunctionDef)]
+
+
+def _has_docstring(node: cst.ClassDef) -> bool:
+    first = node.body.body[0] if node.body.body else None
+    return m.matches(first, m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())]))
+
+
+def _decorator_target(decorator: cst.Decorator) -> cst.BaseExpression:
+    target = decorator.decorator
+    return target.func if isinstance(target, cst.Call) else target
+
+
+def _explicit_name(call: cst.Call) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "name":
+            return arg.value
+    return None
+
+
+def _without_name(call: cst.Call) -> cst.Call:
+    args = [a for a in call.args if not (a.keyword is not None and a.keyword.value == "name")]
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return call.with_changes(args=args)
+
+
+def _with_name(call: cst.Call, name: str | None) -> cst.Call:
+    """Sets ``name="..."`` on a construction of a converted module class."""
+    if name is None:
+        return call
+    value = cst.SimpleString(repr(name))
+    args = list(call.args)
+    for index, arg in enumerate(args):
+        if arg.keyword is not None and arg.keyword.value == "name":
+            if isinstance(arg.value, cst.SimpleString) and arg.value.evaluated_value == name:
+                return call
+            args[index] = arg.with_changes(value=value)
+            return call.with_changes(args=args)
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    args.append(cst.Arg(value, keyword=cst.Name("name"), equal=_EQUAL))
+    return call.with_changes(args=args)
+
+
+_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+def _bind(call: cst.Call, names: tuple[str, ...]) -> dict[str, cst.BaseExpression] | None:
+    """Binds a call's arguments to parameter names; None for * / ** arguments."""
+    bound: dict[str, cst.BaseExpression] = {}
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        key = arg.keyword.value if arg.keyword is not None else (names[index] if index < len(names) else None)
+        if key is None or key not in names:
+            return None
+        bound[key] = arg.value
+    return bound
+
+
+def _short(qualname: str) -> str:
+    return "hk." + qualname.removeprefix("haiku.")
