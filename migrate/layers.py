@@ -1,0 +1,159 @@
+"""Table-driven rewrites of Haiku layer constructors into Flax Linen layers.
+
+The engine calls :func:`rewrite_layer` for every Haiku module constructor call it
+meets and :func:`rewrite_layer_call` for the immediate-call form
+``hk.Linear(3)(x, precision=P)``. Each family lives in its own module with its
+documentation and examples: ``layers_linear`` (Linear, Embed, Bias),
+``layers_conv`` (Conv, ConvTranspose, DepthwiseConv), ``layers_norm``
+(LayerNorm, InstanceNorm, GroupNorm, RMSNorm), ``layers_shape`` (Flatten,
+Reshape), ``layers_combinators`` (Sequential, nets.MLP) and ``pooling``.
+
+Every rewrite is exact (same outputs for the same converted parameters, same
+initializer distributions) or an :class:`Unsupported` saying what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import libcst as cst
+
+from flaxify.migrate import layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape
+from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name
+from flaxify.migrate.pooling import MODULES as POOL_MODULES
+from flaxify.migrate.pooling import rewrite_pool
+from flaxify.migrate.rewrite import Rewrite, Unsupported
+
+_Handler = Callable[[Bound, Ctx], Rewrite | Unsupported]
+
+
+def _with_tail(handler: Callable[[Bound, Ctx, str], Rewrite | Unsupported], tail: str) -> _Handler:
+    return lambda bound, ctx: handler(bound, ctx, tail)
+
+
+#: Haiku class name -> (signature, handler). The table *is* the list of supported layers.
+LAYERS: dict[str, tuple[Signature, _Handler]] = {
+    "Linear": (layers_linear.LINEAR, layers_linear.linear),
+    "Embed": (layers_linear.EMBED, layers_linear.embed),
+    "Bias": (Signature("hk.Bias", ("output_size", "bias_dims", "b_init", "name")), layers_linear.bias),
+    **{tail: (sig, _with_tail(layers_conv.conv, tail)) for tail, (sig, _) in layers_conv.CONV.items()},
+    **{tail: (sig, _with_tail(layers_conv.conv_transpose, tail)) for tail, (sig, _) in layers_conv.TRANSPOSE.items()},
+    "LayerNorm": (layers_norm.LAYER_NORM, layers_norm.layer_norm),
+    "InstanceNorm": (layers_norm.INSTANCE_NORM, layers_norm.instance_norm),
+    "GroupNorm": (layers_norm.GROUP_NORM, layers_norm.group_norm),
+    "RMSNorm": (layers_norm.RMS_NORM, layers_norm.rms_norm),
+    "Flatten": (layers_shape.FLATTEN, layers_shape.flatten),
+    "Reshape": (layers_shape.RESHAPE, layers_shape.reshape),
+    "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
+    "MLP": (layers_combinators.MLP, layers_combinators.mlp),
+}
+
+#: Call-time arguments Haiku layers take that Flax takes at construction.
+_CALL_TIME_CTOR_ARGS = {
+    **{tail: ("precision",) for tail in ("Linear", *layers_conv.CONV, *layers_conv.TRANSPOSE)},
+}
+#: Call-time arguments with no Flax counterpart, per layer.
+_CALL_TIME_UNSUPPORTED = {
+    "LayerNorm": ("scale", "offset"),
+    "GroupNorm": ("scale", "offset"),
+    "Embed": ("lookup_style", "precision"),
+    "Bias": ("multiplier",),
+}
+
+
+def _tail(qualname: str) -> str | None:
+    tail = haiku_name(qualname)
+    if tail == "MLP" and "nets" not in qualname.split("."):
+        return None
+    return tail
+
+
+def rewrite_layer(
+    call: cst.Call,
+    qualname: str,
+    *,
+    name: str | None,
+    nn: str = "nn",
+    jnp: str = "jnp",
+    resolver: Resolver | None = None,
+) -> Rewrite | Unsupported:
+    """Rewrites one Haiku module constructor call into an equivalent Flax callable.
+
+    ``name`` is the Flax ``name=`` to emit (a ``name=`` in the Haiku call wins);
+    ``resolver`` maps names inside the call (initializers, ``hk.pad.*``) to
+    qualified names; without it the conventional aliases (``hk``, ``jnp``) are assumed.
+    """
+    tail = _tail(qualname)
+    if tail in POOL_MODULES:
+        return rewrite_pool(call, qualname, nn=nn, resolver=resolver)
+    if tail in layers_conv.DEPTHWISE:
+        return _depthwise(call, tail, None, Ctx(name, nn, jnp, resolver))
+    if tail not in LAYERS:
+        return Unsupported(f"{qualname} has no table-driven Flax rewrite")
+    sig, handler = LAYERS[tail]
+    bound = bind(call, sig)
+    return bound if isinstance(bound, Unsupported) else handler(bound, Ctx(name, nn, jnp, resolver))
+
+
+def _depthwise(call: cst.Call, tail: str, inputs: cst.BaseExpression | None, ctx: Ctx) -> Rewrite | Unsupported:
+    sig, _ = layers_conv.DEPTHWISE[tail]
+    bound = bind(call, sig)
+    return bound if isinstance(bound, Unsupported) else layers_conv.depthwise(bound, ctx, tail, inputs)
+
+
+def rewrite_layer_call(
+    outer: cst.Call,
+    qualname: str,
+    *,
+    name: str | None,
+    nn: str = "nn",
+    jnp: str = "jnp",
+    resolver: Resolver | None = None,
+) -> Rewrite | Unsupported | None:
+    """Rewrites the immediate-call form ``hk.Layer(...)(x, ...)`` as a whole.
+
+    ``outer`` is the call of the constructed layer (its ``func`` is the
+    constructor call, whose qualified name is ``qualname``). The returned
+    expression replaces all of ``outer``. ``None`` means the call-time arguments
+    need nothing: rewrite the inner constructor with :func:`rewrite_layer` alone.
+    """
+    inner = outer.func
+    tail = _tail(qualname)
+    if not isinstance(inner, cst.Call) or tail is None:
+        return None
+    ctx = Ctx(name, nn, jnp, resolver)
+    if tail in layers_conv.DEPTHWISE:
+        inputs = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
+        rewritten = _depthwise(inner, tail, inputs, ctx)
+        return rewritten if isinstance(rewritten, Unsupported) else _recall(outer, rewritten, outer.args)
+    keywords = {a.keyword.value: a for a in outer.args if a.keyword is not None}
+    unsupported = [k for k in _CALL_TIME_UNSUPPORTED.get(tail, ()) if k in keywords]
+    if unsupported or tail in _CALL_TIME_UNSUPPORTED and len(outer.args) > 1 and not keywords:
+        return Unsupported(
+            f"hk.{tail} called with {', '.join(unsupported) or 'extra positional arguments'}: "
+            f"the Flax layer takes no such call-time argument"
+        )
+    moved = [k for k in _CALL_TIME_CTOR_ARGS.get(tail, ()) if k in keywords]
+    if not moved:
+        return None
+    extra = tuple((k, code(keywords[k].value)) for k in moved)
+    sig, handler = LAYERS[tail]
+    bound = bind(inner, sig)
+    if isinstance(bound, Unsupported):
+        return bound
+    rewritten = handler(bound, Ctx(name, nn, jnp, resolver, extra))
+    if isinstance(rewritten, Unsupported):
+        return rewritten
+    kept = [a for a in outer.args if a.keyword is None or a.keyword.value not in moved]
+    return _recall(outer, rewritten, kept)
+
+
+def _recall(outer: cst.Call, rewritten: Rewrite, args: list[cst.Arg] | tuple[cst.Arg, ...]) -> Rewrite:
+    """``<rewritten constructor>(args)``, with a clean trailing comma."""
+    args = list(args)
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return Rewrite(outer.with_changes(func=rewritten.expr, args=args), rewritten.imports)
+
+
+__all__ = ["LAYERS", "rewrite_layer", "rewrite_layer_call"]

@@ -1,0 +1,137 @@
+"""``hk.Linear`` -> ``nn.Dense`` and ``hk.Embed`` -> ``nn.Embed``.
+
+Haiku's defaults that change numbers are written out explicitly:
+
+* ``hk.Linear`` draws ``w`` from ``TruncatedNormal(1 / sqrt(fan_in))``; Flax's
+  default ``lecun_normal`` is 13.7% wider, so ``kernel_init`` is always emitted.
+* ``hk.Embed`` draws its table from ``TruncatedNormal(stddev=1)``; Flax's default
+  is ``variance_scaling(1, "fan_in", "normal", out_axis=0)``.
+* Haiku takes ``precision=`` when the layer is *called*; Flax at construction
+  (see ``rewrite_layer_call`` in ``layers.py``).
+
+Examples::
+
+    hk.Linear(10)                   -> nn.Dense(10, kernel_init=nn.initializers.variance_scaling(
+                                         0.87962566103423978**2, "fan_in", "truncated_normal"), name="linear")
+    hk.Linear(10, with_bias=False, w_init=hk.initializers.Constant(1.0))
+                                    -> nn.Dense(10, use_bias=False, kernel_init=nn.initializers.constant(1.0))
+    hk.Embed(100, 16)               -> nn.Embed(100, 16, embedding_init=nn.initializers.truncated_normal(1.0))
+    hk.Embed(embedding_matrix=m)    -> nn.Embed(m.shape[0], m.shape[1], embedding_init=lambda *_: jnp.asarray(m))
+
+Known difference kept as is: for ids outside ``[0, vocab_size)`` Haiku clamps to
+the last row while ``nn.Embed`` returns NaN; both document such ids as invalid.
+"""
+
+from __future__ import annotations
+
+from flaxify.migrate.initializers import default_kernel_init, rewrite_initializer
+from flaxify.migrate.layers_common import (
+    Bound,
+    Ctx,
+    Signature,
+    code,
+    flax_call,
+    is_literal,
+    is_simple_ref,
+    literal,
+    name_arg,
+)
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported, merge_imports
+
+Args = list[tuple[str | None, str]]
+
+LINEAR = Signature("hk.Linear", ("output_size", "with_bias", "w_init", "b_init", "name"))
+EMBED = Signature(
+    "hk.Embed",
+    ("vocab_size", "embed_dim", "embedding_matrix", "w_init", "lookup_style", "name", "precision"),
+)
+
+
+def init_arg(
+    bound: Bound, haiku_key: str, flax_key: str, ctx: Ctx, default: str | None = None
+) -> tuple[Args, tuple[ImportSpec, ...]] | Unsupported:
+    """``flax_key=<converted initializer>``; ``default`` (source) when Haiku's is unset.
+
+    A Haiku initializer left at ``None`` means the layer's default, so a literal
+    ``None`` counts as unset.
+    """
+    if haiku_key not in bound or literal(bound[haiku_key]) is None:
+        return ([(flax_key, default)] if default else [], ())
+    result = rewrite_initializer(bound[haiku_key], None, nn=ctx.nn, jnp=ctx.jnp, resolver=ctx.resolver)
+    if isinstance(result, Unsupported):
+        return Unsupported(f"{haiku_key}: {result.reason}")
+    return [(flax_key, code(result.expr))], result.imports
+
+
+def flag_arg(bound: Bound, haiku_key: str, flax_key: str, default: bool = True) -> Args:
+    """``flax_key=<value>`` unless Haiku's flag is absent or its (shared) default."""
+    return [] if is_literal(bound, haiku_key, default) else [(flax_key, code(bound[haiku_key]))]
+
+
+def linear(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.Linear(output_size, with_bias, w_init, b_init, name)`` -> ``nn.Dense``."""
+    if "output_size" not in bound:
+        return Unsupported("hk.Linear needs output_size")
+    w = init_arg(bound, "w_init", "kernel_init", ctx, default_kernel_init(ctx.nn))
+    b = init_arg(bound, "b_init", "bias_init", ctx)
+    for result in (w, b):
+        if isinstance(result, Unsupported):
+            return result
+    args: Args = [(None, code(bound["output_size"]))]
+    args += flag_arg(bound, "with_bias", "use_bias") + w[0] + b[0] + list(ctx.extra)
+    return Rewrite(flax_call(f"{ctx.nn}.Dense", args + name_arg(bound, ctx.name)), merge_imports(w[1], b[1]))
+
+
+def _lookup_style_ok(bound: Bound, ctx: Ctx) -> bool:
+    if "lookup_style" not in bound:
+        return True
+    value = literal(bound["lookup_style"])
+    if isinstance(value, str):
+        return value.upper() == "ARRAY_INDEX"
+    return code(bound["lookup_style"]).endswith("EmbedLookupStyle.ARRAY_INDEX")
+
+
+def _embed_sizes(bound: Bound) -> tuple[str, str] | Unsupported:
+    if "vocab_size" in bound and "embed_dim" in bound:
+        return code(bound["vocab_size"]), code(bound["embed_dim"])
+    matrix = bound.get("embedding_matrix")
+    if matrix is None or not is_simple_ref(matrix):
+        return Unsupported(
+            "hk.Embed: pass vocab_size and embed_dim (nn.Embed needs both at construction)"
+        )
+    return f"{code(matrix)}.shape[0]", f"{code(matrix)}.shape[1]"
+
+
+def embed(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.Embed`` -> ``nn.Embed`` (ARRAY_INDEX lookup only)."""
+    if not _lookup_style_ok(bound, ctx):
+        return Unsupported(
+            "hk.Embed(lookup_style=ONE_HOT) computes one_hot(ids) @ table; nn.Embed only gathers "
+            "rows (same values up to matmul rounding): use nn.Embed, or compute "
+            "jax.nn.one_hot(ids, vocab) @ embed.embedding yourself"
+        )
+    sizes = _embed_sizes(bound)
+    if isinstance(sizes, Unsupported):
+        return sizes
+    if "embedding_matrix" in bound and literal(bound["embedding_matrix"]) is not None:
+        matrix = code(bound["embedding_matrix"])
+        init: Args = [("embedding_init", f"lambda *_: {ctx.jnp}.asarray({matrix})")]
+        imports: tuple[ImportSpec, ...] = ()
+    else:
+        result = init_arg(bound, "w_init", "embedding_init", ctx, f"{ctx.nn}.initializers.truncated_normal(1.0)")
+        if isinstance(result, Unsupported):
+            return result
+        init, imports = result
+    args: Args = [(None, sizes[0]), (None, sizes[1]), *init]
+    return Rewrite(flax_call(f"{ctx.nn}.Embed", args + name_arg(bound, ctx.name)), imports)
+
+
+def bias(bound: Bound, ctx: Ctx) -> Unsupported:
+    """``hk.Bias`` has no Flax layer."""
+    return Unsupported(
+        "Flax has no Bias layer; add the parameter in the parent module, e.g. "
+        "`x + self.param('b', nn.initializers.zeros, x.shape[1:])` (Haiku names it '<bias>/b')"
+    )
+
+
+__all__ = ["EMBED", "LINEAR", "bias", "embed", "flag_arg", "init_arg", "linear"]
