@@ -8,6 +8,10 @@ The file-level driver (discovery, atomic writes, --diff/--check/-o) lives in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flaxify.migrate.project import ProjectIndex
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,18 @@ class SourceError(Exception):
         self.message = message
 
 
-def migrate_source(source: bytes, path: str = "<string>") -> Migrated:
+def migrate_source(source: bytes, path: str = "<string>", project: ProjectIndex | None = None) -> Migrated:
     """Migrates one file. Raises :class:`SourceError` when it cannot be parsed.
 
-    Files that never mention ``haiku`` are returned unchanged without parsing,
-    so a large non-Haiku tree costs one substring search per file.
+    ``project`` (from :func:`flaxify.migrate.project.index_sources`) tells the
+    call-site pass which names imported from other files are transformed models.
+
+    Files that mention neither ``haiku`` nor a module of ``project`` holding a
+    transformed model are returned unchanged without parsing, so a large
+    non-Haiku tree costs a few substring searches per file.
     """
     from flaxify.migrate.engine import run_codemods  # heavy: libcst
 
-    if b"haiku" not in source:
+    if b"haiku" not in source and not (project and project.mentioned_in(source)):
         return Migrated(source=source, changed=False)
-    return run_codemods(source, path)
+    return run_codemods(source, path, project)

@@ -9,6 +9,7 @@ spelling, so ``import haiku as hk``, ``from haiku import Linear`` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
@@ -17,6 +18,9 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.rewrite import ImportSpec
+
+if TYPE_CHECKING:
+    from flaxify.migrate.project import ProjectIndex
 
 STATE_KEY = "flaxify"
 
@@ -61,6 +65,7 @@ class TransformInfo:
     class_name: str
     apply_rng: bool  # False under hk.without_apply_rng: apply takes no rng
     with_state: bool
+    uses_rng: bool = False  # its file draws random numbers (hk.next_rng_key, hk.dropout)
 
 
 @dataclass
@@ -76,6 +81,8 @@ class MigrationState:
     wrapper_classes: set[str] = field(default_factory=set)
     transformed: dict[str, TransformInfo] = field(default_factory=dict)
     uses_rng: bool = False
+    # Transformed names of the other files being migrated (project.py).
+    project: "ProjectIndex | None" = None
 
 
 def choose_aliases(tree: cst.Module) -> tuple[str, str]:
@@ -120,6 +127,29 @@ def _bound_names(tree: cst.Module) -> set[str]:
     return names
 
 
+def import_table(tree: cst.Module) -> dict[str, str]:
+    """Local name → qualified name for every import in the file (any depth)."""
+    table: dict[str, str] = {}
+    stack: list[cst.CSTNode] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                dotted = _dotted(alias.name)
+                if alias.asname is not None:
+                    table[alias.evaluated_alias] = dotted  # type: ignore[index]
+                else:
+                    table[dotted.split(".")[0]] = dotted.split(".")[0]
+        elif isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
+            if not isinstance(node.names, cst.ImportStar):
+                for alias in node.names:
+                    local = alias.evaluated_alias or _dotted(alias.name)
+                    table[local] = f"{_dotted(node.module)}.{_dotted(alias.name)}"
+        else:
+            stack.extend(node.children)
+    return table
+
+
 def _walk_top(tree: cst.Module) -> list[cst.CSTNode]:
     nodes: list[cst.CSTNode] = []
     for stmt in tree.body:
@@ -136,6 +166,13 @@ def _dotted(node: cst.BaseExpression) -> str:
     if isinstance(node, cst.Attribute):
         return f"{_dotted(node.value)}.{node.attr.value}"
     return ""
+
+
+def parenthesized(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """Wraps an expression that binds looser than a call (``lambda``) before calling it."""
+    if isinstance(expr, (cst.Lambda, cst.IfExp, cst.BooleanOperation, cst.BinaryOperation)) and not expr.lpar:
+        return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return expr
 
 
 def todo_comment(construct: str, reason: str) -> str:
@@ -159,6 +196,7 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
         super().__init__(context)
         self.state: MigrationState = context.scratch[STATE_KEY]
         self._todo_stack: list[list[str]] = []
+        self._import_table: dict[str, str] | None = None
 
     # -- names ------------------------------------------------------------
     def haiku_name(self, node: cst.CSTNode) -> str | None:
@@ -169,6 +207,25 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
             if qualified.name == "haiku" or qualified.name.startswith("haiku."):
                 return qualified.name
         return None
+
+    def resolve_spelling(self, node: cst.CSTNode) -> str | None:
+        """Qualified name of a (possibly rewritten) dotted name, from the file's imports.
+
+        Rewritten subtrees carry no metadata, so this reads the spelling against
+        the import table instead: with ``import haiku as hk``, ``hk.pad.same`` is
+        ``haiku.pad.same``. Names the imports do not bind resolve to None.
+        """
+        dotted = _dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else ""
+        head, _, rest = dotted.partition(".")
+        bound = self._imports().get(head)
+        if not dotted or bound is None:
+            return None
+        return f"{bound}.{rest}" if rest else bound
+
+    def _imports(self) -> dict[str, str]:
+        if self._import_table is None:
+            self._import_table = import_table(self.module)
+        return self._import_table
 
     def is_haiku_module_class(self, qualname: str | None) -> bool:
         if qualname is None or not qualname.startswith("haiku."):

@@ -25,6 +25,8 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from libcst.metadata import QualifiedNameProvider
+
 from flaxify.migrate.base import FlaxifyCommand, TransformInfo
 from flaxify.migrate.rewrite import JAX_IMPORT
 
@@ -37,11 +39,14 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         self._called: set[int] = set()  # id(Attribute) of method references that are called
 
     def _target(self, node: cst.BaseExpression) -> tuple[str, TransformInfo] | None:
-        if m.matches(node, m.Attribute(m.Name(), m.Name("init") | m.Name("apply"))):
-            info = self.state.transformed.get(node.value.value)  # type: ignore[attr-defined]
-            if info is not None:
-                return node.attr.value, info  # type: ignore[attr-defined]
-        return None
+        if not m.matches(node, m.Attribute(m.Name() | m.Attribute(), m.Name("init") | m.Name("apply"))):
+            return None
+        receiver = node.value  # type: ignore[attr-defined]
+        info = self.state.transformed.get(receiver.value) if isinstance(receiver, cst.Name) else None
+        if info is None and self.state.project is not None:
+            for qualified in self.get_metadata(QualifiedNameProvider, receiver, set()):
+                info = info or self.state.project.lookup(qualified.name)
+        return None if info is None else (node.attr.value, info)  # type: ignore[attr-defined]
 
     def visit_Call(self, node: cst.Call) -> None:
         if self._target(node.func) is not None:
@@ -50,7 +55,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
         target = self._target(original_node)
         if target is not None and id(original_node) not in self._called:
-            variable = original_node.value.value  # type: ignore[attr-defined]
+            variable = cst.Module([]).code_for_node(original_node.value)
             self.todo(
                 f"{variable}.{target[0]}",
                 f"used as a function value; Flax's {target[0]} has another signature"
@@ -95,7 +100,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         variables = cst.Dict([cst.DictElement(cst.SimpleString('"params"'), params)])
         args = [cst.Arg(variables), *(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in positional)]
         args += [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in keywords.values()]
-        if rng is not None and not m.matches(rng, m.Name("None")) and self.state.uses_rng:
+        if rng is not None and not m.matches(rng, m.Name("None")) and (info.uses_rng or self.state.uses_rng):
             rngs = cst.Dict([cst.DictElement(cst.SimpleString('"dropout"'), rng)])
             args.append(cst.Arg(rngs, keyword=cst.Name("rngs"), equal=_EQUAL))
         return call.with_changes(args=_commas(args))

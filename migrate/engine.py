@@ -31,6 +31,7 @@ from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.modules import ConvertModulesCommand
+from flaxify.migrate.project import ProjectIndex
 from flaxify.migrate.transforms import ConvertTransformsCommand
 
 PIPELINE = (
@@ -53,11 +54,11 @@ def parse(source: bytes) -> cst.Module:
         raise SourceError(1, 1, f"cannot decode the file: {err}") from err
 
 
-def run_codemods(source: bytes, path: str) -> Migrated:
+def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) -> Migrated:
     """Runs every pass over ``source`` and returns the new bytes and the TODOs."""
     tree = parse(source)
     context = CodemodContext(filename=path)
-    context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree))
+    context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), project=project)
     for command in PIPELINE:
         tree = command(context).transform_module(tree)
     new_source = tree.bytes

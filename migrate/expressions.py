@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from flaxify.migrate.base import FlaxifyCommand
+from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate.pooling import rewrite_pool
@@ -28,6 +28,7 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
         self._in_module_class: list[bool] = []
+        self._called_at_once: set[int] = set()  # ids of `hk.Layer(...)` in `hk.Layer(...)(x)`
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         inside = bool(self._in_module_class and self._in_module_class[-1])
@@ -40,25 +41,40 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
     def _module_scope(self) -> bool:
         return bool(self._in_module_class) and self._in_module_class[-1]
 
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call) and self.is_haiku_module_class(self.haiku_name(node.func.func)):
+            self._called_at_once.add(id(node.func))
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         qualname = self.haiku_name(original_node.func)
         if qualname in POOLS:
-            return self._apply(rewrite_pool(updated_node, qualname, nn=self.state.nn), qualname, updated_node)
+            result = rewrite_pool(updated_node, qualname, nn=self.state.nn, resolver=self.resolve_spelling)
+            return self._apply(result, qualname, updated_node)
         if self._module_scope():
             return updated_node
-        if self.is_haiku_module_class(qualname):
-            result = rewrite_layer(updated_node, qualname, name=None, nn=self.state.nn, jnp=self.state.jnp)  # type: ignore[arg-type]
+        if self.is_haiku_module_class(qualname) and id(original_node) not in self._called_at_once:
+            result = rewrite_layer(
+                updated_node, qualname, name=None, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling  # type: ignore[arg-type]
+            )
             return self._apply(result, qualname, updated_node)  # type: ignore[arg-type]
         if qualname is not None and qualname.startswith("haiku.initializers."):
-            result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp)
+            result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
             return self._apply(result, qualname, updated_node)
-        inner = original_node.func
-        if isinstance(inner, cst.Call) and self.is_haiku_module_class(self.haiku_name(inner.func)):
-            inner_name = self.haiku_name(inner.func) or ""
-            outer = rewrite_layer_call(updated_node, inner_name, nn=self.state.nn, jnp=self.state.jnp)
-            if outer is not None:
-                return self._apply(outer, inner_name, updated_node)
+        if id(original_node.func) in self._called_at_once:
+            return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node
+
+    def _immediate_call(self, inner: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``hk.Linear(3)(x, precision=p)``: call-time arguments may move into the constructor."""
+        qualname = self.haiku_name(inner.func) or ""
+        kwargs = {"name": None, "nn": self.state.nn, "jnp": self.state.jnp, "resolver": self.resolve_spelling}
+        whole = rewrite_layer_call(updated, qualname, **kwargs)  # type: ignore[arg-type]
+        if whole is not None:
+            return self._apply(whole, qualname, updated)
+        constructor = updated.func
+        assert isinstance(constructor, cst.Call)
+        result = rewrite_layer(constructor, qualname, **kwargs)  # type: ignore[arg-type]
+        return updated.with_changes(func=parenthesized(self._apply(result, qualname, constructor)))
 
     def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
         if isinstance(result, Unsupported):

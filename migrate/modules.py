@@ -36,6 +36,7 @@ mirrors Haiku's. ``hk.get_parameter`` becomes ``self.param``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -43,7 +44,7 @@ import libcst.matchers as m
 from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
-from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand
+from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
@@ -84,6 +85,9 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._names: dict[int, str | None] = {}  # id(original construction call) -> Haiku name
         self._classes: list[str | None] = []  # stack: converting class name, or None
         self._method_ids: set[int] = set()  # direct methods of converting classes
+        # Haiku constructions called on the spot (`hk.Linear(3)(x)`): rewritten
+        # together with their call, whose arguments may belong to the constructor.
+        self._called_at_once: set[int] = set()
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -150,6 +154,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             if base is not False:
                 namer.add(Construction(id(node), base, _explicit_name(node) is not None, dynamic))
                 needs = True
+            if isinstance(node.func, cst.Call) and self.is_haiku_module_class(self.haiku_name(node.func.func)):
+                self._called_at_once.add(id(node.func))
             elif self.haiku_name(node.func) in VARIABLE_CALLS:
                 needs = True
         return needs
@@ -176,14 +182,13 @@ class ConvertModulesCommand(FlaxifyCommand):
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         if not self._converting():
             return updated_node
-        if id(original_node) in self._names:
+        key = id(original_node)
+        if key in self._names and key not in self._called_at_once:
             return self._construction(original_node, updated_node)
-        qualname = self.haiku_name(original_node.func)
-        if qualname == "haiku.get_parameter":
+        if self.haiku_name(original_node.func) == "haiku.get_parameter":
             return self._get_parameter(original_node, updated_node)
-        inner = original_node.func
-        if isinstance(inner, cst.Call) and id(inner) in self._names:
-            return self._immediate_call(inner, updated_node)
+        if id(original_node.func) in self._called_at_once:
+            return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node
 
     def _construction(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -192,15 +197,24 @@ class ConvertModulesCommand(FlaxifyCommand):
             return _with_name(updated, name)
         qualname = self.haiku_name(original.func) or ""
         call = _without_name(updated) if name is not None else updated
-        result = rewrite_layer(call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp)
+        result = rewrite_layer(call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
         return self._apply(result, qualname, updated)
 
     def _immediate_call(self, inner: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``hk.Linear(3)(x, precision=p)``: call-time arguments may move into the constructor."""
         qualname = self.haiku_name(inner.func) or ""
-        result = rewrite_layer_call(updated, qualname, nn=self.state.nn, jnp=self.state.jnp)
-        if result is None:
-            return updated
-        return self._apply(result, qualname, updated)
+        name = self._names[id(inner)]
+        constructor = updated.func
+        assert isinstance(constructor, cst.Call)
+        constructor = _without_name(constructor) if name is not None else constructor
+        whole = rewrite_layer_call(
+            updated.with_changes(func=constructor), qualname, name=name, nn=self.state.nn, jnp=self.state.jnp,
+            resolver=self.resolve_spelling,
+        )
+        if whole is not None:
+            return self._apply(whole, qualname, updated)
+        result = rewrite_layer(constructor, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        return updated.with_changes(func=parenthesized(self._apply(result, qualname, updated.func)))
 
     def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
         if isinstance(result, Unsupported):
@@ -217,7 +231,9 @@ class ConvertModulesCommand(FlaxifyCommand):
             self.todo("hk.get_parameter", "no init= given (or arguments not understood); pass an initializer to self.param")
             return updated
         init_qualname = self.qualname_of(_bind(original, ("name", "shape", "dtype", "init"))["init"])  # type: ignore[index]
-        init = rewrite_initializer(args["init"], init_qualname, nn=self.state.nn, jnp=self.state.jnp)
+        init = rewrite_initializer(
+            args["init"], init_qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling
+        )
         if isinstance(init, Unsupported):
             self.todo("hk.get_parameter", init.reason)
             return updated
@@ -417,7 +433,7 @@ def _with_name(call: cst.Call, name: str | None) -> cst.Call:
     """Sets ``name="..."`` on a construction of a converted module class."""
     if name is None:
         return call
-    value = cst.SimpleString(repr(name))
+    value = cst.SimpleString(json.dumps(name))
     args = list(call.args)
     for index, arg in enumerate(args):
         if arg.keyword is not None and arg.keyword.value == "name":

@@ -1,0 +1,109 @@
+"""What one file needs to know about the others: which names are transformed models.
+
+``train.py`` often does ``from model import net`` and calls ``net.apply``; the
+call site moves with the model even though the two live in different files.
+Before the files are migrated, :func:`index_sources` reads every Haiku file
+once with Python's ``ast`` (cheap next to a LibCST parse) and records each
+module-level ``name = hk.transform(...)``; the call-site pass looks imported
+names up here.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from flaxify.migrate.base import TransformInfo
+from flaxify.migrate.transforms import snake_to_camel
+
+TRANSFORMS = {"transform": False, "transform_with_state": True}
+RNG_APIS = frozenset({"next_rng_key", "maybe_next_rng_key", "dropout", "reserve_rng_keys", "next_rng_keys"})
+
+
+@dataclass(frozen=True)
+class ProjectIndex:
+    """``(module stem, variable)`` → the transform bound to that module-level name."""
+
+    transformed: Mapping[tuple[str, str], TransformInfo] = field(default_factory=lambda: MappingProxyType({}))
+
+    def mentioned_in(self, source: bytes) -> bool:
+        """Cheap pre-check: could ``source`` import one of the transformed names?"""
+        return any(stem.encode() in source for stem, _ in self.transformed)
+
+    def lookup(self, qualname: str) -> TransformInfo | None:
+        """Finds ``model.net`` / ``pkg.model.net`` / ``.model.net``."""
+        module, _, variable = qualname.rpartition(".")
+        stem = module.rsplit(".", 1)[-1]
+        return self.transformed.get((stem, variable)) if stem else None
+
+
+def index_sources(files: Iterable[tuple[Path, bytes]]) -> ProjectIndex:
+    """Reads the transformed module-level names of every Haiku file in ``files``."""
+    found: dict[tuple[str, str], TransformInfo] = {}
+    for path, source in files:
+        if b"haiku" not in source:
+            continue
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue  # the file's own migration reports it
+        for variable, info in _transformed(tree).items():
+            found[(path.stem, variable)] = info
+    return ProjectIndex(MappingProxyType(found))
+
+
+def _transformed(tree: ast.Module) -> dict[str, TransformInfo]:
+    haiku = _haiku_aliases(tree)
+    uses_rng = _uses_rng(tree, haiku)
+    result: dict[str, TransformInfo] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            chain = _chain(node.value, haiku)
+            if chain is not None:
+                fn, apply_rng, with_state = chain
+                info = TransformInfo(snake_to_camel(fn), apply_rng, with_state, uses_rng)
+                result[node.targets[0].id] = info
+    return result
+
+
+def _haiku_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name → Haiku attribute (``""`` for the haiku module itself)."""
+    aliases: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "haiku":
+                    aliases[alias.asname or "haiku"] = ""
+        elif isinstance(node, ast.ImportFrom) and node.module == "haiku":
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = alias.name
+    return aliases
+
+
+def _api(func: ast.expr, haiku: Mapping[str, str]) -> str | None:
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and haiku.get(func.value.id) == "":
+        return func.attr
+    if isinstance(func, ast.Name) and haiku.get(func.id):
+        return haiku[func.id]
+    return None
+
+
+def _chain(value: ast.expr, haiku: Mapping[str, str]) -> tuple[str, bool, bool] | None:
+    if not isinstance(value, ast.Call) or not value.args:
+        return None
+    api = _api(value.func, haiku)
+    if api == "without_apply_rng":
+        inner = _chain(value.args[0], haiku)
+        return None if inner is None else (inner[0], False, inner[2])
+    if api in TRANSFORMS and isinstance(value.args[0], ast.Name):
+        return value.args[0].id, True, TRANSFORMS[api]
+    return None
+
+
+def _uses_rng(tree: ast.Module, haiku: Mapping[str, str]) -> bool:
+    return any(
+        isinstance(node, (ast.Attribute, ast.Name)) and _api(node, haiku) in RNG_APIS for node in ast.walk(tree)
+    )
