@@ -34,6 +34,9 @@ def _register_commands() -> None:
     from flaxify.commands import migrate as migrate_cmd
 
     cli.add_command(migrate_cmd.migrate)
+    from flaxify.commands import lint as lint_cmd
+
+    cli.add_command(lint_cmd.lint)
 
 
 _register_commands()
@@ -42,7 +45,10 @@ _register_commands()
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI and returns its exit code instead of exiting (testable)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # click returns (not raises) the code of ctx.exit(code) when standalone_mode is off.
+        if isinstance(code, int):
+            return code
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except click.ClickException as err:

@@ -1,0 +1,456 @@
+"""Traced regions and the project-wide call graph.
+
+Seeds are the functions JAX (or Flax, or Haiku) traces: decorated with or
+passed to a transformation, bodies of ``lax`` control flow, module methods.
+From each seed the analysis follows calls into the project's own functions,
+at any depth and across modules, carrying which arguments are traced. Every
+function reached gets one :class:`Context`; contexts only grow (kind, traced
+parameters), so the worklist terminates.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import deque
+from dataclasses import dataclass, field
+
+from flaxify.lint.model import Kind, Taint
+from flaxify.lint.project import ClassInfo, FunctionInfo, ModuleInfo, Project
+from flaxify.lint.taint import Env, annotation_taint
+from flaxify.lint.transforms import (
+    HAIKU_MODULE,
+    LAST_NAMES,
+    LINEN_COMPACT,
+    LINEN_MODULE,
+    LINEN_ROOT_METHODS,
+    NNX_MODULE,
+    TRANSFORMS,
+    Transform,
+)
+
+TREE_MAPS = frozenset({"jax.tree_util.tree_map", "jax.tree_util.tree_map_with_path", "jax.tree.map_with_path"})
+PARTIALS = frozenset({"functools.partial"})
+CUSTOM_RULE_ATTRS = frozenset({"defjvp", "defvjp", "defjvps"})
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One edge of a call chain: ``fn`` calls the next function at ``line``."""
+
+    fn: FunctionInfo
+    line: int
+
+
+@dataclass(eq=False)
+class Context:
+    """Everything known about one traced function, merged over every way it is reached."""
+
+    fn: FunctionInfo
+    kind: Kind
+    params: dict[str, Taint]
+    closure: dict[str, Taint]
+    inner: set[str]
+    flavors: set[str]
+    chain: tuple[Hop, ...]
+    env: Env | None = None
+
+    def merge(self, kind: Kind, params: dict[str, Taint], closure: dict[str, Taint], inner: set[str],
+              flavors: set[str]) -> bool:
+        changed = False
+        if kind > self.kind:
+            self.kind, changed = kind, True
+        for table, extra in ((self.params, params), (self.closure, closure)):
+            for name, taint in extra.items():
+                if taint > table.get(name, Taint.NONE):
+                    table[name], changed = taint, True
+        if not inner <= self.inner:
+            self.inner |= inner
+            changed = True
+        if not flavors <= self.flavors:
+            self.flavors |= flavors
+            changed = True
+        return changed
+
+
+@dataclass
+class _Target:
+    fn: FunctionInfo
+    bound_positional: int = 0
+    bound_names: frozenset[str] = frozenset()
+    via_attribute: bool = False  # reached as obj.method: the first parameter is already bound
+
+
+@dataclass
+class Analysis:
+    """Runs the seeding and the worklist; ``contexts`` holds the result."""
+
+    project: Project
+    contexts: dict[FunctionInfo, Context] = field(default_factory=dict)
+    _queue: deque[Context] = field(default_factory=deque)
+
+    def run(self) -> dict[FunctionInfo, Context]:
+        for module in self.project.modules:
+            self._seed_module(module)
+        while self._queue:
+            ctx = self._queue.popleft()
+            self._process(ctx)
+        return self.contexts
+
+    # --- name resolution -----------------------------------------------------------
+    def qualify(self, fn: FunctionInfo | None, module: ModuleInfo, node: ast.expr) -> str | None:
+        """Qualified name of ``node`` unless its root name is a local of ``fn``."""
+        root = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and fn is not None:
+            scope: FunctionInfo | None = fn
+            while scope is not None:
+                if root.id in scope.locals:
+                    return None
+                scope = scope.parent
+        return module.imports.qualname(node)
+
+    def resolve(self, node: ast.expr, scope: FunctionInfo | None, module: ModuleInfo) -> _Target | None:
+        """The project function an expression denotes (a name, ``self.m``, ``mod.f``, partial, lambda)."""
+        if isinstance(node, ast.Lambda):
+            info = module.by_node.get(id(node))
+            return _Target(info) if info else None
+        if isinstance(node, ast.Name):
+            fn = scope
+            while fn is not None:
+                if node.id in fn.nested:
+                    return _Target(fn.nested[node.id])
+                if node.id in fn.locals:
+                    return None
+                fn = fn.parent
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            cls = _enclosing_class(scope)
+            method = self.method_of(cls, node.attr) if cls else None
+            return _Target(method, via_attribute=True) if method else None
+        if isinstance(node, ast.Call):
+            return self._resolve_partial(node, scope, module)
+        qualname = self.qualify(scope, module, node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+        if qualname is None:
+            return None
+        found = self.project.lookup(qualname, module)
+        if isinstance(found, FunctionInfo):
+            return _Target(found)
+        return None
+
+    def _resolve_partial(self, node: ast.Call, scope: FunctionInfo | None, module: ModuleInfo) -> _Target | None:
+        if not node.args or self.qualify(scope, module, node.func) not in PARTIALS:
+            return None
+        inner = self.resolve(node.args[0], scope, module)
+        if inner is None:
+            return None
+        names = frozenset(k.arg for k in node.keywords if k.arg)
+        return _Target(inner.fn, inner.bound_positional + len(node.args) - 1, inner.bound_names | names,
+                       inner.via_attribute)
+
+    def method_of(self, cls: ClassInfo, name: str, depth: int = 0) -> FunctionInfo | None:
+        """``name`` looked up on ``cls`` and its project base classes."""
+        if name in cls.methods:
+            return cls.methods[name]
+        if depth > 10:
+            return None
+        for base in cls.node.bases:
+            found = self.project.lookup(cls.module.imports.qualname(base) or "", cls.module)
+            if isinstance(found, ClassInfo):
+                method = self.method_of(found, name, depth + 1)
+                if method:
+                    return method
+        return None
+
+    def framework(self, cls: ClassInfo, depth: int = 0) -> str | None:
+        """"linen", "nnx" or "haiku" when ``cls`` derives from that framework's Module."""
+        if cls.resolved or depth > 10:
+            return cls.framework
+        cls.resolved = True
+        for base in cls.node.bases:
+            qualname = cls.module.imports.qualname(base)
+            if qualname is None:
+                continue
+            kind = {LINEN_MODULE: "linen", NNX_MODULE: "nnx", HAIKU_MODULE: "haiku"}.get(qualname)
+            if kind is None:
+                found = self.project.lookup(qualname, cls.module)
+                kind = self.framework(found, depth + 1) if isinstance(found, ClassInfo) else None
+            if kind:
+                cls.framework = kind
+                break
+        return cls.framework
+
+    # --- seeding -----------------------------------------------------------------------
+    def _seed_module(self, module: ModuleInfo) -> None:
+        for fn in module.all_functions:
+            if not isinstance(fn.node, ast.Lambda):
+                self._seed_decorators(fn)
+            for call in fn.calls:
+                self._seed_call(call, fn, module, None)
+        for call in module.module_calls:
+            self._seed_call(call, None, module, None)
+        for cls in _all_classes(module):
+            self._seed_class(cls)
+
+    def _seed_decorators(self, fn: FunctionInfo) -> None:
+        assert not isinstance(fn.node, ast.Lambda)
+        module = fn.module
+        for deco in fn.node.decorator_list:
+            spec, options = self._decorator_spec(deco, fn.parent, module)
+            if spec is None:
+                continue
+            params = self._params(_Target(fn), spec, options, fn.parent is None and fn.cls is None)
+            self.reach(fn, spec.kind, params, {}, set(), {spec.flavor}, ())
+
+    def _decorator_spec(self, deco: ast.expr, scope: FunctionInfo | None, module: ModuleInfo
+                        ) -> tuple[Transform | None, list[ast.keyword]]:
+        if isinstance(deco, ast.Attribute) and deco.attr in CUSTOM_RULE_ATTRS:
+            return Transform(Kind.GRAD), []
+        if isinstance(deco, ast.Call):
+            name = self.qualify(scope, module, deco.func)
+            if name in PARTIALS and deco.args:
+                return TRANSFORMS.get(self.qualify(scope, module, deco.args[0]) or ""), deco.keywords
+            return TRANSFORMS.get(name or ""), deco.keywords
+        return TRANSFORMS.get(self.qualify(scope, module, deco) or ""), []
+
+    def _seed_call(self, call: ast.Call, scope: FunctionInfo | None, module: ModuleInfo,
+                   outer: Context | None) -> bool:
+        """Reaches the callables passed to a transform call; True if ``call`` is one."""
+        func = call.func
+        last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if last in CUSTOM_RULE_ATTRS:
+            spec: Transform | None = Transform(Kind.GRAD, ((0, "jvp"), (1, "bwd")))
+        elif last not in LAST_NAMES:
+            return False
+        else:
+            spec = TRANSFORMS.get(self.qualify(scope, module, func) or "")
+        if spec is None:
+            return False
+        for arg in _slot_args(call, spec):
+            target = self.resolve(arg, scope, module)
+            if target is None:
+                continue
+            params = self._params(target, spec, call.keywords, host=outer is None)
+            kind = max(spec.kind, outer.kind) if outer else spec.kind
+            closure, inner = self._closure_for(target.fn, outer)
+            flavors = {spec.flavor} | (outer.flavors if outer else set())
+            chain = (*outer.chain, Hop(outer.fn, call.lineno)) if outer else ()
+            self.reach(target.fn, kind, params, closure, inner, flavors, chain)
+        return True
+
+    def _seed_class(self, cls: ClassInfo) -> None:
+        framework = self.framework(cls)
+        if framework is None:
+            return
+        for name, method in cls.methods.items():
+            if not self._is_root_method(framework, name, method):
+                continue
+            params = _module_params(method, skip_first=True)
+            self.reach(method, Kind.STAGE, params, {}, set(), {framework}, ())
+
+    def _is_root_method(self, framework: str, name: str, method: FunctionInfo) -> bool:
+        if framework == "nnx":
+            return name == "__call__"
+        if framework == "haiku":
+            return name == "__call__" or not name.startswith("_")
+        if name in LINEN_ROOT_METHODS:
+            return True
+        decorators = getattr(method.node, "decorator_list", [])
+        return any(self.qualify(None, method.module, d) == LINEN_COMPACT for d in decorators)
+
+    # --- parameters ----------------------------------------------------------------------
+    def _params(self, target: _Target, spec: Transform, options: list[ast.keyword], host: bool) -> dict[str, Taint]:
+        fn = target.fn
+        names = fn.positional
+        if target.via_attribute and names:
+            names = names[1:]
+        if spec.statics == "module":
+            return _module_params(fn, skip_first=fn.is_method)
+        static: set[str] = set(target.bound_names) | set(names[: target.bound_positional])
+        free = names[target.bound_positional:]
+        traced_only: set[str] | None = None
+        opts = {k.arg: k.value for k in options if k.arg}
+        if spec.statics in ("jit", "pmap", "nondiff"):
+            key = {"jit": "static_argnums", "pmap": "static_broadcasted_argnums", "nondiff": "nondiff_argnums"}
+            static |= _pick(free, _ints(opts.get(key[spec.statics])))
+            static |= _strs(opts.get("static_argnames"))
+        elif spec.statics == "grad" and host:
+            argnums = _ints(opts.get("argnums")) if "argnums" in opts else {0}
+            traced_only = _pick(free, argnums)
+        elif spec.statics == "vmap" and host:
+            axes = opts.get("in_axes")
+            if isinstance(axes, (ast.Tuple, ast.List)):
+                static |= {n for n, a in zip(free, axes.elts) if isinstance(a, ast.Constant) and a.value is None}
+        if fn.is_method and not target.via_attribute and names:
+            static.add(names[0])
+        result: dict[str, Taint] = {}
+        for arg in fn.params:
+            name = arg.arg
+            if name in static or (traced_only is not None and name not in traced_only):
+                continue
+            if _has_static_default(fn, name):
+                continue
+            result[name] = annotation_taint(arg.annotation) or Taint.TREE
+        return result
+
+    # --- the worklist ----------------------------------------------------------------------
+    def reach(self, fn: FunctionInfo, kind: Kind, params: dict[str, Taint], closure: dict[str, Taint],
+              inner: set[str], flavors: set[str], chain: tuple[Hop, ...]) -> None:
+        ctx = self.contexts.get(fn)
+        if ctx is None:
+            ctx = Context(fn, kind, dict(params), dict(closure), set(inner), set(flavors), chain)
+            self.contexts[fn] = ctx
+            self._queue.append(ctx)
+        elif ctx.merge(kind, params, closure, inner, flavors):
+            ctx.env = None
+            self._queue.append(ctx)
+
+    def env(self, ctx: Context) -> Env:
+        if ctx.env is None:
+            fn = ctx.fn
+            ctx.env = Env(fn, ctx.params, ctx.closure, lambda node: self.qualify(fn, fn.module, node))
+        return ctx.env
+
+    def _process(self, ctx: Context) -> None:
+        fn, module = ctx.fn, ctx.fn.module
+        env = self.env(ctx)
+        for call in fn.calls:
+            if self._seed_call(call, fn, module, ctx):
+                continue
+            target = self.resolve(call.func, fn, module)
+            if target is not None:
+                self._reach_call(ctx, env, call, target)
+            self._reach_callbacks(ctx, env, call)
+
+    def _reach_call(self, ctx: Context, env: Env, call: ast.Call, target: _Target) -> None:
+        callee = target.fn
+        names = callee.positional
+        if callee.is_method and (target.via_attribute or isinstance(call.func, ast.Attribute)) and names:
+            names = names[1:]
+        params: dict[str, Taint] = {}
+        for name, arg in zip(names, call.args):
+            if isinstance(arg, ast.Starred):
+                break
+            params[name] = env.of(arg)
+        for keyword in call.keywords:
+            if keyword.arg is not None:
+                params[keyword.arg] = env.of(keyword.value)
+        closure, inner = self._closure_for(callee, ctx)
+        self.reach(callee, ctx.kind, params, closure, inner, ctx.flavors, (*ctx.chain, Hop(ctx.fn, call.lineno)))
+
+    def _reach_callbacks(self, ctx: Context, env: Env, call: ast.Call) -> None:
+        """Local functions and lambdas passed to other calls run at trace time too (tree_map...)."""
+        tree_map = self.qualify(ctx.fn, ctx.fn.module, call.func) in TREE_MAPS
+        for arg in call.args:
+            if not isinstance(arg, (ast.Lambda, ast.Name)):
+                continue
+            target = self.resolve(arg, ctx.fn, ctx.fn.module)
+            if target is None or target.fn.parent is None:
+                continue
+            params = {name: Taint.TREE for name in target.fn.positional} if tree_map else {}
+            closure, inner = self._closure_for(target.fn, ctx)
+            self.reach(target.fn, ctx.kind, params, closure, inner, ctx.flavors,
+                       (*ctx.chain, Hop(ctx.fn, call.lineno)))
+
+    def _closure_for(self, callee: FunctionInfo, outer: Context | None) -> tuple[dict[str, Taint], set[str]]:
+        """Names a nested function sees from the traced function that encloses it."""
+        if outer is None or callee.parent is None:
+            return {}, set()
+        scope: FunctionInfo | None = callee.parent
+        while scope is not None and scope is not outer.fn:
+            scope = scope.parent
+        if scope is None:
+            return dict(outer.closure), set(outer.inner)
+        env = self.env(outer)
+        closure = dict(outer.closure)
+        closure.update(env.names)
+        return closure, outer.inner | outer.fn.locals
+
+
+def _enclosing_class(fn: FunctionInfo | None) -> ClassInfo | None:
+    while fn is not None:
+        if fn.cls is not None:
+            return fn.cls
+        fn = fn.parent
+    return None
+
+
+def _all_classes(module: ModuleInfo) -> list[ClassInfo]:
+    seen = {id(c) for c in module.classes.values()}
+    found = list(module.classes.values())
+    for fn in module.all_functions:
+        if fn.cls is not None and id(fn.cls) not in seen:
+            seen.add(id(fn.cls))
+            found.append(fn.cls)
+    return found
+
+
+def _slot_args(call: ast.Call, spec: Transform) -> list[ast.expr]:
+    found: list[ast.expr] = []
+    for position, keyword in spec.slots:
+        arg = call.args[position] if len(call.args) > position else None
+        if arg is None:
+            arg = next((k.value for k in call.keywords if k.arg == keyword), None)
+        if arg is None or isinstance(arg, ast.Starred):
+            continue
+        if spec.many and isinstance(arg, (ast.List, ast.Tuple)):
+            found.extend(arg.elts)
+        else:
+            found.append(arg)
+    return found
+
+
+def _module_params(fn: FunctionInfo, skip_first: bool) -> dict[str, Taint]:
+    """Guess for Flax/Haiku module methods: annotations first, defaults mean static, else maybe traced."""
+    params = fn.params
+    if skip_first and params:
+        params = params[1:]
+    result: dict[str, Taint] = {}
+    for arg in params:
+        taint = annotation_taint(arg.annotation)
+        if taint is None:
+            taint = Taint.NONE if _has_default(fn, arg.arg) else Taint.TREE
+        if taint:
+            result[arg.arg] = taint
+    return result
+
+
+def _defaults(fn: FunctionInfo) -> dict[str, ast.expr]:
+    args = fn.node.args
+    positional = [*args.posonlyargs, *args.args]
+    table = {a.arg: d for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults)}
+    table.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+    return table
+
+
+def _has_default(fn: FunctionInfo, name: str) -> bool:
+    return name in _defaults(fn)
+
+
+def _has_static_default(fn: FunctionInfo, name: str) -> bool:
+    """``flag=False``, ``mode="train"``, ``x=None``: the value is baked in unless passed."""
+    default = _defaults(fn).get(name)
+    return isinstance(default, ast.Constant) and (default.value is None or isinstance(default.value, (bool, str)))
+
+
+def _ints(node: ast.expr | None) -> set[int]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, int)}
+    return set()
+
+
+def _strs(node: ast.expr | None) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
+
+
+def _pick(names: list[str], indexes: set[int]) -> set[str]:
+    picked = set()
+    for index in indexes:
+        if -len(names) <= index < len(names):
+            picked.add(names[index])
+    return picked

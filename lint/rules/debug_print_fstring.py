@@ -1,0 +1,103 @@
+"""JX109: an f-string (or ``.format``/``%``) as the format of ``jax.debug.print``."""
+
+from __future__ import annotations
+
+import ast
+
+from flaxify.lint.rule import Invalid, ModuleContext, Rule
+
+DEBUG_PRINT = "jax.debug.print"
+
+
+class DebugPrintFString(Rule):
+    """
+    ## What it does
+    Flags ``jax.debug.print(f"x={x}")``: the format string is built by Python before JAX
+    sees it. Applies everywhere, since ``jax.debug.print`` is only useful in traced code.
+
+    ## Why is this bad?
+    The f-string is evaluated at trace time, so it prints ``x=JitTracer(~float32[])`` on
+    every call instead of the value (silently, when there are no other arguments).
+
+    ## Example
+    ```python
+    jax.debug.print(f"x={x}")
+    ```
+
+    ## Use instead
+    ```python
+    jax.debug.print("x={x}", x=x)
+    ```
+
+    ## Fix safety
+    Safe when every interpolated field is a plain name (it becomes a keyword argument);
+    otherwise the fields become positional ``{}`` arguments, also safe.
+    """
+
+    CODE = "JX109"
+    NAME = "debug-print-fstring"
+    SCOPE = "module"
+    MESSAGE = ("`jax.debug.print` with an f-string formats tracers at trace time; pass a format string and "
+               "the values as arguments")
+    VALID = [
+        "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x={x}', x=x)\n    return x",
+        "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print(f'step {3}: {{}}', x)\n    return x",
+    ]
+    INVALID = [
+        Invalid("import jax\n@jax.jit\ndef f(x):\n    jax.debug.print(f'x={x}')\n    return x",
+                "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x={x}', x=x)\n    return x"),
+        Invalid("import jax\n@jax.jit\ndef f(x):\n    jax.debug.print(f'x={x + 1:.3f}')\n    return x",
+                "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x={:.3f}', x + 1)\n    return x"),
+        "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x={}'.format(x))\n    return x",
+    ]
+
+    def check_module(self, ctx: ModuleContext) -> None:
+        if "debug" not in ctx.module.source:
+            return
+        calls = [c for fn in ctx.module.all_functions for c in fn.calls] + ctx.module.module_calls
+        for call in calls:
+            if not call.args or ctx.module.imports.qualname(call.func) != DEBUG_PRINT:
+                continue
+            fmt = call.args[0]
+            if isinstance(fmt, ast.JoinedStr) and any(
+                isinstance(v, ast.FormattedValue) and not isinstance(v.value, ast.Constant) for v in fmt.values
+            ):
+                ctx.report(call, fix=self._fix(call, fmt, ctx))
+            elif self._formatted(fmt):
+                ctx.report(call)
+
+    @staticmethod
+    def _formatted(fmt: ast.expr) -> bool:
+        if isinstance(fmt, ast.Call) and isinstance(fmt.func, ast.Attribute) and fmt.func.attr == "format":
+            return isinstance(fmt.func.value, ast.Constant)
+        return isinstance(fmt, ast.BinOp) and isinstance(fmt.op, ast.Mod) and isinstance(fmt.left, ast.Constant)
+
+    def _fix(self, call: ast.Call, fmt: ast.JoinedStr, ctx: ModuleContext):  # type: ignore[no-untyped-def]
+        if len(call.args) > 1 or call.keywords:
+            return None
+        text: list[str] = []
+        positional: list[str] = []
+        keywords: dict[str, str] = {}
+        for part in fmt.values:
+            if isinstance(part, ast.Constant):
+                text.append(str(part.value).replace("{", "{{").replace("}", "}}"))
+                continue
+            assert isinstance(part, ast.FormattedValue)
+            if part.conversion != -1:
+                return None
+            spec = ""
+            if part.format_spec is not None:
+                if not all(isinstance(v, ast.Constant) for v in part.format_spec.values):  # type: ignore[attr-defined]
+                    return None
+                spec = ":" + "".join(str(v.value) for v in part.format_spec.values)  # type: ignore[attr-defined]
+            if isinstance(part.value, ast.Name) and not positional:
+                keywords[part.value.id] = part.value.id
+                text.append("{" + part.value.id + spec + "}")
+            else:
+                if keywords:
+                    return None
+                positional.append(ctx.segment(part.value))
+                text.append("{" + spec + "}")
+        args = [repr("".join(text)), *positional, *(f"{k}={v}" for k, v in keywords.items())]
+        content = f"{ctx.segment(call.func)}({', '.join(args)})"
+        return ctx.replace(call, content, "Pass the values as arguments of `jax.debug.print`")

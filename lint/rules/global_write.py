@@ -1,0 +1,77 @@
+"""JX103: rebinding a global or nonlocal name in traced code."""
+
+from __future__ import annotations
+
+import ast
+
+from flaxify.lint.rule import Rule, TracedContext
+
+
+class GlobalWriteInTracedCode(Rule):
+    """
+    ## What it does
+    Flags assignments to names declared ``global`` (or ``nonlocal`` to a function outside
+    the traced region) in code that JAX traces.
+
+    ## Why is this bad?
+    The write happens once, at trace time: a counter stays at 1, and a stored traced value
+    becomes a leaked tracer that raises ``UnexpectedTracerError`` when used later.
+
+    ## Example
+    ```python
+    last = None
+    @jax.jit
+    def f(x):
+        global last
+        last = x
+        return x + 1
+    ```
+
+    ## Use instead
+    ```python
+    @jax.jit
+    def f(x):
+        return x + 1, x  # return the value, keep state outside
+    ```
+
+    ## Fix safety
+    No fix: the state has to be threaded through arguments and return values.
+    """
+
+    CODE = "JX103"
+    NAME = "global-write-in-traced-code"
+    MESSAGE = ("writing `{name}` outside the traced function happens once at trace time and can leak a tracer; "
+               "return the value instead")
+    VALID = [
+        "import jax\ncount = 0\ndef host(x):\n    global count\n    count += 1\n    return x",
+        "import jax\n@jax.jit\ndef f(x):\n    count = 1\n    return x + count",
+        "import jax\n@jax.jit\ndef f(x):\n    total = 0\n    def add(v):\n        nonlocal total\n"
+        "        total = total + v\n    add(x)\n    return total",
+    ]
+    INVALID = [
+        "import jax\nlast = None\n@jax.jit\ndef f(x):\n    global last\n    last = x\n    return x + 1",
+        "import jax\ncount = 0\n@jax.jit\ndef f(x):\n    global count\n    count += 1\n    return x",
+        "import jax\ndef make():\n    n = 0\n    @jax.jit\n    def f(x):\n        nonlocal n\n        n = n + 1\n"
+        "        return x\n    return f",
+    ]
+
+    def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
+        for target in node.targets:
+            self._check(target, ctx)
+
+    def visit_AugAssign(self, node: ast.AugAssign, ctx: TracedContext) -> None:
+        self._check(node.target, ctx)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign, ctx: TracedContext) -> None:
+        self._check(node.target, ctx)
+
+    def _check(self, target: ast.expr, ctx: TracedContext) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self._check(elt, ctx)
+            return
+        if not isinstance(target, ast.Name):
+            return
+        declared = target.id in ctx.fn.declared_global or target.id in ctx.fn.declared_nonlocal
+        if declared and ctx.is_outer(target.id):
+            ctx.report(target, self.MESSAGE.format(name=target.id))
