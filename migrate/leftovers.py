@@ -45,9 +45,10 @@ class MarkLeftoversCommand(FlaxifyCommand):
         return False
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        descend = super().on_visit(node)  # first: it opens the statement's TODO slot
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)) and _has_todo(node):
             return False
-        return super().on_visit(node)
+        return descend
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         return self._mark(node)
