@@ -19,7 +19,7 @@ from collections.abc import Callable
 import libcst as cst
 
 from flaxify.migrate import layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape
-from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name
+from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite, Unsupported
@@ -47,6 +47,9 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
     "MLP": (layers_combinators.MLP, layers_combinators.mlp),
 }
+
+#: Layers rewritten to a lambda (no parameters): their immediate call is inlined.
+_LAMBDA_LAYERS = frozenset({"Flatten", "Reshape", "MaxPool", "AvgPool"})
 
 #: Call-time arguments Haiku layers take that Flax takes at construction.
 _CALL_TIME_CTOR_ARGS = {
@@ -126,6 +129,9 @@ def rewrite_layer_call(
         inputs = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
         rewritten = _depthwise(inner, tail, inputs, ctx)
         return rewritten if isinstance(rewritten, Unsupported) else _recall(outer, rewritten, outer.args)
+    if tail in _LAMBDA_LAYERS:
+        rewritten = rewrite_layer(inner, qualname, name=name, nn=nn, jnp=jnp, resolver=resolver)
+        return rewritten if isinstance(rewritten, Unsupported) else _inline(outer, rewritten)
     keywords = {a.keyword.value: a for a in outer.args if a.keyword is not None}
     unsupported = [k for k in _CALL_TIME_UNSUPPORTED.get(tail, ()) if k in keywords]
     if unsupported or tail in _CALL_TIME_UNSUPPORTED and len(outer.args) > 1 and not keywords:
@@ -146,6 +152,30 @@ def rewrite_layer_call(
         return rewritten
     kept = [a for a in outer.args if a.keyword is None or a.keyword.value not in moved]
     return _recall(outer, rewritten, kept)
+
+
+class _Substitute(cst.CSTTransformer):
+    def __init__(self, name: str, value: cst.BaseExpression) -> None:
+        super().__init__()
+        self.name, self.value, self.count = name, value, 0
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        if updated_node.value != self.name:
+            return updated_node
+        self.count += 1
+        return self.value
+
+
+def _inline(outer: cst.Call, rewritten: Rewrite) -> Rewrite:
+    """``(lambda x: body)(arg)`` -> ``body`` with ``arg`` for ``x`` when ``arg`` is a plain name."""
+    fn = rewritten.expr
+    args = outer.args
+    if isinstance(fn, cst.Lambda) and len(args) == 1 and args[0].keyword is None and not args[0].star:
+        param = fn.params.params[0].name.value  # a name no user expression in the call uses
+        if is_simple_ref(args[0].value):
+            return Rewrite(fn.body.visit(_Substitute(param, args[0].value)), rewritten.imports)
+    parenthesized = fn.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return _recall(outer, Rewrite(parenthesized, rewritten.imports), args)
 
 
 def _recall(outer: cst.Call, rewritten: Rewrite, args: list[cst.Arg] | tuple[cst.Arg, ...]) -> Rewrite:

@@ -8,7 +8,11 @@ so ``epsilon`` and ``use_fast_variance=False`` are always written out.
 Haiku's own ``use_fast_variance=True`` (LayerNorm) is not rewritten: Flax clips a
 negative one-pass variance to 0 and Haiku does not, so near-constant rows differ.
 Channels-first ``data_format`` is not rewritten (Flax norms here are channels-last).
-For float32 inputs the rewritten norms compute the same numbers; for bfloat16 inputs
+For float32 inputs LayerNorm and InstanceNorm (and GroupNorm/RMSNorm without a
+scale) compute bit-identical numbers. With a learned scale, GroupNorm and RMSNorm
+multiply in a different order (Haiku ``(x * rsqrt(var + eps)) * scale``, Flax
+``x * (rsqrt(var + eps) * scale)``), which can move the last bit (|diff| <= 2 ulp
+of the output's magnitude); no Flax flag changes that order. For bfloat16 inputs
 Flax reduces in float32 (``force_float32_reductions``) and Haiku in bfloat16.
 
 Examples::
