@@ -11,6 +11,7 @@ parameters), so the worklist terminates.
 from __future__ import annotations
 
 import ast
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -86,13 +87,17 @@ class Analysis:
 
     project: Project
     contexts: dict[FunctionInfo, Context] = field(default_factory=dict)
+    returns: dict[FunctionInfo, Taint] = field(default_factory=dict)
+    _callers: dict[FunctionInfo, set[FunctionInfo]] = field(default_factory=dict)
     _queue: deque[Context] = field(default_factory=deque)
+    _queued: set[FunctionInfo] = field(default_factory=set)
 
     def run(self) -> dict[FunctionInfo, Context]:
         for module in self.project.modules:
             self._seed_module(module)
         while self._queue:
             ctx = self._queue.popleft()
+            self._queued.discard(ctx.fn)
             self._process(ctx)
         return self.contexts
 
@@ -195,6 +200,9 @@ class Analysis:
         assert not isinstance(fn.node, ast.Lambda)
         module = fn.module
         for deco in fn.node.decorator_list:
+            if isinstance(deco, ast.Attribute) and deco.attr in CUSTOM_RULE_ATTRS:
+                self._seed_rule_function(fn, deco, 0 if deco.attr != "defvjp" else 1, None)
+                continue
             spec, options = self._decorator_spec(deco, fn.parent, module)
             if spec is None:
                 continue
@@ -203,8 +211,6 @@ class Analysis:
 
     def _decorator_spec(self, deco: ast.expr, scope: FunctionInfo | None, module: ModuleInfo
                         ) -> tuple[Transform | None, list[ast.keyword]]:
-        if isinstance(deco, ast.Attribute) and deco.attr in CUSTOM_RULE_ATTRS:
-            return Transform(Kind.GRAD), []
         if isinstance(deco, ast.Call):
             name = self.qualify(scope, module, deco.func)
             if name in PARTIALS and deco.args:
@@ -218,11 +224,11 @@ class Analysis:
         func = call.func
         last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if last in CUSTOM_RULE_ATTRS:
-            spec: Transform | None = Transform(Kind.GRAD, ((0, "jvp"), (1, "bwd")))
-        elif last not in LAST_NAMES:
+            self._seed_custom_rules(call, scope, module, outer)
+            return True
+        if last not in LAST_NAMES:
             return False
-        else:
-            spec = TRANSFORMS.get(self.qualify(scope, module, func) or "")
+        spec = TRANSFORMS.get(self.qualify(scope, module, func) or "")
         if spec is None:
             return False
         for arg in _slot_args(call, spec):
@@ -236,6 +242,40 @@ class Analysis:
             chain = (*outer.chain, Hop(outer.fn, call.lineno)) if outer else ()
             self.reach(target.fn, kind, params, closure, inner, flavors, chain)
         return True
+
+    def _seed_custom_rules(self, call: ast.Call, scope: FunctionInfo | None, module: ModuleInfo,
+                           outer: Context | None) -> None:
+        """``f.defvjp(fwd, bwd)`` / ``f.defjvp(jvp)``: the rule functions are traced like ``f``."""
+        assert isinstance(call.func, ast.Attribute)
+        for position, arg in enumerate(call.args[:2]):
+            target = self.resolve(arg, scope, module)
+            if target is not None:
+                self._seed_rule_function(target.fn, call.func, position, outer)
+
+    def _seed_rule_function(self, fn: FunctionInfo, method: ast.Attribute, position: int,
+                            outer: Context | None) -> None:
+        """Nondiff arguments of the primal stay static: in fwd at their index, in bwd/jvp as the leading ones."""
+        primal = self.resolve(method.value, fn.parent, fn.module)
+        nondiff = self._nondiff_argnums(primal.fn) if primal else None
+        if nondiff is None:
+            return  # unknown primal: nothing is known about which arguments are traced
+        names = fn.positional
+        if method.attr == "defvjp" and position == 0:
+            static = _pick(names, nondiff)
+        else:
+            static = set(names[: len(nondiff)])
+        params = {n: Taint.TREE for n in names if n not in static}
+        kind = max(Kind.GRAD, outer.kind) if outer else Kind.GRAD
+        self.reach(fn, kind, params, {}, set(), {"jax"}, ())
+
+    def _nondiff_argnums(self, fn: FunctionInfo) -> set[int] | None:
+        if isinstance(fn.node, ast.Lambda):
+            return None
+        for deco in fn.node.decorator_list:
+            spec, options = self._decorator_spec(deco, fn.parent, fn.module)
+            if spec is not None and spec.statics == "nondiff":
+                return _ints(next((k.value for k in options if k.arg == "nondiff_argnums"), None))
+        return None
 
     def _seed_class(self, cls: ClassInfo) -> None:
         framework = self.framework(cls)
@@ -295,20 +335,36 @@ class Analysis:
     # --- the worklist ----------------------------------------------------------------------
     def reach(self, fn: FunctionInfo, kind: Kind, params: dict[str, Taint], closure: dict[str, Taint],
               inner: set[str], flavors: set[str], chain: tuple[Hop, ...]) -> None:
+        params = _cap_by_annotation(fn, params)
         ctx = self.contexts.get(fn)
         if ctx is None:
             ctx = Context(fn, kind, dict(params), dict(closure), set(inner), set(flavors), chain)
             self.contexts[fn] = ctx
-            self._queue.append(ctx)
+            self._enqueue(ctx)
         elif ctx.merge(kind, params, closure, inner, flavors):
-            ctx.env = None
+            self._enqueue(ctx)
+
+    def _enqueue(self, ctx: Context) -> None:
+        ctx.env = None
+        if ctx.fn not in self._queued:
+            self._queued.add(ctx.fn)
             self._queue.append(ctx)
 
     def env(self, ctx: Context) -> Env:
         if ctx.env is None:
             fn = ctx.fn
-            ctx.env = Env(fn, ctx.params, ctx.closure, lambda node: self.qualify(fn, fn.module, node))
+            ctx.env = Env(fn, ctx.params, ctx.closure, lambda node: self.qualify(fn, fn.module, node),
+                          lambda call: self._summary(fn, call))
         return ctx.env
+
+    def _summary(self, caller: FunctionInfo, call: ast.Call) -> Taint | None:
+        """Return taint of a project function (from its own analysis); re-run ``caller`` when it grows."""
+        target = self.resolve(call.func, caller, caller.module)
+        if target is None or target.fn.is_generator:
+            return None
+        self._callers.setdefault(target.fn, set()).add(caller)
+        # Capped at TREE: a helper may return a list or a tuple, whose truthiness is fine.
+        return min(self.returns.get(target.fn, Taint.NONE), Taint.TREE)
 
     def _process(self, ctx: Context) -> None:
         fn, module = ctx.fn, ctx.fn.module
@@ -320,6 +376,12 @@ class Analysis:
             if target is not None:
                 self._reach_call(ctx, env, call, target)
             self._reach_callbacks(ctx, env, call)
+        returned = max((env.of(value) for value in fn.returns), default=Taint.NONE)
+        if returned > self.returns.get(fn, Taint.NONE):
+            self.returns[fn] = returned
+            for caller in self._callers.get(fn, ()):
+                if caller in self.contexts:
+                    self._enqueue(self.contexts[caller])
 
     def _reach_call(self, ctx: Context, env: Env, call: ast.Call, target: _Target) -> None:
         callee = target.fn
@@ -364,6 +426,28 @@ class Analysis:
         closure = dict(outer.closure)
         closure.update(env.names)
         return closure, outer.inner | outer.fn.locals
+
+
+def _cap_by_annotation(fn: FunctionInfo, params: dict[str, Taint]) -> dict[str, Taint]:
+    """A parameter annotated ``float``/``int``/``bool``/``str`` is meant to be static: trust that."""
+    if not params:
+        return params
+    capped = dict(params)
+    for arg in fn.params:
+        if arg.arg in capped and arg.annotation is not None and _python_scalars(arg.annotation):
+            del capped[arg.arg]
+    return capped
+
+
+_SCALAR_WORDS = frozenset({"bool", "int", "str", "float", "None", "Optional", "Union", "tuple", "Tuple", "list",
+                           "List", "Sequence", "typing", "tp", "t"})
+
+
+def _python_scalars(annotation: ast.expr) -> bool:
+    """``int``, ``Optional[bool]``, ``Sequence[int]``, ``Union[int, tuple[int, ...]]``: static by intent."""
+    words = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", ast.unparse(annotation))
+    return bool(words) and all(word in _SCALAR_WORDS for word in words) and any(
+        word in ("bool", "int", "str", "float") for word in words)
 
 
 def _enclosing_class(fn: FunctionInfo | None) -> ClassInfo | None:
@@ -427,9 +511,11 @@ def _has_default(fn: FunctionInfo, name: str) -> bool:
 
 
 def _has_static_default(fn: FunctionInfo, name: str) -> bool:
-    """``flag=False``, ``mode="train"``, ``x=None``: the value is baked in unless passed."""
+    """``flag=False``, ``axis=-1``, ``x=None``: a constant default is baked in unless passed (precision first)."""
     default = _defaults(fn).get(name)
-    return isinstance(default, ast.Constant) and (default.value is None or isinstance(default.value, (bool, str)))
+    if isinstance(default, ast.UnaryOp) and isinstance(default.op, ast.USub):
+        default = default.operand
+    return isinstance(default, (ast.Constant, ast.Tuple)) and not isinstance(default, ast.JoinedStr)
 
 
 def _ints(node: ast.expr | None) -> set[int]:

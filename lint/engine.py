@@ -116,9 +116,24 @@ def run_traced_rules(context, analysis: Analysis, rules: list[Rule], sink: list[
         for rule, visit in handlers.get(type(node), ()):
             ctx.rule = rule
             visit(node, ctx)  # type: ignore[operator]
+        if isinstance(node, ast.Try) and _handles_tracer_errors(node):
+            # `try: if rate == 0: ... except ConcretizationTypeError:` handles the traced case on purpose.
+            stack.extend(reversed([*node.handlers, *node.orelse, *node.finalbody]))
+            continue
         for child in ast.iter_child_nodes(node):
             if not isinstance(child, _SKIP_SCOPES):
                 stack.append(child)
+
+
+def _handles_tracer_errors(node: ast.Try) -> bool:
+    for handler in node.handlers:
+        caught = handler.type
+        names = caught.elts if isinstance(caught, ast.Tuple) else [caught] if caught is not None else []
+        for name in names:
+            text = ast.unparse(name)
+            if "Concretization" in text or "Tracer" in text:
+                return True
+    return False
 
 
 _VISITORS: dict[type, list[str]] = {}

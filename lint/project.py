@@ -27,7 +27,7 @@ class ClassInfo:
     node: ast.ClassDef
     module: ModuleInfo
     methods: dict[str, FunctionInfo] = field(default_factory=dict)
-    fields: set[str] = field(default_factory=set)
+    fields: dict[str, ast.expr | None] = field(default_factory=dict)  # annotated class attributes
     framework: str | None = None  # "linen", "nnx", "haiku" or None, filled lazily
     resolved: bool = False
 
@@ -50,6 +50,8 @@ class FunctionInfo:
     declared_global: set[str] = field(default_factory=set)
     declared_nonlocal: set[str] = field(default_factory=set)
     calls: list[ast.Call] = field(default_factory=list)
+    returns: list[ast.expr] = field(default_factory=list)
+    is_generator: bool = False
     # (target, value, how): how is "assign", "aug", "iter" (for/comprehension) or "with".
     facts: list[tuple[ast.expr, ast.expr, str]] = field(default_factory=list)
 
@@ -160,6 +162,8 @@ class _Indexer:
         info = self._new_function(node)
         outer_func, outer_cls = self.func, self.cls
         self.func, self.cls = info, None
+        if isinstance(node, ast.Lambda):
+            info.returns.append(node.body)
         body = [node.body] if isinstance(node, ast.Lambda) else node.body
         for stmt in body:
             self.visit(stmt)
@@ -201,7 +205,7 @@ class _Indexer:
         self.cls = info
         for stmt in node.body:
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                info.fields.add(stmt.target.id)
+                info.fields[stmt.target.id] = stmt.value
             self.visit(stmt)
         self.cls = outer_cls
 
@@ -236,6 +240,16 @@ class _Indexer:
         elif self.cls is None:
             assigned = self.module.module_assigned
             assigned[node.id] = assigned.get(node.id, 0) + 1
+
+    def visit_return(self, node: ast.Return) -> None:
+        if self.func is not None and node.value is not None:
+            self.func.returns.append(node.value)
+        self._children(node)
+
+    def visit_yield(self, node: ast.Yield | ast.YieldFrom) -> None:
+        if self.func is not None:
+            self.func.is_generator = True
+        self._children(node)
 
     def visit_global(self, node: ast.Global) -> None:
         if self.func is not None:
@@ -295,6 +309,9 @@ _HANDLERS = {
     ast.ImportFrom: _Indexer.visit_import_from,
     ast.Call: _Indexer.visit_call,
     ast.Name: _Indexer.visit_name,
+    ast.Return: _Indexer.visit_return,
+    ast.Yield: _Indexer.visit_yield,
+    ast.YieldFrom: _Indexer.visit_yield,
     ast.Global: _Indexer.visit_global,
     ast.Nonlocal: _Indexer.visit_nonlocal,
     ast.Assign: _Indexer.visit_assign,

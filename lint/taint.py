@@ -35,7 +35,9 @@ STATIC_FUNCTIONS = frozenset(
      "jax.numpy.iinfo", "jax.numpy.finfo", "jax.numpy.issubdtype", "jax.numpy.promote_types",
      "jax.numpy.can_cast", "jax.numpy.isdtype", "jax.tree_util.tree_structure", "jax.tree.structure",
      "jax.dtypes.canonicalize_dtype", "jax.dtypes.result_type", "numpy.shape", "numpy.ndim", "numpy.dtype",
-     "jax.eval_shape", "jax.ShapeDtypeStruct", "jax.typeof", "jax.numpy.isscalar", "numpy.isscalar"}
+     "jax.eval_shape", "jax.ShapeDtypeStruct", "jax.typeof", "jax.numpy.isscalar", "numpy.isscalar",
+     "jax.numpy.iscomplexobj", "jax.numpy.isrealobj", "numpy.iscomplexobj", "numpy.isrealobj",
+     "jax.core.get_aval", "jax.numpy.broadcast_shapes", "numpy.broadcast_shapes"}
 )
 # Calls that create traced values out of static arguments.
 TRACED_SOURCES = frozenset(
@@ -49,6 +51,8 @@ STATIC_ANNOTATIONS = ("bool", "int", "str", "float", "Callable", "Sequence", "Op
                       "Literal", "Mapping", "dict", "Dict", "list", "List", "Iterable", "Module", "Any")
 
 Qualifier = Callable[[ast.expr], "str | None"]
+# Taint of a call to a project function, from its return statements; None when not a project function.
+Summarizer = Callable[[ast.Call], "Taint | None"]
 
 
 def annotation_taint(annotation: ast.expr | None) -> Taint | None:
@@ -67,8 +71,9 @@ class Env:
     """Taints of the names of one function, and of any expression in it."""
 
     def __init__(self, fn: FunctionInfo, params: Mapping[str, Taint], closure: Mapping[str, Taint],
-                 qualify: Qualifier) -> None:
+                 qualify: Qualifier, summarize: Summarizer | None = None) -> None:
         self.fn = fn
+        self.summarize = summarize
         self.names: dict[str, Taint] = {k: v for k, v in params.items() if v}
         self.closure = closure
         self.qualify = qualify
@@ -225,6 +230,10 @@ class Env:
         if isinstance(func, ast.Name) and func.id not in self.fn.locals and func.id in STATIC_BUILTINS:
             if self.qualify(func) is None:
                 return Taint.NONE
+        if self.summarize is not None:
+            summary = self.summarize(node)
+            if summary is not None:
+                return summary
         qualname = self.qualify(func)
         if qualname is not None:
             if qualname in STATIC_FUNCTIONS:

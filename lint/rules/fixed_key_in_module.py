@@ -47,6 +47,9 @@ class FixedKeyInModule(Rule):
         "import jax\nimport flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
         "        key = self.make_rng('dropout')\n        return x + jax.random.normal(key, x.shape)",
         "import jax\nkey = jax.random.PRNGKey(0)",
+        "import jax\nimport flax.linen as nn\nclass M(nn.Module):\n    def setup(self):\n"
+        "        self.scale = self.variable('q', 'scale', nn.initializers.ones, jax.random.PRNGKey(0), (1,))\n"
+        "    def __call__(self, x):\n        return x * self.scale.value",
     ]
     INVALID = [
         "import jax\nimport flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
@@ -60,10 +63,25 @@ class FixedKeyInModule(Rule):
             return
         if ctx.taint(node.args[0]) or not self._constant(node.args[0], ctx):
             return
+        if not self._sampled(node, ctx):
+            return  # e.g. a fixed key handed to a deterministic initializer: harmless
         if "linen" in ctx.flavors:
             ctx.report(node, self.MESSAGE.format(use="self.make_rng('<stream>')"))
         elif "haiku" in ctx.flavors:
             ctx.report(node, self.MESSAGE.format(use="hk.next_rng_key()"))
+
+    @staticmethod
+    def _sampled(key_call: ast.Call, ctx: TracedContext) -> bool:
+        """The fixed key (or the name it is bound to) is the key argument of a ``jax.random`` draw."""
+        names = {t.id for t, v, _ in ctx.fn.facts if v is key_call and isinstance(t, ast.Name)}
+        for call in ctx.fn.calls:
+            name = ctx.qualname(call.func) or ""
+            if not name.startswith("jax.random.") or name in KEY_MAKERS or not call.args:
+                continue
+            key = call.args[0]
+            if key is key_call or (isinstance(key, ast.Name) and key.id in names):
+                return True
+        return False
 
     @staticmethod
     def _constant(arg: ast.expr, ctx: TracedContext) -> bool:

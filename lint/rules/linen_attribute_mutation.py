@@ -54,6 +54,9 @@ class LinenAttributeMutation(Rule):
         "        self.dense = nn.Dense(self.features)\n    def __call__(self, x):\n        return self.dense(x)",
         "import flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
         "        self.sow('intermediates', 'h', x)\n        return x",
+        "import dataclasses\nimport flax.linen as nn\nclass M(nn.Module):\n    w: object = dataclasses.field(init=False)\n"
+        "    def setup(self):\n        self.w = self.param('w', nn.initializers.zeros, (2,))\n"
+        "    def __call__(self, x):\n        return x * self.w",
     ]
     INVALID = [
         "import flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
@@ -77,5 +80,12 @@ class LinenAttributeMutation(Rule):
         assert cls is not None
         if ctx.fn.name not in ALLOWED:
             ctx.report(target, self.MESSAGE.format(attr=target.attr))
-        elif ctx.fn.name == "setup" and target.attr in cls.fields:
+        elif ctx.fn.name == "setup" and target.attr in cls.fields and not _init_false(cls.fields[target.attr]):
             ctx.report(target, self.FIELD_MESSAGE.format(attr=target.attr))
+
+
+def _init_false(value: ast.expr | None) -> bool:
+    """``x: Array = dataclasses.field(init=False)`` declares an attribute that ``setup`` assigns."""
+    return isinstance(value, ast.Call) and any(
+        k.arg == "init" and isinstance(k.value, ast.Constant) and k.value.value is False for k in value.keywords
+    )

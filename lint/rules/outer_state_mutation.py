@@ -5,20 +5,24 @@ from __future__ import annotations
 import ast
 
 from flaxify.lint.rule import Rule, TracedContext
-from flaxify.lint.rules._common import root_name
+from flaxify.lint.rules._common import root_name, traced_args
 
 MUTATORS = frozenset(
     {"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "clear", "remove", "add",
      "discard", "sort", "reverse", "appendleft", "extendleft", "put", "write", "__setitem__"}
 )
+# Mutators that store their arguments: the ones that can leak a tracer.
+STORING = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "appendleft", "extendleft",
+                     "put", "__setitem__"})
 
 
 class OuterStateMutation(Rule):
     """
     ## What it does
-    Flags ``outs.append(y)``, ``cache[k] = v``, ``obj.attr = v`` and ``del table[k]`` where
-    ``outs``/``cache``/``obj`` is a global or a variable closed over from outside the traced
-    function. Containers created inside the function are fine.
+    Flags ``outs.append(y)``, ``cache[k] = y`` and ``obj.attr = y`` storing a traced value
+    ``y`` into ``outs``/``cache``/``obj``, a global or a variable closed over from outside the
+    traced function. Containers created inside the function, and trace-time caches of static
+    values, are fine.
 
     ## Why is this bad?
     The mutation runs once, at trace time, and stores tracers: later use raises
@@ -55,6 +59,7 @@ class OuterStateMutation(Rule):
         "        ys.append(x * i)\n    d = {'a': 0.0}\n    d['a'] += x\n    return jnp.stack(ys).sum() + d['a']",
         "import jax\nouts = []\ndef host(x):\n    outs.append(x)",
         "import jax\n@jax.jit\ndef f(state, x):\n    state['seen'] = x\n    return state",
+        "import jax\n_CACHE = {}\n@jax.jit\ndef f(x):\n    _CACHE[x.dtype] = type(x)\n    return x",
     ]
     INVALID = [
         "import jax\nouts = []\n@jax.jit\ndef f(x):\n    y = x + 1\n    outs.append(y)\n    return y",
@@ -63,24 +68,27 @@ class OuterStateMutation(Rule):
         "        return x\n    return f",
     ]
 
-    def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
-            self._check(func.value, ctx, node)
+    # Only stores of traced values are flagged: trace-time caches of static facts (types, shapes,
+    # treedefs) in module-level dicts are a common and harmless idiom.
+    def visit_Expr(self, node: ast.Expr, ctx: TracedContext) -> None:
+        # Only a statement call: `updates, state = opt.update(...)` is an optimizer, not dict.update.
+        call = node.value
+        if not isinstance(call, ast.Call):
+            return
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in STORING and traced_args(call, ctx):
+            self._check(func.value, ctx, call)
 
     def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
+        if not ctx.taint(node.value):
+            return
         for target in node.targets:
             if isinstance(target, (ast.Subscript, ast.Attribute)):
                 self._check(target.value, ctx, target)
 
     def visit_AugAssign(self, node: ast.AugAssign, ctx: TracedContext) -> None:
-        if isinstance(node.target, (ast.Subscript, ast.Attribute)):
+        if isinstance(node.target, (ast.Subscript, ast.Attribute)) and ctx.taint(node.value):
             self._check(node.target.value, ctx, node.target)
-
-    def visit_Delete(self, node: ast.Delete, ctx: TracedContext) -> None:
-        for target in node.targets:
-            if isinstance(target, ast.Subscript):
-                self._check(target.value, ctx, target)
 
     def _check(self, owner: ast.expr, ctx: TracedContext, where: ast.AST) -> None:
         root = root_name(owner)
