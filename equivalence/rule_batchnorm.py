@@ -52,7 +52,7 @@ def _result(bucket: HaikuBucket, collection: str, path: FlaxPath, fx_shape: tupl
         result.mismatches.append(Mismatch(bucket.leaf("average"), hk_shape, collection, path, fx_shape, "shape differs"))
     for name in bucket.leaves:
         if name != "average":
-            result.dropped.append(Dropped(bucket.leaf(name), f"{DEBIAS_NOTE}: '{name}' has no nn.BatchNorm counterpart"))
+            result.dropped.append(Dropped(bucket.leaf(name), "debiased-EMA bookkeeping; nn.BatchNorm keeps a plain EMA"))
     return result
 
 

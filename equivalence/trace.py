@@ -35,6 +35,7 @@ class LayerRow:
     calls: int
     inputs_match: bool
     outputs_match: bool
+    diverges_on_same_inputs: bool
 
 
 class _Recorder:
@@ -42,9 +43,12 @@ class _Recorder:
         self.order: list[Key] = []
         self.calls: dict[Key, list[tuple[list[np.ndarray], list[np.ndarray]]]] = {}
 
-    def record(self, key: Key, inputs: Any, outputs: Any) -> None:
+    def enter(self, key: Key) -> None:
+        """Notes the first call of ``key`` on the way in, so parents precede children."""
         if key not in self.order:
             self.order.append(key)
+
+    def record(self, key: Key, inputs: Any, outputs: Any) -> None:
         ins = [x for x in jax.tree.leaves(inputs) if hasattr(x, "shape")]
         outs = [x for x in jax.tree.leaves(outputs) if hasattr(x, "shape")]
         n_in = len(ins)
@@ -64,8 +68,12 @@ def record_haiku(run: Callable[[], Any]) -> _Recorder:
     rec = _Recorder()
 
     def interceptor(next_f, args, kwargs, context):
+        if context.method_name == "__init__":  # the module has no name yet
+            return next_f(*args, **kwargs)
+        key = (context.module.module_name, context.method_name)
+        rec.enter(key)
         out = next_f(*args, **kwargs)
-        rec.record((context.module.module_name, context.method_name), args, out)
+        rec.record(key, args, out)
         return out
 
     with hk.intercept_methods(interceptor):
@@ -81,7 +89,7 @@ def record_flax(run: Callable[[], Any]) -> _Recorder:
     def interceptor(next_f, args, kwargs, context):
         out = next_f(*args, **kwargs)
         scope = context.module.scope
-        if scope is not None and context.method_name not in {"setup"}:
+        if scope is not None and context.method_name != "setup":
             rec.record((tuple(scope.path), context.method_name), args, out)
         return out
 
@@ -99,23 +107,30 @@ def _match(refs: list[np.ndarray], gots: list[np.ndarray], rtol: float, atol: fl
 def layer_rows(
     haiku: _Recorder, flax: _Recorder, to_flax: Callable[[str], FlaxPath], rtol: float, atol: float
 ) -> list[LayerRow]:
-    """Lines up the recorded calls of both models by mapped module path."""
+    """Lines up the recorded calls of both models by mapped module path.
+
+    Calls are paired by their inputs, not by position: a lifted ``nn.scan``
+    records its whole-sequence call as well as each step, Haiku only the steps.
+    """
     rows = []
     for module, method in haiku.order:
         fkey = (to_flax(module), method)
         hk_calls, fx_calls = haiku.calls.get((module, method), []), flax.calls.get(fkey, [])
-        n = min(len(hk_calls), len(fx_calls))
-        if n == 0:
+        if not hk_calls or not fx_calls or method == "__init__":
             continue
-        ins = all(_match(hk_calls[i][0], fx_calls[i][0], rtol, atol) for i in range(n))
-        outs = all(_match(hk_calls[i][1], fx_calls[i][1], rtol, atol) for i in range(n))
-        rows.append(LayerRow(module, method, "/".join(fkey[0]) or "<root>", n, ins, outs))
+        ins_ok, outs_ok, culprit = True, True, False
+        for hk_in, hk_out in hk_calls:
+            partners = [fx_out for fx_in, fx_out in fx_calls if _match(hk_in, fx_in, rtol, atol)]
+            same = any(_match(hk_out, fx_out, rtol, atol) for fx_out in partners)
+            ins_ok, outs_ok = ins_ok and bool(partners), outs_ok and same
+            culprit = culprit or (bool(partners) and not same)
+        rows.append(LayerRow(module, method, "/".join(fkey[0]) or "<root>", len(hk_calls), ins_ok, outs_ok, culprit))
     return rows
 
 
 def culprits(rows: list[LayerRow]) -> list[str]:
     """The deepest modules whose inputs agree but outputs differ; else the first divergent module."""
-    bad = [r for r in rows if r.inputs_match and not r.outputs_match]
+    bad = [r for r in rows if r.diverges_on_same_inputs]
     leaves = [r for r in bad if not any(o is not r and o.haiku_module.startswith(r.haiku_module + "/") for o in bad)]
     if leaves:
         return [f"{r.haiku_module} (Flax {r.flax_module}, {r.method}): same inputs, different outputs" for r in leaves]

@@ -1,0 +1,188 @@
+"""The equivalence report: a frozen value with a JSON form and a table form.
+
+Nothing here prints; the CLI hands :meth:`Report.format_table` to
+``flaxify.reporting``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from flaxify.equivalence.numerics import LeafDiff
+from flaxify.equivalence.trace import LayerRow
+from flaxify.equivalence.trees import describe
+
+
+OUTPUT_PHASES = ("eval", "train", "probe")
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    """One line of the side-by-side parameter table."""
+
+    haiku: str
+    haiku_shape: tuple[int, ...] | None
+    haiku_dtype: str
+    flax: str
+    flax_shape: tuple[int, ...] | None
+    flax_dtype: str
+    rule: str
+    status: str  # ok | mismatch | unmapped | leftover | dropped
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: a phase (eval, train, grad, state, probe) of a method on a device."""
+
+    method: str
+    phase: str
+    device: str
+    leaves: tuple[LeafDiff, ...]
+    status: str = "compared"  # compared | stochastic (reported, not judged)
+    label: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "compared" or all(d.within for d in self.leaves)
+
+    @property
+    def bitexact(self) -> bool:
+        return self.status == "compared" and all(d.bitexact is not False for d in self.leaves)
+
+
+@dataclass(frozen=True)
+class InitRow:
+    """Initializer statistics of one Flax leaf against its Haiku source."""
+
+    flax: str
+    haiku: str
+    haiku_mean: float
+    haiku_std: float
+    flax_mean: float
+    flax_std: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``flaxify check`` found; ``equivalent`` decides the exit code."""
+
+    haiku_kind: str
+    flax_kind: str
+    precision: str
+    devices: tuple[str, ...]
+    rtol: float | None
+    atol: float | None
+    params: tuple[ParamRow, ...]
+    haiku_param_count: int
+    flax_param_count: int
+    checks: tuple[Check, ...] = ()
+    init: tuple[InitRow, ...] = ()
+    layers: tuple[LayerRow, ...] = ()
+    culprits: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def mapping_ok(self) -> bool:
+        return all(p.status in {"ok", "dropped"} for p in self.params)
+
+    @property
+    def equivalent(self) -> bool:
+        return self.mapping_ok and bool(self.checks) and all(c.ok for c in self.checks) and all(r.ok for r in self.init)
+
+    @property
+    def bitexact(self) -> bool:
+        """Every compared *output* (evaluation, training, probes) is bit-identical.
+
+        Gradients and state carry their own per-leaf flags: a backward pass may
+        associate sums differently (GroupNorm) while the forward pass is exact.
+        """
+        judged = [c for c in self.checks if c.status == "compared" and c.phase in OUTPUT_PHASES]
+        return self.mapping_ok and bool(judged) and all(c.bitexact for c in judged)
+
+    @property
+    def gradients_bitexact(self) -> bool:
+        grads = [c for c in self.checks if c.phase == "grad"]
+        return bool(grads) and all(c.bitexact for c in grads)
+
+    def to_json(self) -> dict[str, Any]:
+        data = _jsonable(dataclasses.asdict(self))
+        data["equivalent"] = self.equivalent
+        data["bitexact"] = self.bitexact
+        data["mapping_ok"] = self.mapping_ok
+        data["gradients_bitexact"] = self.gradients_bitexact
+        for check, raw in zip(self.checks, data["checks"]):
+            raw["ok"], raw["bitexact"] = check.ok, check.bitexact
+        return data
+
+    def format_table(self) -> str:
+        return "\n".join(_param_lines(self) + _check_lines(self) + _init_lines(self) + _tail_lines(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _shape(shape: tuple[int, ...] | None, dtype: str) -> str:
+    return "-" if shape is None else describe(shape, dtype)
+
+
+def _param_lines(report: Report) -> list[str]:
+    lines = [f"Parameters (Haiku {report.haiku_kind} -> Flax {report.flax_kind})"]
+    rows = [("status", "haiku", "shape", "flax", "shape", "rule")]
+    for p in report.params:
+        rows.append((p.status, p.haiku or "-", _shape(p.haiku_shape, p.haiku_dtype), p.flax or "-", _shape(p.flax_shape, p.flax_dtype), p.rule + (f" ({p.note})" if p.note else "")))
+    lines += _columns(rows)
+    lines.append(f"  parameter count: Haiku {report.haiku_param_count}, Flax {report.flax_param_count}")
+    return lines
+
+
+def _check_lines(report: Report) -> list[str]:
+    if not report.checks:
+        return ["Outputs: not compared (the parameter trees do not map)"]
+    lines = [f"Outputs and gradients (precision={report.precision})"]
+    rows = [("device", "method", "phase", "leaf", "max abs", "max rel", "bit-exact", "ok")]
+    for c in report.checks:
+        phase = c.phase + (f":{c.label}" if c.label else "")
+        if c.status != "compared":
+            rows.append((c.device, c.method, phase, "-", "-", "-", "-", c.status))
+            continue
+        for d in c.leaves:
+            exact = "n/a" if d.bitexact is None else ("yes" if d.bitexact else "no")
+            rows.append((c.device, c.method, phase, d.name, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", exact, "ok" if d.within else "FAIL" + (f" ({d.note})" if d.note else "")))
+    return lines + _columns(rows)
+
+
+def _init_lines(report: Report) -> list[str]:
+    if not report.init:
+        return []
+    lines = ["Initializers (mean/std over seeds)"]
+    rows = [("flax leaf", "haiku mean", "haiku std", "flax mean", "flax std", "ok")]
+    for r in report.init:
+        rows.append((r.flax, f"{r.haiku_mean:.4g}", f"{r.haiku_std:.4g}", f"{r.flax_mean:.4g}", f"{r.flax_std:.4g}", "ok" if r.ok else "FAIL"))
+    return lines + _columns(rows)
+
+
+def _tail_lines(report: Report) -> list[str]:
+    lines = [f"  culprit: {c}" for c in report.culprits]
+    lines += [f"  note: {n}" for n in report.notes]
+    verdict = "EQUIVALENT" if report.equivalent else "NOT EQUIVALENT"
+    exact = "yes" if report.bitexact else "no"
+    grads = "yes" if report.gradients_bitexact else "no"
+    lines.append(f"{verdict} (outputs bit-exact: {exact}; gradients bit-exact: {grads})")
+    return lines
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
