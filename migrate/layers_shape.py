@@ -49,6 +49,11 @@ def reshape(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
         if list(shape).count(-1) > 1:
             return Unsupported("hk.Reshape: output_shape may contain -1 only once")
         shape_src = py(tuple(shape))
+    elif isinstance(bound["output_shape"], cst.Tuple | cst.List) and not any(
+        isinstance(e, cst.StarredElement) for e in bound["output_shape"].elements
+    ):
+        elements = [code(e.value) for e in bound["output_shape"].elements]
+        shape_src = f"({elements[0]},)" if len(elements) == 1 else f"({', '.join(elements)})"
     else:
         shape_src = f"tuple({code(bound['output_shape'])})"
     return _reshape_lambda(shape_src, bound, ctx, RESHAPE.display)

@@ -128,16 +128,14 @@ CASES: list[tuple[str, tuple[int, ...], str, dict[str, tuple[str, ...]] | None]]
     ("hk.Reshape((2, -1), preserve_dims=2)(x)", (2, 3, 4, 2), "normal", None),
     ("hk.Sequential([hk.Linear(4), jax.nn.relu, hk.Flatten(), hk.Linear(2)])(x)", (2, 3), "normal",
      {"linear": ("Dense_0",), "linear_1": ("Dense_1",)}),
+    ("hk.Sequential([hk.Conv2D(2, 3), hk.MaxPool(2, 2, 'SAME'), hk.Flatten(), hk.Linear(3)])(x)", (2, 5, 5, 3),
+     "normal", {"conv2_d": ("Conv_0",), "linear": ("Dense_0",)}),
     ("hk.nets.MLP([4, 3, 2], activation=jax.nn.tanh)(x)", (2, 3), "normal",
      {f"mlp/~/linear_{i}": ("MLP_0", f"linear_{i}") for i in range(3)}),
     ("hk.nets.MLP([4, 2], with_bias=False, activate_final=True)(x)", (2, 3), "normal",
      {f"mlp/~/linear_{i}": ("MLP_0", f"linear_{i}") for i in range(2)}),
-    ("hk.max_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), 'SAME')", (2, 5, 5, 3), "normal", None),
-    ("hk.avg_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), 'SAME')", (2, 5, 5, 3), "normal", None),
-    ("hk.avg_pool(x, 3, 2, 'SAME')", (2, 5, 7, 3), "normal", None),
-    ("hk.avg_pool(x, (1, 2, 1), 1, 'VALID')", (2, 5, 3), "normal", None),
-    ("hk.MaxPool(2, 2, 'VALID')(x)", (2, 4, 4, 3), "normal", None),
-    ("hk.AvgPool((3, 3, 1), (2, 2, 1), 'SAME')(x)", (2, 5, 5, 2), "normal", None),
+    ("hk.nets.MLP([5, 4, 2])(x, dropout_rate=0.5, rng=jax.random.PRNGKey(5))", (3, 3), "normal",
+     {f"mlp/~/linear_{i}": ("MLP_0", f"linear_{i}") for i in range(3)}),
 ]
 
 #: Norms whose learned scale Flax multiplies in a different order than Haiku (see layers_norm).
