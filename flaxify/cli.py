@@ -37,6 +37,10 @@ def _register_commands() -> None:
     from flaxify.commands import lint as lint_cmd
 
     cli.add_command(lint_cmd.lint)
+    from flaxify.commands import check as check_cmd
+
+    cli.add_command(check_cmd.check)
+    cli.add_command(check_cmd.convert_params)
 
 
 _register_commands()
