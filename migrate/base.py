@@ -81,6 +81,8 @@ class MigrationState:
     wrapper_classes: set[str] = field(default_factory=set)
     transformed: dict[str, TransformInfo] = field(default_factory=dict)
     uses_rng: bool = False
+    # Rewrites that need a helper class emitted once per file (hk.nets.MLP → MLP).
+    needs_mlp_class: bool = False
     # Transformed names of the other files being migrated (project.py).
     project: "ProjectIndex | None" = None
 
@@ -245,6 +247,11 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
     def need_nn(self) -> None:
         self.need_import(ImportSpec("flax.linen", None, None if self.state.nn == "linen" else self.state.nn))
 
+    def note_rewrite(self, qualname: str) -> None:
+        """Records what a successful rewrite needs besides imports."""
+        if qualname == "haiku.nets.MLP":
+            self.state.needs_mlp_class = True
+
     def need_jnp(self) -> None:
         self.need_import(ImportSpec("jax.numpy", None, self.state.jnp))
 
@@ -262,7 +269,10 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, _STATEMENTS):
             self._todo_stack.append([])
-        return super().on_visit(node)
+        descend = super().on_visit(node)
+        # A statement already marked TODO (by an earlier pass or an earlier run)
+        # is left exactly as it is: this is what makes a second run a no-op.
+        return descend and not (isinstance(node, _STATEMENTS) and has_todo(node))
 
     def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         result = super().on_leave(original_node, updated_node)
@@ -271,6 +281,12 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
             if comments:
                 result = add_comments(result, comments)
         return result
+
+
+def has_todo(node: cst.CSTNode) -> bool:
+    """True when a flaxify TODO comment sits directly above the statement."""
+    lines = getattr(node, "leading_lines", ())
+    return any(line.comment is not None and line.comment.value.startswith(TODO_PREFIX) for line in lines)
 
 
 def add_comments(result, comments: list[str]):  # type: ignore[no-untyped-def]

@@ -81,6 +81,7 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             self.todo("hk." + qualname.removeprefix("haiku."), result.reason)
             return fallback
         self.need_nn()
+        self.note_rewrite(qualname)
         for spec in result.imports:
             self.need_import(spec)
         return result.expr

@@ -13,8 +13,8 @@ import libcst as cst
 from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
-from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.base import FlaxifyCommand
+from flaxify.migrate.layers_combinators import MLP_CLASS_IMPORTS, mlp_class_source
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec
 
 # Why a known Haiku API is not rewritten yet (anything else gets a generic reason).
@@ -44,12 +44,6 @@ class MarkLeftoversCommand(FlaxifyCommand):
             RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
         return False
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        descend = super().on_visit(node)  # first: it opens the statement's TODO slot
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)) and _has_todo(node):
-            return False
-        return descend
-
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         return self._mark(node)
 
@@ -66,6 +60,17 @@ class MarkLeftoversCommand(FlaxifyCommand):
         self.todo("hk." + api if api else "haiku", REASONS.get(api, GENERIC))
         return False
 
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if not self.state.needs_mlp_class or _defines(updated_node, "MLP"):
+            return updated_node
+        for spec in MLP_CLASS_IMPORTS:
+            self.need_import(spec)
+        klass = cst.parse_statement(mlp_class_source(self.state.nn))
+        klass = klass.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2)
+        body = list(updated_node.body)
+        at = _after_imports(body)
+        return updated_node.with_changes(body=[*body[:at], klass, *body[at:]])
+
     def _import_emitted(self, name: str) -> None:
         """Imports a name the rewrites emitted but nothing binds yet."""
         if name == self.state.nn:
@@ -78,11 +83,25 @@ class MarkLeftoversCommand(FlaxifyCommand):
             self.need_import(ImportSpec("typing", "Any", None))
 
 
+def _defines(module: cst.Module, name: str) -> bool:
+    return any(isinstance(s, cst.ClassDef) and s.name.value == name for s in module.body)
+
+
+def _after_imports(body: list[cst.BaseStatement]) -> int:
+    """Index just past the leading docstring, imports and module constants' imports."""
+    at = 0
+    for index, statement in enumerate(body):
+        if isinstance(statement, cst.SimpleStatementLine) and all(
+            isinstance(small, (cst.Import, cst.ImportFrom, cst.Expr)) for small in statement.body
+        ):
+            at = index + 1
+        else:
+            break
+    return at
+
+
 def _is_haiku(node: cst.BaseExpression) -> bool:
     dotted = cst.Module([]).code_for_node(node)
     return dotted == "haiku" or dotted.startswith("haiku.")
 
 
-def _has_todo(node: cst.CSTNode) -> bool:
-    lines = getattr(node, "leading_lines", ())
-    return any(line.comment is not None and line.comment.value.startswith(TODO_PREFIX) for line in lines)

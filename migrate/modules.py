@@ -27,9 +27,9 @@ After::
 
 Constructor arguments become typed fields (``init_analysis.py``); what
 ``__init__`` built moves to ``setup()``; a method that builds submodules or
-parameters inline becomes ``@nn.compact`` (``__call__``) or
-``@nn.compact_name_scope`` (any other method: Haiku scopes those children as
-``~method/``, Linen as ``method/``). Every submodule gets ``name=`` equal to its
+parameters inline becomes ``@nn.compact`` when it is ``__call__``; another
+method doing so is left as it was under a TODO (Linen allows one compact
+method, and ``nn.compact_name_scope`` misplaces parameters in nested modules). Every submodule gets ``name=`` equal to its
 Haiku name where that name is static (``naming.py``), so the parameter tree
 mirrors Haiku's. ``hk.get_parameter`` becomes ``self.param``.
 """
@@ -71,7 +71,8 @@ _DYNAMIC = (
 @dataclass
 class ClassPlan:
     init: InitPlan | None
-    decorators: dict[str, str] = field(default_factory=dict)  # method -> "compact" | "compact_name_scope"
+    decorators: dict[str, str] = field(default_factory=dict)  # method -> "compact"
+    todo_methods: dict[str, str] = field(default_factory=dict)  # method -> why it stays Haiku
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -88,6 +89,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         # Haiku constructions called on the spot (`hk.Linear(3)(x)`): rewritten
         # together with their call, whose arguments may belong to the constructor.
         self._called_at_once: set[int] = set()
+        self._skipped: set[int] = set()  # calls inside methods left as they were (TODO)
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -127,13 +129,20 @@ class ConvertModulesCommand(FlaxifyCommand):
     def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         per_method: dict[str, dict[int, str]] = {}
         for method in _methods(node):
+            method_name = method.name.value
+            transparent = any(self.haiku_name(_decorator_target(d)) == "haiku.transparent" for d in method.decorators)
             namer = ScopeNamer()
-            needs_scope = self._scan(method.body, namer, dynamic=False)
+            # A transparent method's children are named in its caller's scope:
+            # no static name, and it needs no compact scope of its own.
+            needs_scope = self._scan(method.body, namer, dynamic=transparent)
+            if needs_scope and method_name not in ("__init__", "__call__") and not transparent:
+                plan.todo_methods[method_name] = _SCOPED_METHOD_REASON
+                self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
+                continue
             self._names.update({c.key: None for c in namer.constructions})
-            per_method[method.name.value] = namer.names()
-            if needs_scope and method.name.value != "__init__":
-                kind = "compact" if method.name.value == "__call__" else "compact_name_scope"
-                plan.decorators[method.name.value] = kind
+            per_method[method_name] = namer.names()
+            if needs_scope and method_name == "__call__":
+                plan.decorators[method_name] = "compact"
         # Haiku keeps `~/linear` (built in __init__) apart from `linear` (built in
         # __call__); Linen has one namespace for setup() and the compact method.
         # On a clash the setup() submodule keeps its attribute name instead.
@@ -180,7 +189,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         return bool(self._classes) and self._classes[-1] is not None
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        if not self._converting():
+        if not self._converting() or id(original_node) in self._skipped:
             return updated_node
         key = id(original_node)
         if key in self._names and key not in self._called_at_once:
@@ -221,6 +230,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             self.todo(_short(qualname), result.reason)
             return fallback
         self.need_nn()
+        self.note_rewrite(qualname)
         for spec in result.imports:
             self.need_import(spec)
         return result.expr
@@ -265,6 +275,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             return updated_node
         plan = self._plans[self._classes[-1]]  # type: ignore[index]
         decorators = [d for d in updated_node.decorators if self.haiku_name(_decorator_target(d)) != "haiku.transparent"]
+        reason = plan.todo_methods.get(updated_node.name.value)
+        if reason is not None:
+            self.todo(f"method {updated_node.name.value}", reason)
+            return updated_node
         kind = plan.decorators.get(updated_node.name.value)
         if kind is not None:
             decorators.insert(0, cst.Decorator(self.nn_attr(kind)))
@@ -353,6 +367,14 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
+# Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
+# Haiku's `~method/` scopes) attaches its scope to the caller's module when the
+# module is nested (flax 0.12: setup runs before the module is on the stack),
+# so its parameters would land in the wrong place.
+_SCOPED_METHOD_REASON = (
+    "builds submodules or parameters inline in a method other than __call__; Linen allows one"
+    " @nn.compact method: build them in setup() and use them here, or move this code into __call__"
+)
 
 
 class _ArgumentsToSelf(cst.CSTTransformer):
