@@ -24,9 +24,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from flaxify.migrate.api import SourceError, Todo, migrate_source
+from flaxify.migrate.base import TransformInfo
+from flaxify.migrate.project import ProjectIndex, index_sources
 
 # Folders a walk never enters; any other hidden (``.``-prefixed) folder is skipped too.
 SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "build", "dist", ".tox", "node_modules"})
@@ -230,22 +233,55 @@ def _check_targets(jobs: Sequence[Job], force: bool) -> None:
 
 
 def run(jobs: Sequence[Job], workers: int = 1) -> Iterator[FileResult]:
-    """Yields one result per job, in job order; ``workers > 1`` uses that many processes."""
+    """Yields one result per job, in job order; ``workers > 1`` uses that many processes.
+
+    Every file is first indexed (:func:`index_project`) so that a call site in one file
+    follows a model defined in another, whichever process migrates either.
+    """
+    project = index_project(jobs)
     workers = min(workers, len(jobs))
     if workers <= 1:
-        yield from map(migrate_file, jobs)
+        yield from (migrate_file(job, project) for job in jobs)
         return
     # Chunks amortise the inter-process round trip; several per worker keep them all busy.
     chunksize = max(1, len(jobs) // (workers * 4))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(migrate_file, jobs, chunksize=chunksize)
+    # The index goes over once per worker, as a plain dict: a mappingproxy cannot be pickled.
+    adopt = (dict(project.transformed),)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_adopt_project, initargs=adopt) as pool:
+        yield from pool.map(_migrate_in_worker, jobs, chunksize=chunksize)
 
 
-def migrate_file(job: Job) -> FileResult:
+def index_project(jobs: Sequence[Job]) -> ProjectIndex:
+    """Records the transformed models of every file (a cheap ``ast`` read of Haiku files)."""
+    return index_sources((Path(job.display), source) for job, source in _contents(jobs))
+
+
+def _contents(jobs: Sequence[Job]) -> Iterator[tuple[Job, bytes]]:
+    """Each readable job with its bytes; unreadable files are reported by their migration."""
+    for job in jobs:
+        with contextlib.suppress(OSError):
+            yield job, job.source.read_bytes()
+
+
+_worker_project: ProjectIndex | None = None  # set once per worker process by _adopt_project
+
+
+def _adopt_project(transformed: dict[tuple[str, str], TransformInfo]) -> None:
+    """Pool initializer: rebuilds the project index in a worker process."""
+    global _worker_project  # noqa: PLW0603 - per-process state is what an initializer sets
+    _worker_project = ProjectIndex(MappingProxyType(transformed))
+
+
+def _migrate_in_worker(job: Job) -> FileResult:
+    """:func:`migrate_file` with the index this worker adopted."""
+    return migrate_file(job, _worker_project)
+
+
+def migrate_file(job: Job, project: ProjectIndex | None = None) -> FileResult:
     """Migrates one file and writes it as ``job.mode`` says; any failure becomes a result."""
     try:
         original = job.source.read_bytes()
-        migrated = migrate_source(original, job.display)
+        migrated = migrate_source(original, job.display, project)
         changed = migrated.source != original  # the bytes decide what is written
         if changed and job.mode is Mode.IN_PLACE:
             _write_in_place(job.source, migrated.source)
