@@ -29,9 +29,16 @@ from flaxify.lint.transforms import (
     Transform,
 )
 
+# Host callbacks: the function passed in runs on the host with concrete values, not traced.
+CALLBACKS = frozenset({"jax.debug.callback", "jax.pure_callback", "jax.experimental.io_callback",
+                       "jax.experimental.host_callback.call", "jax.experimental.host_callback.id_tap",
+                       "jax.experimental.pure_callback"})
 TREE_MAPS = frozenset({"jax.tree_util.tree_map", "jax.tree_util.tree_map_with_path", "jax.tree.map_with_path"})
 PARTIALS = frozenset({"functools.partial"})
 CUSTOM_RULE_ATTRS = frozenset({"defjvp", "defvjp", "defjvps"})
+# Library implementations handle tracers on purpose (isinstance checks, try/except, avals): when their
+# source is linted, their functions are checked where they are traced roots, but never reached as helpers.
+FRAMEWORKS = frozenset({"jax", "jaxlib", "flax", "haiku", "optax", "equinox", "chex"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Analysis:
     project: Project
     contexts: dict[FunctionInfo, Context] = field(default_factory=dict)
     returns: dict[FunctionInfo, Taint] = field(default_factory=dict)
+    tuple_returns: dict[FunctionInfo, tuple[Taint, ...]] = field(default_factory=dict)
     _callers: dict[FunctionInfo, set[FunctionInfo]] = field(default_factory=dict)
     _queue: deque[Context] = field(default_factory=deque)
     _queued: set[FunctionInfo] = field(default_factory=set)
@@ -149,6 +157,8 @@ class Analysis:
         if inner is None:
             return None
         names = frozenset(k.arg for k in node.keywords if k.arg)
+        if any(k.arg is None for k in node.keywords):  # partial(f, **options): every keyword-only one is bound
+            names |= {a.arg for a in inner.fn.node.args.kwonlyargs}
         return _Target(inner.fn, inner.bound_positional + len(node.args) - 1, inner.bound_names | names,
                        inner.via_attribute)
 
@@ -223,7 +233,7 @@ class Analysis:
         """Reaches the callables passed to a transform call; True if ``call`` is one."""
         func = call.func
         last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-        if last in CUSTOM_RULE_ATTRS:
+        if last in CUSTOM_RULE_ATTRS and isinstance(func, ast.Attribute):
             self._seed_custom_rules(call, scope, module, outer)
             return True
         if last not in LAST_NAMES:
@@ -246,7 +256,8 @@ class Analysis:
     def _seed_custom_rules(self, call: ast.Call, scope: FunctionInfo | None, module: ModuleInfo,
                            outer: Context | None) -> None:
         """``f.defvjp(fwd, bwd)`` / ``f.defjvp(jvp)``: the rule functions are traced like ``f``."""
-        assert isinstance(call.func, ast.Attribute)
+        if not isinstance(call.func, ast.Attribute):
+            return
         for position, arg in enumerate(call.args[:2]):
             target = self.resolve(arg, scope, module)
             if target is not None:
@@ -335,6 +346,8 @@ class Analysis:
     # --- the worklist ----------------------------------------------------------------------
     def reach(self, fn: FunctionInfo, kind: Kind, params: dict[str, Taint], closure: dict[str, Taint],
               inner: set[str], flavors: set[str], chain: tuple[Hop, ...]) -> None:
+        if chain and fn.module.name.partition(".")[0] in FRAMEWORKS:
+            return
         params = _cap_by_annotation(fn, params)
         ctx = self.contexts.get(fn)
         if ctx is None:
@@ -354,7 +367,7 @@ class Analysis:
         if ctx.env is None:
             fn = ctx.fn
             ctx.env = Env(fn, ctx.params, ctx.closure, lambda node: self.qualify(fn, fn.module, node),
-                          lambda call: self._summary(fn, call))
+                          lambda call: self._summary(fn, call), lambda call: self._item_summary(fn, call))
         return ctx.env
 
     def _summary(self, caller: FunctionInfo, call: ast.Call) -> Taint | None:
@@ -365,6 +378,14 @@ class Analysis:
         self._callers.setdefault(target.fn, set()).add(caller)
         # Capped at TREE: a helper may return a list or a tuple, whose truthiness is fine.
         return min(self.returns.get(target.fn, Taint.NONE), Taint.TREE)
+
+    def _item_summary(self, caller: FunctionInfo, call: ast.Call) -> tuple[Taint, ...] | None:
+        target = self.resolve(call.func, caller, caller.module)
+        if target is None or target.fn.is_generator or not _tuple_returns(target.fn):
+            return None
+        self._callers.setdefault(target.fn, set()).add(caller)
+        width = len(_tuple_returns(target.fn)[0].elts)  # type: ignore[union-attr]
+        return self.tuple_returns.get(target.fn, (Taint.NONE,) * width)
 
     def _process(self, ctx: Context) -> None:
         fn, module = ctx.fn, ctx.fn.module
@@ -377,8 +398,17 @@ class Analysis:
                 self._reach_call(ctx, env, call, target)
             self._reach_callbacks(ctx, env, call)
         returned = max((env.of(value) for value in fn.returns), default=Taint.NONE)
-        if returned > self.returns.get(fn, Taint.NONE):
+        grew = returned > self.returns.get(fn, Taint.NONE)
+        if grew:
             self.returns[fn] = returned
+        tuples = _tuple_returns(fn)
+        if tuples:
+            items = tuple(max(env.of(t.elts[i]) for t in tuples) for i in range(len(tuples[0].elts)))
+            old = self.tuple_returns.get(fn)
+            if old is None or any(a > b for a, b in zip(items, old)):
+                self.tuple_returns[fn] = tuple(max(a, b) for a, b in zip(items, old or items))
+                grew = True
+        if grew:
             for caller in self._callers.get(fn, ()):
                 if caller in self.contexts:
                     self._enqueue(self.contexts[caller])
@@ -401,7 +431,10 @@ class Analysis:
 
     def _reach_callbacks(self, ctx: Context, env: Env, call: ast.Call) -> None:
         """Local functions and lambdas passed to other calls run at trace time too (tree_map...)."""
-        tree_map = self.qualify(ctx.fn, ctx.fn.module, call.func) in TREE_MAPS
+        callee = self.qualify(ctx.fn, ctx.fn.module, call.func)
+        if callee in CALLBACKS:
+            return
+        tree_map = callee in TREE_MAPS
         for arg in call.args:
             if not isinstance(arg, (ast.Lambda, ast.Name)):
                 continue
@@ -426,6 +459,18 @@ class Analysis:
         closure = dict(outer.closure)
         closure.update(env.names)
         return closure, outer.inner | outer.fn.locals
+
+
+def _tuple_returns(fn: FunctionInfo) -> list[ast.Tuple] | None:
+    """The returned tuples, when every return is a tuple display of the same length."""
+    values = fn.returns
+    if not values or not all(isinstance(v, ast.Tuple) for v in values):
+        return None
+    tuples: list[ast.Tuple] = values  # type: ignore[assignment]
+    width = len(tuples[0].elts)
+    if any(len(t.elts) != width or any(isinstance(e, ast.Starred) for e in t.elts) for t in tuples):
+        return None
+    return tuples
 
 
 def _cap_by_annotation(fn: FunctionInfo, params: dict[str, Taint]) -> dict[str, Taint]:

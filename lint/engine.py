@@ -110,7 +110,7 @@ def run_traced_rules(context, analysis: Analysis, rules: list[Rule], sink: list[
         ctx.rule = rule
         rule.check(ctx)
     body = [fn.node.body] if isinstance(fn.node, ast.Lambda) else fn.node.body
-    stack: list[ast.AST] = list(reversed(body))
+    stack: list[ast.AST] = [node for node in reversed(body) if not isinstance(node, _SKIP_SCOPES)]
     while stack:
         node = stack.pop()
         for rule, visit in handlers.get(type(node), ()):

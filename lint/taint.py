@@ -44,6 +44,7 @@ TRACED_SOURCES = frozenset(
     {"jax.lax.axis_index", "haiku.get_parameter", "haiku.get_state", "haiku.next_rng_key",
      "haiku.maybe_next_rng_key"}
 )
+ARRAY_ATTRS = frozenset({"T", "mT", "real", "imag", "at", "H", "value"})
 TRACED_SELF_METHODS = frozenset({"param", "make_rng"})
 ARRAY_NAMESPACES = ("jax.", "flax.linen.", "optax.", "haiku.")
 ARRAY_ANNOTATIONS = ("Array", "ndarray", "ArrayLike", "Float", "Int", "Tensor", "PRNGKey", "KeyArray")
@@ -53,6 +54,8 @@ STATIC_ANNOTATIONS = ("bool", "int", "str", "float", "Callable", "Sequence", "Op
 Qualifier = Callable[[ast.expr], "str | None"]
 # Taint of a call to a project function, from its return statements; None when not a project function.
 Summarizer = Callable[[ast.Call], "Taint | None"]
+# Per-position taints when the project function always returns a tuple of one length.
+ItemSummarizer = Callable[[ast.Call], "tuple[Taint, ...] | None"]
 
 
 def annotation_taint(annotation: ast.expr | None) -> Taint | None:
@@ -71,9 +74,11 @@ class Env:
     """Taints of the names of one function, and of any expression in it."""
 
     def __init__(self, fn: FunctionInfo, params: Mapping[str, Taint], closure: Mapping[str, Taint],
-                 qualify: Qualifier, summarize: Summarizer | None = None) -> None:
+                 qualify: Qualifier, summarize: Summarizer | None = None,
+                 summarize_items: ItemSummarizer | None = None) -> None:
         self.fn = fn
         self.summarize = summarize
+        self.summarize_items = summarize_items
         self.names: dict[str, Taint] = {k: v for k, v in params.items() if v}
         self.closure = closure
         self.qualify = qualify
@@ -94,6 +99,17 @@ class Env:
             return
         if how == "iter":
             self._bind_iter(target, value)
+            return
+        if (isinstance(target, ast.Tuple) and isinstance(value, ast.Call) and self.summarize_items is not None
+                and not any(isinstance(e, ast.Starred) for e in target.elts)):
+            items = self.summarize_items(value)
+            if items is not None and len(items) == len(target.elts):
+                for elt, item in zip(target.elts, items):
+                    self._bind(elt, item)
+                return
+        if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+            for elt, item in zip(target.elts, value.elts):
+                self._bind(elt, self.of(item))
             return
         taint = self.of(value)
         if how == "aug" and taint:
@@ -168,9 +184,12 @@ class Env:
         return self.name(node.id)
 
     def _attribute(self, node: ast.Attribute) -> Taint:
-        if node.attr in STATIC_ATTRS:
+        if node.attr in STATIC_ATTRS or node.attr.startswith("__"):
             return Taint.NONE
-        return self.of(node.value)
+        base = self.of(node.value)
+        if base == Taint.ARRAY and node.attr not in ARRAY_ATTRS:
+            return Taint.TREE  # an unknown attribute of an array-valued expression: not surely an array
+        return base
 
     def _subscript(self, node: ast.Subscript) -> Taint:
         return self.of(node.value)
@@ -198,7 +217,11 @@ class Env:
         for item in operands:
             if isinstance(item, ast.Constant) and (item.value is None or isinstance(item.value, (str, bytes))):
                 return Taint.NONE
-        return Taint.ARRAY if self._any(operands) else Taint.NONE
+        taint = self._any(operands)
+        if taint == Taint.TREE and all(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+            # `==` is defined on anything (treedefs, configs, graph metadata): only arrays are certain.
+            return Taint.NONE
+        return Taint.ARRAY if taint else Taint.NONE
 
     def _boolop(self, node: ast.BoolOp) -> Taint:
         return self._any(node.values)

@@ -11,9 +11,10 @@ MUTATORS = frozenset(
     {"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "clear", "remove", "add",
      "discard", "sort", "reverse", "appendleft", "extendleft", "put", "write", "__setitem__"}
 )
-# Mutators that store their arguments: the ones that can leak a tracer.
-STORING = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "appendleft", "extendleft",
-                     "put", "__setitem__"})
+# Mutators that store their arguments (the ones that can leak a tracer), with their positional arity:
+# `opt.update(grads, state)` has two arguments, so it is an optimizer, not `dict.update`.
+STORING: dict[str, int] = {"append": 1, "extend": 1, "insert": 2, "update": 1, "setdefault": 2, "add": 1,
+                           "appendleft": 1, "extendleft": 1, "put": 1, "__setitem__": 2}
 
 
 class OuterStateMutation(Rule):
@@ -76,7 +77,9 @@ class OuterStateMutation(Rule):
         if not isinstance(call, ast.Call):
             return
         func = call.func
-        if isinstance(func, ast.Attribute) and func.attr in STORING and traced_args(call, ctx):
+        if not isinstance(func, ast.Attribute) or len(call.args) > STORING.get(func.attr, -1):
+            return
+        if traced_args(call, ctx):
             self._check(func.value, ctx, call)
 
     def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
