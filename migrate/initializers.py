@@ -251,8 +251,7 @@ def _rewrite_lambda(expr: cst.Lambda, resolver: Resolver | None) -> Rewrite | Un
     body = expr.body.visit(transformer)
     if transformer.count > 1:
         return Unsupported(
-            f"`{code(expr)}` draws hk.next_rng_key() more than once; split the Flax key "
-            "with jax.random.split instead"
+            f"`{code(expr)}` draws hk.next_rng_key() more than once; split the Flax key with jax.random.split instead"
         )
     new_params = params.with_changes(posonly_params=(), params=(cst.Param(cst.Name(key)), *positional))
     return Rewrite(expr.with_changes(params=new_params, body=body))

@@ -134,7 +134,7 @@ def rewrite_layer_call(
         return rewritten if isinstance(rewritten, Unsupported) else _inline(outer, rewritten)
     keywords = {a.keyword.value: a for a in outer.args if a.keyword is not None}
     unsupported = [k for k in _CALL_TIME_UNSUPPORTED.get(tail, ()) if k in keywords]
-    if unsupported or tail in _CALL_TIME_UNSUPPORTED and len(outer.args) > 1 and not keywords:
+    if unsupported or (tail in _CALL_TIME_UNSUPPORTED and len(outer.args) > 1 and not keywords):
         return Unsupported(
             f"hk.{tail} called with {', '.join(unsupported) or 'extra positional arguments'}: "
             f"the Flax layer takes no such call-time argument"

@@ -31,17 +31,53 @@ from flaxify.migrate.layers_linear import Args, flag_arg, init_arg
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported, merge_imports
 
 SEQUENTIAL = Signature("hk.Sequential", ("layers", "name"))
-MLP = Signature("hk.nets.MLP", ("output_sizes", "w_init", "b_init", "with_bias", "activation", "activate_final", "name"))
+MLP = Signature(
+    "hk.nets.MLP", ("output_sizes", "w_init", "b_init", "with_bias", "activation", "activate_final", "name")
+)
 
 #: Haiku layers (by class name) whose call returns one array.
 ARRAY_LAYERS = frozenset(
-    "Linear Conv1D Conv2D Conv3D ConvND Conv1DTranspose Conv2DTranspose Conv3DTranspose ConvNDTranspose "
-    "DepthwiseConv1D DepthwiseConv2D DepthwiseConv3D LayerNorm GroupNorm RMSNorm InstanceNorm BatchNorm "
-    "Embed Bias Flatten Reshape MLP MaxPool AvgPool".split()
+    [
+        "Linear",
+        "Conv1D",
+        "Conv2D",
+        "Conv3D",
+        "ConvND",
+        "Conv1DTranspose",
+        "Conv2DTranspose",
+        "Conv3DTranspose",
+        "ConvNDTranspose",
+        "DepthwiseConv1D",
+        "DepthwiseConv2D",
+        "DepthwiseConv3D",
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",
+        "InstanceNorm",
+        "BatchNorm",
+        "Embed",
+        "Bias",
+        "Flatten",
+        "Reshape",
+        "MLP",
+        "MaxPool",
+        "AvgPool",
+    ]
 )
 #: Flax layers whose call returns one array.
 FLAX_ARRAY_LAYERS = frozenset(
-    "Dense Conv ConvTranspose Embed LayerNorm GroupNorm RMSNorm InstanceNorm BatchNorm Dropout".split()
+    [
+        "Dense",
+        "Conv",
+        "ConvTranspose",
+        "Embed",
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",
+        "InstanceNorm",
+        "BatchNorm",
+        "Dropout",
+    ]
 )
 
 MLP_CLASS_SOURCE = '''\

@@ -129,7 +129,9 @@ def _pad_fn_name(node: cst.BaseExpression, ctx: Ctx) -> str | None:
     return None
 
 
-def _padding_from_fns(node: cst.BaseExpression, bound: Bound, n: int, ctx: Ctx, display: str) -> str | Unsupported | None:
+def _padding_from_fns(
+    node: cst.BaseExpression, bound: Bound, n: int, ctx: Ctx, display: str
+) -> str | Unsupported | None:
     """Explicit pairs for ``hk.pad.*`` functions (or a list of them); None if not padfns."""
     elements = [e.value for e in node.elements] if isinstance(node, cst.List | cst.Tuple) else [node]
     names = [_pad_fn_name(e, ctx) for e in elements]
@@ -176,7 +178,7 @@ def channels_last(bound: Bound, display: str) -> Unsupported | None:
     if "data_format" not in bound:
         return None
     value = literal(bound["data_format"])
-    if value == "channels_last" or isinstance(value, str) and _CHANNELS_LAST.match(value):
+    if value == "channels_last" or (isinstance(value, str) and _CHANNELS_LAST.match(value)):
         return None
     return Unsupported(
         f"{display}(data_format={code(bound['data_format'])}): Flax convolutions are channels-last "

@@ -96,9 +96,7 @@ def _embed_sizes(bound: Bound) -> tuple[str, str] | Unsupported:
         return code(bound["vocab_size"]), code(bound["embed_dim"])
     matrix = bound.get("embedding_matrix")
     if matrix is None or not is_simple_ref(matrix):
-        return Unsupported(
-            "hk.Embed: pass vocab_size and embed_dim (nn.Embed needs both at construction)"
-        )
+        return Unsupported("hk.Embed: pass vocab_size and embed_dim (nn.Embed needs both at construction)")
     return f"{code(matrix)}.shape[0]", f"{code(matrix)}.shape[1]"
 
 

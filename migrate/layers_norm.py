@@ -70,7 +70,7 @@ def _slice_axes(node: cst.BaseExpression) -> tuple[int, ...] | None:
     values = [literal(a.value) for a in node.args]
     if len(values) == 2 and not any(a.keyword for a in node.args):
         start, stop = values
-        if isinstance(start, int) and start < 0 and (stop is None or isinstance(stop, int) and start < stop < 0):
+        if isinstance(start, int) and start < 0 and (stop is None or (isinstance(stop, int) and start < stop < 0)):
             return tuple(range(start, 0 if stop is None else stop))
     return None
 
@@ -78,7 +78,7 @@ def _slice_axes(node: cst.BaseExpression) -> tuple[int, ...] | None:
 def axes_arg(bound: Bound, haiku_key: str, flax_key: str, display: str) -> Args | Unsupported:
     """``reduction_axes``/``feature_axes``: omitted for ``-1`` (Flax's default)."""
     node = bound.get(haiku_key)
-    if node is None or literal(node) in (-1, (-1,), [-1]) or literal(node) is None and haiku_key == "param_axis":
+    if node is None or literal(node) in (-1, (-1,), [-1]) or (literal(node) is None and haiku_key == "param_axis"):
         return []
     value = literal(node)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -127,16 +127,22 @@ def layer_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     if "axis" not in bound or "create_scale" not in bound or "create_offset" not in bound:
         return Unsupported("hk.LayerNorm needs axis, create_scale and create_offset")
     fast = _fast_variance(bound, LAYER_NORM.display)
+    if fast is not None:
+        return fast
     reduction = axes_arg(bound, "axis", "reduction_axes", LAYER_NORM.display)
+    if isinstance(reduction, Unsupported):
+        return reduction
     feature = axes_arg(bound, "param_axis", "feature_axes", LAYER_NORM.display)
+    if isinstance(feature, Unsupported):
+        return feature
     inits = _inits(bound, ctx)
-    for part in (fast, reduction, feature, inits):
-        if isinstance(part, Unsupported):
-            return part
+    if isinstance(inits, Unsupported):
+        return inits
+    init_args, imports = inits
     args: Args = eps_arg(bound) + flag_arg(bound, "create_scale", "use_scale")
-    args += flag_arg(bound, "create_offset", "use_bias") + inits[0] + reduction + feature  # type: ignore[operator]
+    args += flag_arg(bound, "create_offset", "use_bias") + init_args + reduction + feature
     args += [("use_fast_variance", "False"), *name_arg(bound, ctx.name)]
-    return Rewrite(flax_call(f"{ctx.nn}.LayerNorm", args), inits[1])  # type: ignore[index]
+    return Rewrite(flax_call(f"{ctx.nn}.LayerNorm", args), imports)
 
 
 def instance_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
@@ -144,14 +150,16 @@ def instance_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     if "create_scale" not in bound or "create_offset" not in bound:
         return Unsupported("hk.InstanceNorm needs create_scale and create_offset")
     fmt = channels_last(bound, INSTANCE_NORM.display)
+    if fmt is not None:
+        return fmt
     inits = _inits(bound, ctx)
-    for part in (fmt, inits):
-        if isinstance(part, Unsupported):
-            return part
+    if isinstance(inits, Unsupported):
+        return inits
+    init_args, imports = inits
     args: Args = eps_arg(bound) + flag_arg(bound, "create_scale", "use_scale")
-    args += flag_arg(bound, "create_offset", "use_bias") + inits[0]  # type: ignore[index]
+    args += flag_arg(bound, "create_offset", "use_bias") + init_args
     args += [("use_fast_variance", "False"), *name_arg(bound, ctx.name)]
-    return Rewrite(flax_call(f"{ctx.nn}.InstanceNorm", args), inits[1])  # type: ignore[index]
+    return Rewrite(flax_call(f"{ctx.nn}.InstanceNorm", args), imports)
 
 
 def group_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
@@ -159,19 +167,21 @@ def group_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     if "groups" not in bound:
         return Unsupported("hk.GroupNorm needs groups")
     fmt = channels_last(bound, GROUP_NORM.display)
-    if fmt is None and "axis" in bound and code(bound["axis"]).replace(" ", "") != "slice(1,None)":
-        fmt = Unsupported(
+    if fmt is not None:
+        return fmt
+    if "axis" in bound and code(bound["axis"]).replace(" ", "") != "slice(1,None)":
+        return Unsupported(
             f"hk.GroupNorm(axis={code(bound['axis'])}): only the default axis=slice(1, None) maps "
             "to nn.GroupNorm's reduction_axes; set reduction_axes by hand"
         )
     inits = _inits(bound, ctx)
-    for part in (fmt, inits):
-        if isinstance(part, Unsupported):
-            return part
+    if isinstance(inits, Unsupported):
+        return inits
+    init_args, imports = inits
     args: Args = [("num_groups", code(bound["groups"])), *eps_arg(bound)]
     args += flag_arg(bound, "create_scale", "use_scale") + flag_arg(bound, "create_offset", "use_bias")
-    args += inits[0] + [("use_fast_variance", "False"), *name_arg(bound, ctx.name)]  # type: ignore[index]
-    return Rewrite(flax_call(f"{ctx.nn}.GroupNorm", args), inits[1])  # type: ignore[index]
+    args += init_args + [("use_fast_variance", "False"), *name_arg(bound, ctx.name)]
+    return Rewrite(flax_call(f"{ctx.nn}.GroupNorm", args), imports)
 
 
 def rms_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
@@ -179,11 +189,15 @@ def rms_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     if "axis" not in bound:
         return Unsupported("hk.RMSNorm needs axis")
     reduction = axes_arg(bound, "axis", "reduction_axes", RMS_NORM.display)
+    if isinstance(reduction, Unsupported):
+        return reduction
     feature = axes_arg(bound, "param_axis", "feature_axes", RMS_NORM.display)
+    if isinstance(feature, Unsupported):
+        return feature
     inits = _inits(bound, ctx, with_offset=False)
-    for part in (reduction, feature, inits):
-        if isinstance(part, Unsupported):
-            return part
-    args: Args = eps_arg(bound) + flag_arg(bound, "create_scale", "use_scale") + inits[0]  # type: ignore[index]
-    args += reduction + feature + name_arg(bound, ctx.name)  # type: ignore[operator]
-    return Rewrite(flax_call(f"{ctx.nn}.RMSNorm", args), inits[1])  # type: ignore[index]
+    if isinstance(inits, Unsupported):
+        return inits
+    init_args, imports = inits
+    args: Args = eps_arg(bound) + flag_arg(bound, "create_scale", "use_scale") + init_args
+    args += reduction + feature + name_arg(bound, ctx.name)
+    return Rewrite(flax_call(f"{ctx.nn}.RMSNorm", args), imports)

@@ -54,7 +54,9 @@ def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tuple_sizes(window: tuple[int, ...], strides: tuple[int, ...], display: str) -> tuple[str, str | None] | Unsupported:
+def _tuple_sizes(
+    window: tuple[int, ...], strides: tuple[int, ...], display: str
+) -> tuple[str, str | None] | Unsupported:
     """Spatial window/strides from Haiku's (left-padded) full-rank tuples."""
     rank = max(len(window), len(strides))
     window = (1,) * (rank - len(window)) + window
@@ -79,7 +81,7 @@ def _sizes(bound: Bound, x: str | None, display: str) -> tuple[str, str | None] 
             strides = (1,)
         if isinstance(strides, tuple | list) and all(map(_int, strides)):
             return _tuple_sizes(tuple(window), tuple(strides), display)
-    if _int(window) and (_int(strides) or isinstance(strides, tuple | list) and set(strides) == {1}):
+    if _int(window) and (_int(strides) or (isinstance(strides, tuple | list) and set(strides) == {1})):
         if not is_literal(bound, "channel_axis", -1):
             return Unsupported(
                 f"{display}: an int window with channel_axis={code(bound['channel_axis'])} pools the "
@@ -132,9 +134,13 @@ def rewrite_pool(
         needs_rank = _int(literal(bound.get("window_shape")))
         if x is None and not needs_rank:
             x = code(value)
-        text = _pool_call(tail[:3], x, bound, nn, sig.display) if x else Unsupported(
-            f"{sig.display}: an int window needs the input's rank; bind the input to a name or pass "
-            "full-rank tuples"
+        text = (
+            _pool_call(tail[:3], x, bound, nn, sig.display)
+            if x
+            else Unsupported(
+                f"{sig.display}: an int window needs the input's rank; bind the input to a name or pass "
+                "full-rank tuples"
+            )
         )
         return text if isinstance(text, Unsupported) else Rewrite(cst.parse_expression(text))
     if tail in MODULES:

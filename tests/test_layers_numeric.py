@@ -83,7 +83,7 @@ def to_flax(hk_params: dict, path_map: dict[str, tuple[str, ...]], flax_shapes: 
 def _randomize(params: dict, seed: int = 7) -> dict:
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves)])
+    return jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=False)])
 
 
 def _input(shape: tuple[int, ...], kind: str) -> jax.Array:
@@ -164,7 +164,7 @@ class _Wrap(nn.Module):
 
 def _flax_namespace() -> dict:
     namespace = {"nn": nn, "jnp": jnp, "jax": jax}
-    exec(mlp_class_source("nn"), namespace)  # noqa: S102 - the helper class the engine emits once per file
+    exec(mlp_class_source("nn"), namespace)
     return namespace
 
 
