@@ -203,6 +203,8 @@ def rewrite_initializer(
     """
     target = expr.func if isinstance(expr, cst.Call) else expr
     qualname = qualname or resolve(target, resolver)
+    if _already_flax(expr, qualname, nn):
+        return Rewrite(expr)
     name = haiku_name(qualname, "initializers")
     if isinstance(expr, cst.Call) and name in _TABLE:
         sig, handler = _TABLE[name]
@@ -217,6 +219,23 @@ def rewrite_initializer(
         "(key, shape, dtype) where Haiku's take (shape, dtype): pass a Flax initializer, "
         "e.g. `lambda key, shape, dtype: f(shape, dtype)` if f draws no random numbers"
     )
+
+
+_FLAX_INITIALIZER_MODULES = ("flax.linen.initializers.", "jax.nn.initializers.", "flax.nnx.initializers.")
+
+
+def _already_flax(expr: cst.BaseExpression, qualname: str | None, nn: str) -> bool:
+    """True for an initializer this module (or a person) already wrote in Flax's signature.
+
+    The engine rewrites children before parents, so a layer's ``w_init`` may
+    arrive already converted; converting it again must be a no-op.
+    """
+    if qualname and qualname.startswith((*_FLAX_INITIALIZER_MODULES, f"{nn}.initializers.")):
+        return True
+    if isinstance(expr, cst.Lambda):  # the (key, shape, dtype) lambdas emitted here
+        positional = [*expr.params.posonly_params, *expr.params.params]
+        return len(positional) == 3 and positional[0].name.value.startswith("key")
+    return False
 
 
 class _NextRngKeyToKey(cst.CSTTransformer):

@@ -239,15 +239,21 @@ def conv(bound: Bound, ctx: Ctx, qualname_tail: str) -> Rewrite | Unsupported:
     return Rewrite(flax_call(f"{ctx.nn}.Conv", args), merge_imports(w[1], b[1]))
 
 
+#: Flax initializers (possibly already converted by the engine) that draw iid elements.
+_FLAX_ELEMENTWISE = ("zeros", "ones", "zeros_init", "ones_init", "normal", "truncated_normal", "uniform")
+
+
 def _is_elementwise(node: cst.BaseExpression, ctx: Ctx) -> bool:
-    """True for Haiku initializers whose draw does not depend on the weight shape."""
+    """True for initializers whose draw does not depend on the weight shape."""
     target = node.func if isinstance(node, cst.Call) else node
-    qualname = resolve(target, ctx.resolver)
+    qualname = resolve(target, ctx.resolver) or ""
     tail = haiku_name(qualname, "initializers")
     if tail in ("RandomNormal", "TruncatedNormal", "RandomUniform"):
         return True
-    if tail == "Constant" and isinstance(node, cst.Call) and node.args:
-        return isinstance(literal(node.args[0].value), int | float)
+    if tail == "Constant" or qualname.endswith("initializers.constant"):
+        return isinstance(node, cst.Call) and bool(node.args) and isinstance(literal(node.args[0].value), int | float)
+    if ".initializers." in qualname and qualname.rsplit(".", 1)[-1] in _FLAX_ELEMENTWISE:
+        return True
     return qualname in ("jax.numpy.zeros", "jax.numpy.ones", "numpy.zeros", "numpy.ones")
 
 

@@ -90,6 +90,13 @@ def test_local_names_are_used() -> None:
     )
 
 
+@pytest.mark.parametrize("haiku_src", [flax_src for _, flax_src in SOURCE if not flax_src.startswith("lambda key, s,")])
+def test_already_converted_initializers_are_kept(haiku_src: str) -> None:
+    """The engine rewrites a layer's w_init before the layer: a second pass is a no-op."""
+    result = rewrite_initializer(cst.parse_expression(haiku_src), None)
+    assert isinstance(result, Rewrite) and code(result.expr) == haiku_src
+
+
 @pytest.mark.parametrize(("haiku_src", "reason"), UNSUPPORTED)
 def test_unsupported(haiku_src: str, reason: str) -> None:
     result = rewrite_initializer(cst.parse_expression(haiku_src), None)

@@ -175,6 +175,29 @@ def test_haiku_src_qualnames_and_local_names() -> None:
     assert code(result.expr) == expected
 
 
+def test_initializers_the_engine_already_rewrote_are_kept() -> None:
+    result = _rewrite("hk.Linear(2, w_init=nn.initializers.constant(1.0), b_init=jax.nn.initializers.ones)")
+    assert isinstance(result, Rewrite)
+    assert code(result.expr) == (
+        'nn.Dense(2, kernel_init=nn.initializers.constant(1.0), bias_init=jax.nn.initializers.ones, name="layer")'
+    )
+
+
+@pytest.mark.parametrize(
+    ("w_init", "wrapped"),
+    [
+        ("nn.initializers.normal(0.1)", False),
+        ("nn.initializers.constant(0.5)", False),
+        ("nn.initializers.constant(table)", True),
+        ('nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")', True),
+    ],
+)
+def test_transposed_kernel_init_is_drawn_in_haikus_layout_when_shape_matters(w_init: str, wrapped: bool) -> None:
+    result = _rewrite(f"hk.Conv1DTranspose(2, 3, w_init={w_init})")
+    assert isinstance(result, Rewrite)
+    assert ("jnp.swapaxes" in code(result.expr)) is wrapped
+
+
 def test_initializer_imports_are_passed_on() -> None:
     result = _rewrite("hk.Linear(2, w_init=hk.initializers.RandomNormal(1.0, mean=0.5))")
     assert isinstance(result, Rewrite) and result.imports == (ImportSpec("jax", None, None),)

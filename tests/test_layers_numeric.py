@@ -197,3 +197,15 @@ def test_norm_probe_rejects_flax_defaults() -> None:
     _, expected = _haiku("hk.LayerNorm(-1, False, False)(x)", x)
     naive = nn.LayerNorm(use_scale=False, use_bias=False).apply({}, x)
     assert float(jnp.max(jnp.abs(naive - expected))) > 1e-2
+
+
+def test_transposed_kernel_init_draws_haikus_layout() -> None:
+    """A fan-based w_init on ConvTranspose sees Haiku's [*k, O, I] shape, then is transposed."""
+    x = _input((1, 4, 4, 2), "normal")
+    src = "hk.Conv2DTranspose(5, 3, w_init=hk.initializers.VarianceScaling(2.0, 'fan_in', 'uniform'))"
+    rng = jax.random.PRNGKey(4)
+    hk_w = hk.transform(lambda x: eval(src, {"hk": hk})(x)).init(rng, x)["conv2_d_transpose"]["w"]
+    flax_src = code(_unwrap(rewrite_layer(cst.parse_expression(src), "haiku.Conv2DTranspose", name=None)))
+    layer = eval(flax_src, _flax_namespace())
+    kernel = layer.kernel_init(next(hk.PRNGSequence(rng)), (3, 3, 2, 5), jnp.float32)
+    np.testing.assert_allclose(kernel, jnp.swapaxes(hk_w, -1, -2), rtol=1e-6)
