@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from flaxify.equivalence.flax_side import merge_trees
 from flaxify.equivalence.report import InitRow
 from flaxify.equivalence.trees import flatten_flax, flax_path_text
 
@@ -26,11 +27,12 @@ ABS_TOL = 1e-6
 
 def init_rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
     """One row per Flax ``params`` leaf."""
-    m = run.pairs[0]
-    kw = run.init_kwargs(m)
+    init = run.init_call
     keys = jax.random.split(jax.random.PRNGKey(2024), seeds)
-    hk_params = jax.device_get(jax.jit(jax.vmap(lambda k: run.hk.init(k, *m.inputs, **kw)[0]))(keys))
-    fx_params = jax.device_get(jax.jit(jax.vmap(lambda k: run.module.init({"params": k, "dropout": k}, *m.inputs, method=m.flax_name, **kw)["params"]))(keys))
+    hk_kw = run.init_kwargs(init)
+    hk_params = jax.device_get(jax.jit(jax.vmap(lambda k: run.hk.init(k, *init.inputs, **hk_kw)[0]))(keys))
+    fx_init = lambda k: merge_trees([run.module.init({"params": k, "dropout": k}, *p.inputs, method=p.flax_name, **run.init_kwargs(p)) for p in run.pairs])["params"]  # noqa: E731
+    fx_params = jax.device_get(jax.jit(jax.vmap(fx_init))(keys))
     mapped = [flatten_flax(plan.apply(jax.tree.map(lambda a, i=i: a[i], hk_params), None, collections={"params"})) for i in range(seeds)]
     flax_flat = flatten_flax({"params": fx_params})
     sources = {(t.collection, t.flax_path): str(t.sources[0]) for t in plan.transfers}

@@ -100,6 +100,7 @@ def run_comparison(
     pairs = _methods(hk_model, module, inputs, kwargs or {}, methods)
     targets = _devices(devices)
     run = _Run(hk_model, module, pairs, targets, precision, rtol, atol, seed, haiku_variables)
+    run.init_call = _init_method(pairs, inputs, kwargs or {})
     with jax.default_matmul_precision(precision):
         return run.report(init_seeds, run_probes), run
 
@@ -127,6 +128,20 @@ def _methods(
         kw = kwargs.get(fx_name, kwargs.get(hk_name, {})) if _per_method(kwargs, hk_names + fx_names) else kwargs
         out.append(Method(hk_name, fx_name, [np.asarray(a) for a in args], dict(kw)))
     return out
+
+
+def _init_method(pairs: list[Method], inputs: Any, kwargs: Mapping[str, Any]) -> Method:
+    """The call Haiku's ``init`` runs: the multi-transform *template*, not any one method.
+
+    Its inputs are ``inputs['init']`` or ``inputs['__call__']`` when given,
+    else those of the first method the user listed.
+    """
+    if not isinstance(inputs, Mapping):
+        return pairs[0]
+    name = next((n for n in ("init", "__call__") if n in inputs), next(iter(inputs)))
+    kw = kwargs.get(name, {}) if isinstance(kwargs.get(name), Mapping) else pairs[0].kwargs
+    flax_name = name if name != "init" else pairs[0].flax_name
+    return Method(name, flax_name, [np.asarray(a) for a in inputs[name]], dict(kw))
 
 
 def _per_method(kwargs: Mapping[str, Any], names: list[str]) -> bool:
@@ -171,6 +186,7 @@ class _Run:
         self.precision, self.rtol, self.atol = precision, rtol, atol
         self.rng = jax.random.PRNGKey(seed)
         self.notes: list[str] = []
+        self.init_call = pairs[0]
 
     # -- setup -------------------------------------------------------------------------------
     def init_kwargs(self, m: Method) -> dict[str, Any]:
@@ -180,7 +196,7 @@ class _Run:
         return modes.mode_kwargs(m.kwargs, training=False) or m.kwargs
 
     def setup(self) -> MappingPlan:
-        first = self.pairs[0]
+        first = self.init_call
         if self.given is not None:
             self.params, self.state = self.given[0], self.given[1] or {}
         else:
@@ -194,7 +210,8 @@ class _Run:
             for m in self.pairs
         ]
         self.template = merge_trees(trees)
-        self.table = _user("Flax init", lambda: module_table(self.module, rngs, *first.inputs, method=first.flax_name, **self.init_kwargs(first)))
+        head = self.pairs[0]
+        self.table = _user("Flax init", lambda: module_table(self.module, rngs, *head.inputs, method=head.flax_name, **self.init_kwargs(head)))
         self.collections = [c for c in self.template if c != "params"]
         return build_plan(self.params, self.state, self.template, root_is_module=self.hk.root_is_module, flax_modules=self.table)
 
