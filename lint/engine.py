@@ -7,6 +7,7 @@ Nothing here prints; :mod:`flaxify.commands.lint` hands the result to
 from __future__ import annotations
 
 import ast
+import gc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,18 @@ def parse(files: Iterable[SourceFile]) -> tuple[list[ModuleInfo], list[Finding]]
 
 def lint_sources(files: list[SourceFile], settings: LintSettings) -> LintResult:
     """Lints ``files`` as one project (the call graph spans all of them)."""
+    # Millions of AST nodes stay alive for the whole run and form no garbage cycles worth
+    # collecting; the cyclic GC would rescan them again and again (3x slower on the jax package).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _lint(files, settings)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _lint(files: list[SourceFile], settings: LintSettings) -> LintResult:
     rules = active_rules(settings)
     modules, errors = parse(files)
     analysis = Analysis(Project(modules))

@@ -98,6 +98,8 @@ class ModuleInfo:
     by_node: dict[int, FunctionInfo] = field(default_factory=dict)
     module_calls: list[ast.Call] = field(default_factory=list)
     module_assigned: dict[str, int] = field(default_factory=dict)  # name -> times bound
+    loops: list[ast.For | ast.AsyncFor | ast.While] = field(default_factory=list)
+    import_nodes: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
     _lines: list[str] | None = None
 
     @property
@@ -215,11 +217,13 @@ class _Indexer:
 
     # --- facts --------------------------------------------------------------
     def visit_import(self, node: ast.Import) -> None:
+        self.module.import_nodes.append(node)
         self.module.imports.add_import(node)
         if self.func is not None:
             self.func.locals.update((a.asname or a.name).partition(".")[0] for a in node.names)
 
     def visit_import_from(self, node: ast.ImportFrom) -> None:
+        self.module.import_nodes.append(node)
         self.module.imports.add_import_from(node)
         if self.func is not None:
             self.func.locals.update(a.asname or a.name for a in node.names)
@@ -282,7 +286,12 @@ class _Indexer:
         self._children(node)
 
     def visit_for(self, node: ast.For | ast.AsyncFor) -> None:
+        self.module.loops.append(node)
         self._fact(node.target, node.iter, "iter")
+        self._children(node)
+
+    def visit_while(self, node: ast.While) -> None:
+        self.module.loops.append(node)
         self._children(node)
 
     def visit_comprehension(self, node: ast.comprehension) -> None:
@@ -320,6 +329,7 @@ _HANDLERS = {
     ast.NamedExpr: _Indexer.visit_named_expr,
     ast.For: _Indexer.visit_for,
     ast.AsyncFor: _Indexer.visit_for,
+    ast.While: _Indexer.visit_while,
     ast.comprehension: _Indexer.visit_comprehension,
     ast.With: _Indexer.visit_with,
     ast.AsyncWith: _Indexer.visit_with,

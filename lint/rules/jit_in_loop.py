@@ -57,9 +57,8 @@ class JitInLoop(Rule):
     def check_module(self, ctx: ModuleContext) -> None:
         if "jit" not in ctx.module.source and "pmap" not in ctx.module.source:
             return
-        for node in ast.walk(ctx.tree):
-            if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
-                self._loop(node, ctx)
+        for loop in ctx.module.loops:
+            self._loop(loop, ctx)
 
     def _loop(self, loop: ast.For | ast.AsyncFor | ast.While, ctx: ModuleContext) -> None:
         defined = {n.name for stmt in loop.body for n in ast.walk(stmt)
