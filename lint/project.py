@@ -101,6 +101,17 @@ class ModuleInfo:
     loops: list[ast.For | ast.AsyncFor | ast.While] = field(default_factory=list)
     import_nodes: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
     _lines: list[str] | None = None
+    _rebound: frozenset[str] | None = None
+
+    @property
+    def rebound_globals(self) -> frozenset[str]:
+        """Module-level names bound more than once, or assigned under ``global`` in a function."""
+        if self._rebound is None:
+            names = {n for n, count in self.module_assigned.items() if count > 1}
+            for fn in self.all_functions:
+                names |= fn.declared_global & fn.locals
+            self._rebound = frozenset(names)
+        return self._rebound
 
     @property
     def lines(self) -> list[str]:

@@ -21,6 +21,13 @@ from flaxify.lint.rules.host_randomness import HostRandomnessInTracedCode
 from flaxify.lint.rules.host_side_effect import HostSideEffectInTracedCode
 from flaxify.lint.rules.inplace_update import InplaceUpdateOfArray
 from flaxify.lint.rules.item_tolist import ItemOnTracedValue
+from flaxify.lint.rules.jit_method_self import JitMethodWithoutStaticSelf
+from flaxify.lint.rules.linen_raw_transform import RawJaxTransformInLinen
+from flaxify.lint.rules.linen_submodule_outside_setup import LinenSubmoduleOutsideSetup
+from flaxify.lint.rules.list_to_jnp import ListToJnpFunction
+from flaxify.lint.rules.mutable_global_read import MutableGlobalRead
+from flaxify.lint.rules.static_self_mutation import StaticSelfMutated
+from flaxify.lint.rules.unhashable_static_arg import UnhashableStaticArgument
 from flaxify.lint.rules.iterator_in_traced import IteratorConsumedInTracedCode
 from flaxify.lint.rules.jit_in_loop import JitInLoop
 from flaxify.lint.rules.linen_attribute_mutation import LinenAttributeMutation
@@ -36,11 +43,13 @@ RULES: list[type[Rule]] = sorted(
     [
         PrintInTracedCode, LoggingInTracedCode, GlobalWriteInTracedCode, OuterStateMutation,
         SelfMutationInTracedMethod, HostSideEffectInTracedCode, HostRandomnessInTracedCode,
-        IteratorConsumedInTracedCode, DebugPrintFString,
+        IteratorConsumedInTracedCode, DebugPrintFString, MutableGlobalRead,
         ControlFlowOnTracedValue, BoolOpOnTracedValue, AssertOnTracedValue, ConcreteConversionOfTracedValue,
         ItemOnTracedValue, NumpyOnTracedValue, TracedValueAsStaticInt, BooleanMaskOnTracedValue,
-        InplaceUpdateOfArray, PrngKeyReuse, JitInLoop,
-        LinenAttributeMutation, FixedKeyInModule,
+        ListToJnpFunction,
+        InplaceUpdateOfArray, PrngKeyReuse, JitInLoop, UnhashableStaticArgument, JitMethodWithoutStaticSelf,
+        StaticSelfMutated,
+        LinenAttributeMutation, FixedKeyInModule, LinenSubmoduleOutsideSetup, RawJaxTransformInLinen,
         HaikuUnderRawJaxTransform, HaikuOutsideTransform,
         HaikuImport,
     ],
