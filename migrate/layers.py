@@ -22,7 +22,7 @@ from flaxify.migrate import layers_combinators, layers_conv, layers_linear, laye
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
-from flaxify.migrate.rewrite import Rewrite, Unsupported
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
 
 _Handler = Callable[[Bound, Ctx], Rewrite | Unsupported]
 
@@ -35,7 +35,7 @@ def _with_tail(handler: Callable[[Bound, Ctx, str], Rewrite | Unsupported], tail
 LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "Linear": (layers_linear.LINEAR, layers_linear.linear),
     "Embed": (layers_linear.EMBED, layers_linear.embed),
-    "Bias": (Signature("hk.Bias", ("output_size", "bias_dims", "b_init", "name")), layers_linear.bias),
+    "Bias": (layers_linear.BIAS, layers_linear.bias),
     **{tail: (sig, _with_tail(layers_conv.conv, tail)) for tail, (sig, _) in layers_conv.CONV.items()},
     **{tail: (sig, _with_tail(layers_conv.conv_transpose, tail)) for tail, (sig, _) in layers_conv.TRANSPOSE.items()},
     "LayerNorm": (layers_norm.LAYER_NORM, layers_norm.layer_norm),
@@ -60,8 +60,22 @@ _CALL_TIME_UNSUPPORTED = {
     "LayerNorm": ("scale", "offset"),
     "GroupNorm": ("scale", "offset"),
     "Embed": ("lookup_style", "precision"),
-    "Bias": ("multiplier",),
 }
+
+
+def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[str, str, tuple[ImportSpec, ...]] | None:
+    """``(class name, class source, imports)`` a rewrite of ``qualname`` refers to, else None.
+
+    ``hk.nets.MLP`` and ``hk.Bias`` have no Flax layer; their rewrites construct a
+    small Linen module the engine emits once per file (at module level, after the
+    imports) when it is not already defined there.
+    """
+    tail = _tail(qualname)
+    if tail == "MLP":
+        return "MLP", layers_combinators.mlp_class_source(nn), layers_combinators.MLP_CLASS_IMPORTS
+    if tail == "Bias":
+        return "Bias", layers_linear.bias_class_source(nn, jnp), layers_linear.BIAS_CLASS_IMPORTS
+    return None
 
 
 def _tail(qualname: str) -> str | None:
@@ -186,4 +200,4 @@ def _recall(outer: cst.Call, rewritten: Rewrite, args: list[cst.Arg] | tuple[cst
     return Rewrite(outer.with_changes(func=rewritten.expr, args=args), rewritten.imports)
 
 
-__all__ = ["LAYERS", "rewrite_layer", "rewrite_layer_call"]
+__all__ = ["LAYERS", "helper_class", "rewrite_layer", "rewrite_layer_call"]

@@ -17,6 +17,10 @@ Examples::
                                     -> nn.Dense(10, use_bias=False, kernel_init=nn.initializers.constant(1.0))
     hk.Embed(100, 16)               -> nn.Embed(100, 16, embedding_init=nn.initializers.truncated_normal(1.0))
     hk.Embed(embedding_matrix=m)    -> nn.Embed(m.shape[0], m.shape[1], embedding_init=lambda *_: jnp.asarray(m))
+    hk.Bias(bias_dims=[-1])         -> Bias(bias_dims=[-1])   # a small Linen module emitted once per file
+
+Flax has no Bias layer: ``BIAS_CLASS_SOURCE`` (see :func:`bias_class_source`) is a
+Linen module reproducing ``hk.Bias`` exactly, parameter ``b`` and its shape included.
 
 Known difference kept as is: for ids outside ``[0, vocab_size)`` Haiku clamps to
 the last row while ``nn.Embed`` returns NaN; both document such ids as invalid.
@@ -124,12 +128,75 @@ def embed(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     return Rewrite(flax_call(f"{ctx.nn}.Embed", args + name_arg(bound, ctx.name)), imports)
 
 
-def bias(bound: Bound, ctx: Ctx) -> Unsupported:
-    """``hk.Bias`` has no Flax layer."""
-    return Unsupported(
-        "Flax has no Bias layer; add the parameter in the parent module, e.g. "
-        "`x + self.param('b', nn.initializers.zeros, x.shape[1:])` (Haiku names it '<bias>/b')"
-    )
+BIAS = Signature("hk.Bias", ("output_size", "bias_dims", "b_init", "name"))
+
+BIAS_CLASS_SOURCE = '''\
+class {cls}({nn}.Module):
+    """Haiku's ``hk.Bias``: ``inputs + b``, ``b`` over ``bias_dims`` (default: all but the batch axis)."""
+
+    output_size: Sequence[int] | None = None
+    bias_dims: Sequence[int] | None = None
+    bias_init: Callable = {nn}.initializers.zeros
+
+    @{nn}.compact
+    def __call__(self, inputs, multiplier=None):
+        if inputs.ndim < 2:
+            raise ValueError(f"Bias needs inputs of rank >= 2, got shape {{inputs.shape}}")
+        if self.output_size is not None and tuple(self.output_size) != inputs.shape[1:]:
+            raise ValueError(f"Input shape must be {{(-1, *self.output_size)}} not {{inputs.shape}}")
+        b = self.param("b", self.bias_init, self.bias_shape(inputs.shape), inputs.dtype)
+        b = {jnp}.broadcast_to(b, inputs.shape)
+        if multiplier is not None:
+            b = b * multiplier
+        return inputs + b
+
+    def bias_shape(self, input_shape):
+        """Haiku's ``calculate_bias_shape``: leading unit dimensions stripped."""
+        if self.bias_dims is None:
+            return input_shape[1:]
+        shape = [1] * len(input_shape)
+        for dim in self.bias_dims:
+            if dim < 0:
+                dim %= len(input_shape)
+            if dim == 0:
+                raise ValueError("Cannot apply bias across the minibatch dimension.")
+            shape[dim] = input_shape[dim]
+        start = next((d for d in range(1, len(shape)) if shape[d] != 1), len(shape))
+        return tuple(shape[start:])
+'''
+
+BIAS_CLASS_IMPORTS: tuple[ImportSpec, ...] = (
+    ImportSpec("collections.abc", "Callable", None),
+    ImportSpec("collections.abc", "Sequence", None),
+)
 
 
-__all__ = ["EMBED", "LINEAR", "bias", "embed", "flag_arg", "init_arg", "linear"]
+def bias_class_source(nn: str = "nn", jnp: str = "jnp", class_name: str = "Bias") -> str:
+    """The module-level class the engine emits once per file using ``hk.Bias``."""
+    return BIAS_CLASS_SOURCE.format(cls=class_name, nn=nn, jnp=jnp)
+
+
+def bias(bound: Bound, ctx: Ctx, class_name: str = "Bias") -> Rewrite | Unsupported:
+    """``hk.Bias(...)`` -> ``Bias(...)`` (the class from :func:`bias_class_source`)."""
+    b = init_arg(bound, "b_init", "bias_init", ctx)
+    if isinstance(b, Unsupported):
+        return b
+    args: Args = [(key, code(bound[key])) for key in ("output_size", "bias_dims") if key in bound]
+    if any(literal(bound[key]) is None for key in ("output_size", "bias_dims") if key in bound):
+        args = [(key, value) for key, value in args if value != "None"]
+    args += b[0] + name_arg(bound, ctx.name)
+    return Rewrite(flax_call(class_name, args), b[1])
+
+
+__all__ = [
+    "BIAS",
+    "BIAS_CLASS_IMPORTS",
+    "EMBED",
+    "LINEAR",
+    "bias",
+    "bias_class_source",
+    "embed",
+    "flag_arg",
+    "init_arg",
+    "linear",
+]

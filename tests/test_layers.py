@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import pytest
 
-from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
+from flaxify.migrate.layers import helper_class, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_combinators import MLP_CLASS_IMPORTS, mlp_class_source
 from flaxify.migrate.layers_common import code, spelled_qualname
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
@@ -109,6 +109,12 @@ SOURCE = [
         'MLP(output_sizes=sizes, kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"), '
         'use_bias=False, activation=jax.nn.gelu, activate_final=True, name="layer")',
     ),
+    # Bias (a helper Linen module, see helper_class)
+    ("hk.Bias()", 'Bias(name="layer")'),
+    (
+        "hk.Bias(bias_dims=[-1], b_init=hk.initializers.Constant(0.5), name='b0')",
+        "Bias(bias_dims=[-1], bias_init=nn.initializers.constant(0.5), name='b0')",
+    ),
     # Pool modules
     ("hk.MaxPool((1, 2, 2, 1), (1, 2, 2, 1), 'VALID')", 'lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")'),
 ]
@@ -131,7 +137,6 @@ UNSUPPORTED = [
     ("hk.InstanceNorm(True, True, data_format='NCHW')", "channels-last only"),
     ("hk.Embed(10, 4, lookup_style='ONE_HOT')", "ONE_HOT"),
     ("hk.Embed(embedding_matrix=load())", "pass vocab_size and embed_dim"),
-    ("hk.Bias()", "no Bias layer"),
     ("hk.Flatten(preserve_dims=n)", "non-zero literal int"),
     ("hk.Sequential([hk.Linear(3), my_block, hk.Linear(1)])", "layer 1 (`my_block`) may return a tuple"),
     ("hk.Sequential([])", "identity in Haiku"),
@@ -261,6 +266,20 @@ def test_immediate_call_unsupported(haiku_src: str, reason: str) -> None:
     outer = cst.parse_expression(haiku_src)
     result = rewrite_layer_call(outer, spelled_qualname(outer.func.func) or "", name=None)
     assert isinstance(result, Unsupported) and reason in result.reason
+
+
+@pytest.mark.parametrize(("qualname", "class_name"), [("haiku.nets.MLP", "MLP"), ("haiku._src.bias.Bias", "Bias")])
+def test_helper_classes(qualname: str, class_name: str) -> None:
+    found = helper_class(qualname, nn="linen", jnp="jnp_")
+    assert found is not None
+    name, source, imports = found
+    klass = cst.parse_module(source).body[0]
+    assert name == class_name and isinstance(klass, cst.ClassDef) and klass.name.value == class_name
+    assert "(linen.Module)" in source and ImportSpec("collections.abc", "Sequence", None) in imports
+
+
+def test_no_helper_class_for_flax_layers() -> None:
+    assert helper_class("haiku.Linear") is None
 
 
 def test_mlp_class_source_is_valid_python_with_its_imports() -> None:

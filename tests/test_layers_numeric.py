@@ -9,7 +9,7 @@ wrong epsilon or variance formula cannot pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import haiku as hk
 import jax
@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
-from flaxify.migrate.layers_combinators import mlp_class_source
+from flaxify.migrate.layers import LAYERS, helper_class, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import code, haiku_name, spelled_qualname
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite, Unsupported
@@ -58,7 +57,9 @@ def migrate(src: str) -> str:
     return code(cst.parse_expression(src).visit(_MiniEngine()))
 
 
-def _rename(leaf: str) -> str:
+def _rename(module: str, leaf: str) -> str:
+    if module.startswith("bias"):  # the emitted Bias module keeps Haiku's leaf name
+        return leaf
     return {"w": "kernel", "b": "bias", "offset": "bias", "embeddings": "embedding"}.get(leaf, leaf)
 
 
@@ -67,7 +68,7 @@ def to_flax(hk_params: dict, path_map: dict[str, tuple[str, ...]], flax_shapes: 
     out: dict = {}
     for module, leaves in hk_params.items():
         for leaf, value in leaves.items():
-            path = (*path_map[module], _rename(leaf))
+            path = (*path_map[module], _rename(module, leaf))
             if transpose and leaf == "w":
                 value = jnp.swapaxes(value, -1, -2)
             target = flax_shapes
@@ -122,6 +123,9 @@ CASES: list[tuple[str, tuple[int, ...], str, dict[str, tuple[str, ...]] | None]]
     ("hk.RMSNorm(-1)(x)", (3, 8), "small", None),
     ("hk.RMSNorm(-1, create_scale=False, eps=1e-6)(x)", (3, 8), "small", None),
     ("hk.Embed(11, 4)(x)", (2, 5), "ids", None),
+    ("hk.Bias()(x)", (2, 3, 4), "normal", None),
+    ("hk.Bias(bias_dims=[-1])(x, multiplier=-2.0)", (2, 3, 4), "normal", None),
+    ("hk.Bias(bias_dims=[1], b_init=hk.initializers.Constant(0.5))(x)", (2, 3, 4), "normal", None),
     ("hk.Flatten()(x)", (2, 3, 4), "normal", None),
     ("hk.Flatten()(x)", (3,), "normal", None),
     ("hk.Flatten(preserve_dims=-2)(x)", (2, 3, 4), "normal", None),
@@ -163,8 +167,9 @@ class _Wrap(nn.Module):
 
 
 def _flax_namespace() -> dict:
-    namespace = {"nn": nn, "jnp": jnp, "jax": jax}
-    exec(mlp_class_source("nn"), namespace)
+    namespace = {"nn": nn, "jnp": jnp, "jax": jax, "Callable": Callable, "Sequence": Sequence}
+    for qualname in ("haiku.nets.MLP", "haiku.Bias"):  # the helper classes the engine emits once per file
+        exec(helper_class(qualname)[1], namespace)
     return namespace
 
 
