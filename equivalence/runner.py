@@ -145,7 +145,8 @@ def _init_method(pairs: list[Method], inputs: Any, kwargs: Mapping[str, Any]) ->
 
 
 def _per_method(kwargs: Mapping[str, Any], names: list[str]) -> bool:
-    return bool(kwargs) and len(names) > 2 and all(k in names and isinstance(v, Mapping) for k, v in kwargs.items())
+    """``{"encode": {...}, "decode": {...}}``: every key a method name, every value a dict."""
+    return bool(kwargs) and all(k in names and isinstance(v, Mapping) for k, v in kwargs.items())
 
 
 def _devices(which: str) -> list[jax.Device]:
@@ -241,7 +242,7 @@ class _Run:
             variables = self.variables = plan.apply(self.params, self.state)
             for device in self.devices:
                 for m in self.pairs:
-                    checks += self.device_checks(m, device, variables, run_probes and device is self.devices[0])
+                    checks += self.device_checks(m, device, variables, run_probes)
             if not all(c.ok for c in checks if c.phase in {"eval", "probe", "grad"}):
                 layers, found = self.safe_trace(self.pairs[0], variables)
                 culprits += found
@@ -264,12 +265,15 @@ class _Run:
         fx_eval = jax.jit(self.fx_call(m, eval_kw))
         xs = put([jnp.asarray(x) for x in m.inputs])
         params, state, fvars = put(self.params), put(self.state), put(variables)
-        hk_out = _user("Haiku apply", lambda: hk_eval(params, state, *xs)[0])
-        fx_out = _user("Flax apply", lambda: fx_eval(fvars, *xs)[0])
+        hk_out, hk_state = _user("Haiku apply", lambda: hk_eval(params, state, *xs))
+        fx_out, fx_updates = _user("Flax apply", lambda: fx_eval(fvars, *xs))
         checks = [Check(m.name, "eval", name, tuple(self.leaf_diffs(hk_out, fx_out)))]
         checks.append(self.grad_check(m, name, eval_kw, params, state, fvars, xs, hk_out))
         if modes.has_mode_flag(m.kwargs):
             checks += self.train_checks(m, name, params, state, fvars, put)
+        elif self.state and self.collections:  # one mode only, but the call still updates state
+            diffs = self.state_diffs(jax.device_get(hk_state), jax.device_get(fx_updates))
+            checks.append(Check(m.name, "state", name, tuple(diffs)))
         if with_probes:
             checks += self.probe_checks(m, name, hk_eval, fx_eval, params, state, fvars, xs, put)
         return checks
@@ -394,7 +398,9 @@ def _param_rows(plan: MappingPlan) -> list[ParamRow]:
         hs, hd = plan.haiku_meta[src]
         fs, fd = plan.flax_meta[(t.collection, t.flax_path)]
         rule = t.rule + (" (by order)" if t.by == "order" else "")
-        rows.append(ParamRow(str(src), hs, hd, flax_path_text(t.collection, t.flax_path), fs, fd, rule, "ok"))
+        # A dtype change (Haiku makes bf16 params from bf16 inputs, Flax keeps f32) changes numerics.
+        status, note = ("ok", "") if hd == fd or src.name == "counter" else ("dtype", f"Haiku {hd}, Flax {fd}")
+        rows.append(ParamRow(str(src), hs, hd, flax_path_text(t.collection, t.flax_path), fs, fd, rule, status, note))
     for mm in plan.mismatches:
         hs, hd = plan.haiku_meta[mm.source]
         _, fd = plan.flax_meta.get((mm.collection, mm.flax_path), (None, ""))
