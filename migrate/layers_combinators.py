@@ -80,6 +80,9 @@ FLAX_ARRAY_LAYERS = frozenset(
     ]
 )
 
+#: The helper Linen classes rewrites construct (both return one array).
+HELPER_CLASSES = frozenset({"MLP", "Bias"})
+
 MLP_CLASS_SOURCE = '''\
 class {cls}({nn}.Module):
     """Haiku's ``hk.nets.MLP``: Dense layers ``linear_i``; dropout, then activation, in between."""
@@ -137,6 +140,8 @@ def _returns_array(node: cst.BaseExpression, ctx: Ctx, params: frozenset[str] = 
         if qualname.startswith(f"{ctx.nn}.") and qualname.split(".")[-1] in FLAX_ARRAY_LAYERS:
             return True
         if qualname.startswith("flax.linen.") and qualname.split(".")[-1] in FLAX_ARRAY_LAYERS:
+            return True
+        if isinstance(func, cst.Name) and func.value in HELPER_CLASSES:  # hk.nets.MLP / hk.Bias, rewritten
             return True
         return bool(params) and qualname.startswith(("jax.numpy.", "jax.nn.", "flax.linen.", f"{ctx.nn}."))
     if isinstance(node, cst.Name | cst.Attribute):

@@ -102,6 +102,10 @@ SOURCE = [
         "hk.Sequential([nn.Dense(3), lambda x: jnp.reshape(x, (-1,)), nn.Dense(1)])",
         'nn.Sequential([nn.Dense(3), lambda x: jnp.reshape(x, (-1,)), nn.Dense(1)], name="layer")',
     ),
+    (
+        "hk.Sequential([MLP(output_sizes=[3]), Bias(), nn.Dense(1)])",
+        'nn.Sequential([MLP(output_sizes=[3]), Bias(), nn.Dense(1)], name="layer")',
+    ),
     ("hk.nets.MLP([64, 10])", 'MLP(output_sizes=[64, 10], name="layer")'),
     (
         "hk.nets.MLP(sizes, w_init=hk.initializers.VarianceScaling(2.0), with_bias=False, "

@@ -84,7 +84,8 @@ def to_flax(hk_params: dict, path_map: dict[str, tuple[str, ...]], flax_shapes: 
 def _randomize(params: dict, seed: int = 7) -> dict:
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=False)])
+    values = [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=True)]
+    return jax.tree_util.tree_unflatten(tree, values)
 
 
 def _input(shape: tuple[int, ...], kind: str) -> jax.Array:
