@@ -58,8 +58,8 @@ def migrate_source(source: bytes, path: str = "<string>", project: ProjectIndex 
     transformed model are returned unchanged without parsing, so a large
     non-Haiku tree costs a few substring searches per file.
     """
-    from flaxify.migrate.engine import run_codemods  # heavy: libcst
-
-    if b"haiku" not in source and not (project and project.mentioned_in(source)):
+    if b"haiku" not in source and not (project and project.imported_by(source)):
         return Migrated(source=source, changed=False)
+    from flaxify.migrate.engine import run_codemods  # heavy (libcst): only for files that need it
+
     return run_codemods(source, path, project)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import libcst as cst
-from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod import Codemod, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
@@ -184,7 +184,7 @@ def todo_comment(construct: str, reason: str) -> str:
 _STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
-class FlaxifyCommand(VisitorBasedCodemodCommand):
+class FlaxifyCommand(Codemod, cst.CSTTransformer):
     """Base of every pass: qualified names, shared state and TODO markers.
 
     ``self.todo(construct, reason)`` marks the innermost statement being
@@ -193,12 +193,24 @@ class FlaxifyCommand(VisitorBasedCodemodCommand):
     """
 
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+    DESCRIPTION = ""
 
     def __init__(self, context: CodemodContext) -> None:
-        super().__init__(context)
+        # A plain CSTTransformer: the matcher-decorator dispatch of LibCST's
+        # ContextAwareTransformer costs more than the rewrites themselves.
+        Codemod.__init__(self, context)
+        cst.CSTTransformer.__init__(self)
         self.state: MigrationState = context.scratch[STATE_KEY]
         self._todo_stack: list[list[str]] = []
         self._import_table: dict[str, str] | None = None
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        return tree.visit(self)
+
+    @classmethod
+    def wanted(cls, source: bytes, state: MigrationState) -> bool:
+        """Cheap test whether this pass can change anything (each pass costs a scope analysis)."""
+        return True
 
     # -- names ------------------------------------------------------------
     def haiku_name(self, node: cst.CSTNode) -> str | None:

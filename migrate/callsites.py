@@ -27,12 +27,16 @@ import libcst.matchers as m
 
 from libcst.metadata import QualifiedNameProvider
 
-from flaxify.migrate.base import FlaxifyCommand, TransformInfo
+from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
 from flaxify.migrate.rewrite import JAX_IMPORT
 
 
 class RewriteInitApplyCommand(FlaxifyCommand):
     DESCRIPTION = "Rewrites init/apply call sites of migrated transforms."
+
+    @classmethod
+    def wanted(cls, source: bytes, state: MigrationState) -> bool:
+        return bool(state.transformed) or (state.project is not None and state.project.imported_by(source))
 
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)

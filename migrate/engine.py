@@ -14,7 +14,7 @@ The pipeline, one construct family per module:
    nothing is ever left silently half-migrated; then Haiku imports are removed
    once unused and ``flax.linen`` is added.
 
-Each pass is a LibCST ``VisitorBasedCodemodCommand`` (see ``base.py``); they
+Each pass is a LibCST ``ContextAwareTransformer`` (see ``base.py``); they
 share a :class:`~flaxify.migrate.base.MigrationState` through the codemod
 context. The source is parsed once; each pass re-resolves qualified names on
 the tree the previous pass produced.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import libcst as cst
 from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
 from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases
@@ -59,8 +60,14 @@ def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) 
     tree = parse(source)
     context = CodemodContext(filename=path)
     context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), project=project)
+    state = context.scratch[STATE_KEY]
     for command in PIPELINE:
-        tree = command(context).transform_module(tree)
+        if command.wanted(source, state):
+            tree = command(context).transform_module(tree)
+    # Imports are added and removed once, after every pass has said what it needs.
+    for tidy in (AddImportsVisitor, RemoveImportsVisitor):
+        if context.scratch.get(tidy.CONTEXT_KEY):
+            tree = tidy(context).transform_module(tree)
     new_source = tree.bytes
     return Migrated(source=new_source, changed=new_source != source, todos=collect_todos(tree))
 

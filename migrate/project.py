@@ -11,10 +11,10 @@ names up here.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 from flaxify.migrate.base import TransformInfo
 from flaxify.migrate.transforms import snake_to_camel
@@ -27,11 +27,15 @@ RNG_APIS = frozenset({"next_rng_key", "maybe_next_rng_key", "dropout", "reserve_
 class ProjectIndex:
     """``(module stem, variable)`` → the transform bound to that module-level name."""
 
-    transformed: Mapping[tuple[str, str], TransformInfo] = field(default_factory=lambda: MappingProxyType({}))
+    transformed: Mapping[tuple[str, str], TransformInfo] = field(default_factory=dict)
 
-    def mentioned_in(self, source: bytes) -> bool:
-        """Cheap pre-check: could ``source`` import one of the transformed names?"""
-        return any(stem.encode() in source for stem, _ in self.transformed)
+    def imported_by(self, source: bytes) -> bool:
+        """Cheap pre-check: does ``source`` import a module holding a transformed model?"""
+        stems = {stem for stem, _ in self.transformed}
+        if not stems:
+            return False
+        pattern = rb"^\s*(?:from|import)\s+[\w.]*\b(?:%s)\b" % b"|".join(re.escape(s.encode()) for s in stems)
+        return re.search(pattern, source, re.M) is not None
 
     def lookup(self, qualname: str) -> TransformInfo | None:
         """Finds ``model.net`` / ``pkg.model.net`` / ``.model.net``."""
@@ -52,7 +56,7 @@ def index_sources(files: Iterable[tuple[Path, bytes]]) -> ProjectIndex:
             continue  # the file's own migration reports it
         for variable, info in _transformed(tree).items():
             found[(path.stem, variable)] = info
-    return ProjectIndex(MappingProxyType(found))
+    return ProjectIndex(found)
 
 
 def _transformed(tree: ast.Module) -> dict[str, TransformInfo]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from flaxify.migrate.base import FlaxifyCommand, TransformInfo
+from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ def snake_to_camel(name: str) -> str:
 
 class ConvertTransformsCommand(FlaxifyCommand):
     DESCRIPTION = "Turns functions given to hk.transform into Linen modules."
+
+    @classmethod
+    def wanted(cls, source: bytes, state: MigrationState) -> bool:
+        return b"transform" in source
 
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
