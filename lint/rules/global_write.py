@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from flaxify.lint.model import Taint
+from flaxify.lint.model import Kind, Taint
 from flaxify.lint.rule import Rule, TracedContext
 
 
@@ -59,8 +59,11 @@ class GlobalWriteInTracedCode(Rule):
     ]
 
     def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
+        taint = ctx.taint(node.value)
+        if not taint and ctx.kind >= Kind.STAGE and _calls_jax(node.value, ctx):
+            taint = Taint.ARRAY  # under jit every JAX operation is staged, even on constants
         for target in node.targets:
-            self._check(target, ctx.taint(node.value), ctx)
+            self._check(target, taint, ctx)
 
     def visit_AugAssign(self, node: ast.AugAssign, ctx: TracedContext) -> None:
         # A counter (`count += 1`) is the classic case: it only ever counts to 1.
@@ -83,3 +86,7 @@ class GlobalWriteInTracedCode(Rule):
             ctx.report(target, self.MESSAGE.format(name=target.id))
         elif target.id in ctx.fn.declared_nonlocal and taint == Taint.ARRAY:
             ctx.report(target, self.MESSAGE.format(name=target.id))
+
+
+def _calls_jax(value: ast.expr, ctx: TracedContext) -> bool:
+    return any(isinstance(n, ast.Call) and (ctx.qualname(n.func) or "").startswith("jax.") for n in ast.walk(value))
