@@ -6,6 +6,7 @@ import ast
 
 from flaxify.lint.model import Kind, Taint
 from flaxify.lint.rule import Rule, TracedContext
+from flaxify.lint.taint import STATIC_FUNCTIONS
 
 
 class GlobalWriteInTracedCode(Rule):
@@ -61,7 +62,7 @@ class GlobalWriteInTracedCode(Rule):
     def visit_Assign(self, node: ast.Assign, ctx: TracedContext) -> None:
         taint = ctx.taint(node.value)
         if not taint and ctx.kind >= Kind.STAGE and _calls_jax(node.value, ctx):
-            taint = Taint.ARRAY  # under jit every JAX operation is staged, even on constants
+            taint = Taint.TREE  # under jit every JAX operation is staged, even on constants
         for target in node.targets:
             self._check(target, taint, ctx)
 
@@ -89,4 +90,9 @@ class GlobalWriteInTracedCode(Rule):
 
 
 def _calls_jax(value: ast.expr, ctx: TracedContext) -> bool:
-    return any(isinstance(n, ast.Call) and (ctx.qualname(n.func) or "").startswith("jax.") for n in ast.walk(value))
+    for node in ast.walk(value):
+        if isinstance(node, ast.Call):
+            name = ctx.qualname(node.func) or ""
+            if name.startswith("jax.") and name not in STATIC_FUNCTIONS:
+                return True
+    return False
