@@ -64,3 +64,12 @@ def test_codes_are_unique_and_sorted() -> None:
     assert codes == sorted(set(codes))
     names = [rule.NAME for rule in RULES]
     assert len(names) == len(set(names))
+
+
+def test_docs_are_generated_from_the_rules() -> None:
+    from flaxify.lint.docs import render
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "lint.md"
+    assert docs.read_text(encoding="utf-8") == render(), "run: python -m flaxify.lint.docs > docs/lint.md"
+    for rule in RULES:
+        assert f"### {rule.CODE}" in render()
