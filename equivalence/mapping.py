@@ -195,7 +195,7 @@ class _Mapper:
             groups.setdefault(self.target(self.buckets[i])[:-1], []).append(i)
         for parent, members in groups.items():
             siblings = [u for u in units if u[:-1] == parent]
-            self._align(members, siblings, all_or_nothing=False)
+            self._align(self._suffix_order(members), siblings, all_or_nothing=False)
         rest = [i for i in pending if i not in self.results]
         self._align(rest, self._free_units(), all_or_nothing=True)
 
@@ -239,6 +239,23 @@ class _Mapper:
             return
         for i, result in paired:
             self._record(i, result, self.target(self.buckets[i]))
+
+    def _suffix_order(self, members: list[int]) -> list[int]:
+        """Puts ``linear, linear_1, …, linear_10`` in Haiku's numbering order.
+
+        Haiku numbers same-named modules in creation order, but a tree that went
+        through ``jax.tree.map`` comes back sorted as strings (``linear_10`` before
+        ``linear_2``). Only positions held by one base name are permuted.
+        """
+        by_base: dict[str, list[int]] = {}
+        for i in members:
+            by_base.setdefault(_base_and_number(self.buckets[i].module)[0], []).append(i)
+        out = list(members)
+        for same in by_base.values():
+            ordered = sorted(same, key=lambda i: _base_and_number(self.buckets[i].module)[1])
+            for slot, i in zip(sorted(members.index(j) for j in same), ordered):
+                out[slot] = i
+        return out
 
     def _class_key(self, unit: FlaxPath) -> str:
         kind = self.index.module_type(unit)
@@ -292,6 +309,12 @@ class _Mapper:
             aliases=dict(self.aliases),
             drop_root=self.drop_root,
         )
+
+
+def _base_and_number(module: str) -> tuple[str, int]:
+    """``a/~/linear_3`` → ``('a/~/linear', 3)``; an unnumbered name counts as 0."""
+    match = re.match(r"^(.*?)(?:_(\d+))?$", module)
+    return match.group(1), int(match.group(2) or 0)
 
 
 def _aliased(path: FlaxPath, aliases: Mapping[FlaxPath, FlaxPath]) -> FlaxPath:

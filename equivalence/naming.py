@@ -29,7 +29,7 @@ def shared_root(haiku_modules: list[str]) -> str | None:
     tries both readings and keeps the one that matches more leaves by name.
     """
     firsts = {m.split("/", 1)[0] for m in haiku_modules}
-    if len(firsts) == 1 and all("/" in m or m == next(iter(firsts)) for m in haiku_modules):
-        root = next(iter(firsts))
-        return None if root == "~" else root
-    return None
+    if len(firsts) != 1:
+        return None
+    root = firsts.pop()
+    return None if root == "~" else root

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from flaxify.equivalence.trees import FlaxPath, HaikuLeaf, shape_of
+from flaxify.equivalence.trees import FlaxPath, HaikuLeaf
 
 Convert = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -101,6 +101,3 @@ def refines(coarse: tuple[int, ...], fine: tuple[int, ...]) -> bool:
             i, acc = i + 1, 1
     return i == len(coarse) and acc == 1
 
-
-def leaf_shape(value: Any) -> tuple[int, ...]:
-    return shape_of(value)

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from flaxify.equivalence.index import FlaxIndex
-from flaxify.equivalence.plan import Mismatch, RuleResult, Transfer
+from flaxify.equivalence.plan import Convert, Mismatch, RuleResult, Transfer
 from flaxify.equivalence.trees import FlaxPath, HaikuBucket, shape_of
 
 GATES = ("i", "g", "f", "o")  # Haiku's column order in the fused matrix
@@ -44,7 +44,8 @@ def find_cell(target: FlaxPath, index: FlaxIndex) -> FlaxPath | None:
     return cells[0] if len(cells) == 1 else None
 
 
-def _columns(q: int, hidden: int, rows: slice | None) -> callable:
+def _columns(q: int, hidden: int, rows: slice | None) -> Convert:
+    """Gate ``q``'s column block of the fused matrix (``rows`` selects the x or h rows)."""
     cols = slice(q * hidden, (q + 1) * hidden)
 
     def take(values: Sequence[np.ndarray]) -> np.ndarray:

@@ -26,7 +26,7 @@ from flaxify.equivalence.mapping import MappingPlan, build_plan
 from flaxify.equivalence.numerics import LeafDiff, compare_leaf, compare_trees, tolerance
 from flaxify.equivalence.report import Check, ParamRow, Report
 from flaxify.equivalence.rule_batchnorm import DEBIAS_NOTE, flax_ema_expectation
-from flaxify.equivalence.trees import flatten_flax, flax_path_text
+from flaxify.equivalence.trees import HaikuLeaf, flatten_flax, flax_path_text
 
 PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
 
@@ -377,9 +377,7 @@ def _needs_rng(call: Callable[..., Any], params: Any, state: Any, xs: list[Any])
     return False
 
 
-def _leaves(state: Mapping[str, Mapping[str, Any]]) -> dict[Any, Any]:
-    from flaxify.equivalence.trees import HaikuLeaf
-
+def _leaves(state: Mapping[str, Mapping[str, Any]]) -> dict[HaikuLeaf, Any]:
     return {HaikuLeaf("state", m, n): v for m, leaves in state.items() for n, v in leaves.items()}
 
 

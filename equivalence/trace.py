@@ -12,7 +12,7 @@ points at that LayerNorm, not at the model around it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import flax.linen as nn
 import haiku as hk
@@ -140,7 +140,3 @@ def culprits(rows: list[LayerRow]) -> list[str]:
         return [f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already differ"]
     return []
 
-
-def haiku_to_flax(module_paths: Mapping[str, FlaxPath], naming_fn: Callable[[str], FlaxPath]) -> Callable[[str], FlaxPath]:
-    """Module path translation: the mapping's own answer where it has one, else the naming rule."""
-    return lambda module: module_paths.get(module, naming_fn(module))

@@ -102,3 +102,20 @@ def test_multi_method_inputs_per_method(capsys):
     )
     assert code == 0, err
     assert " encode " in err and " decode " in err
+
+
+def test_hk_module_class_with_ctor(capsys):
+    code, err = _check(
+        capsys, f"{ZOO}/autoencoder/haiku_model.py:AutoEncoder", f"{ZOO}/autoencoder/flax_model.py:AutoEncoder",
+        "--input", "f32[4,6]", "--ctor", '{"latent": 3}', *FAST,
+    )
+    assert code == 0, err
+    assert "hk.Module subclass AutoEncoder" in err
+
+
+def test_plain_haiku_function_is_transformed_for_the_user(capsys):
+    code, err = _check(
+        capsys, f"{ZOO}/mlp/haiku_model.py:forward", f"{ZOO}/mlp/flax_model.py:Forward",
+        "--input", "f32[4,6]", "--kwargs", '{"is_training": false}', *FAST,
+    )
+    assert code == 0, err

@@ -217,3 +217,25 @@ def test_ambiguous_structural_pairs_are_not_guessed():
     plan = build_plan(params, None, template, root_is_module=False)
     assert not plan.complete
     assert len(plan.unmapped) == 2 and len(plan.leftover) == 2
+
+
+def test_structural_order_survives_string_sorted_trees():
+    def f(x):
+        for _ in range(12):
+            x = hk.Linear(3)(x)
+        return x
+
+    class Auto(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(12):
+                x = nn.Dense(3)(x)
+            return x
+
+    x = jax.random.normal(KEY, (2, 3))
+    t = hk.without_apply_rng(hk.transform(f))
+    params = jax.tree.map(lambda a: a, t.init(KEY, x))  # tree.map returns keys sorted as strings
+    assert list(params)[:3] == ["linear", "linear_1", "linear_10"]
+    variables = map_params(params, None, _template(Auto(), x), root_is_module=False)
+    np.testing.assert_array_equal(variables["params"]["Dense_10"]["kernel"], params["linear_10"]["w"])
+    np.testing.assert_array_equal(variables["params"]["Dense_2"]["kernel"], params["linear_2"]["w"])
