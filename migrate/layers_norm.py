@@ -180,7 +180,7 @@ def group_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
     init_args, imports = inits
     args: Args = [("num_groups", code(bound["groups"])), *eps_arg(bound)]
     args += flag_arg(bound, "create_scale", "use_scale") + flag_arg(bound, "create_offset", "use_bias")
-    args += init_args + [("use_fast_variance", "False"), *name_arg(bound, ctx.name)]
+    args += [*init_args, ("use_fast_variance", "False"), *name_arg(bound, ctx.name)]
     return Rewrite(flax_call(f"{ctx.nn}.GroupNorm", args), imports)
 
 

@@ -51,7 +51,8 @@ SOURCE = [
     ("hk.initializers.Orthogonal(2.0, axis=0)", "nn.initializers.orthogonal(2.0, column_axis=0)"),
     (
         "hk.initializers.Identity(3.0)",
-        "lambda key, shape, dtype=jnp.float32: 3.0 * jnp.broadcast_to(jnp.eye(shape[-2], shape[-1], dtype=dtype), shape)",
+        "lambda key, shape, dtype=jnp.float32: "
+        "3.0 * jnp.broadcast_to(jnp.eye(shape[-2], shape[-1], dtype=dtype), shape)",
     ),
     ("jnp.zeros", "nn.initializers.zeros"),
     ("jnp.ones", "nn.initializers.ones"),

@@ -16,7 +16,10 @@ from flaxify.migrate.rewrite import Rewrite, Unsupported
 
 SOURCE = [
     ("hk.max_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), 'SAME')", 'nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")'),
-    ("hk.max_pool(x, window_shape=(1, 2, 2, 1), strides=1, padding='VALID')", 'nn.max_pool(x, (2, 2), padding="VALID")'),
+    (
+        "hk.max_pool(x, window_shape=(1, 2, 2, 1), strides=1, padding='VALID')",
+        'nn.max_pool(x, (2, 2), padding="VALID")',
+    ),
     (
         "hk.avg_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), 'SAME')",
         'nn.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME", count_include_pad=False)',
