@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests
 
 demo: $(STAMP)
-	$(BIN)/python fixtures/example_project/run_demo.py
+	$(BIN)/python fixtures/run_demo.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info
