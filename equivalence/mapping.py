@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from flaxify.equivalence import naming, rule_batchnorm, rule_lstm, rule_mha, rule_rename
+from flaxify.equivalence import naming, rule_batchnorm, rule_gru, rule_lstm, rule_mha, rule_rename
 from flaxify.equivalence.errors import ParamMappingError
 from flaxify.equivalence.index import FlaxIndex
 from flaxify.equivalence.plan import Dropped, Mismatch, RuleResult, Transfer
@@ -182,7 +182,7 @@ class _Mapper:
     def _by_name(self, i: int) -> None:
         bucket = self.buckets[i]
         target = self.target(bucket)
-        for rule in (rule_lstm.apply, rule_mha.apply, rule_rename.apply):
+        for rule in (rule_lstm.apply, rule_gru.apply, rule_mha.apply, rule_rename.apply):
             result = rule(bucket, target, self.index)
             if result is not None:
                 self._record(i, result, target if rule is not rule_lstm.apply else target[:-1])

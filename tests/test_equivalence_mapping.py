@@ -239,3 +239,27 @@ def test_structural_order_survives_string_sorted_trees():
     variables = map_params(params, None, _template(Auto(), x), root_is_module=False)
     np.testing.assert_array_equal(variables["params"]["Dense_10"]["kernel"], params["linear_10"]["w"])
     np.testing.assert_array_equal(variables["params"]["Dense_2"]["kernel"], params["linear_2"]["w"])
+
+
+def test_haiku_gru_against_flax_gru_cell_is_refused_with_the_reason():
+    def f(xs):
+        core = hk.GRU(3)
+        outs, _ = hk.dynamic_unroll(core, xs, core.initial_state(xs.shape[1]))
+        return outs
+
+    class Rnn(nn.Module):
+        @nn.compact
+        def __call__(self, xs):
+            cell = nn.GRUCell(3, name="gru")
+            carry = jnp.zeros((xs.shape[1], 3))
+            outs = []
+            for x in xs:
+                carry, y = cell(carry, x)
+                outs.append(y)
+            return jnp.stack(outs)
+
+    xs = jnp.ones((4, 2, 5))
+    params = hk.transform(f).init(KEY, xs)
+    template = _template(Rnn(), xs)
+    with pytest.raises(ParamMappingError, match="reset gate"):
+        map_params(params, None, template, root_is_module=False)
