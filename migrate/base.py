@@ -17,6 +17,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
+from flaxify.migrate.layers import helper_class
 from flaxify.migrate.rewrite import ImportSpec
 
 if TYPE_CHECKING:
@@ -81,8 +82,9 @@ class MigrationState:
     wrapper_classes: set[str] = field(default_factory=set)
     transformed: dict[str, TransformInfo] = field(default_factory=dict)
     uses_rng: bool = False
-    # Rewrites that need a helper class emitted once per file (hk.nets.MLP → MLP).
-    needs_mlp_class: bool = False
+    # Haiku APIs whose rewrite constructs a helper class emitted once per file
+    # (hk.nets.MLP → MLP, hk.Bias → Bias; see layers.helper_class).
+    helper_classes: set[str] = field(default_factory=set)
     # Transformed names of the other files being migrated (project.py).
     project: "ProjectIndex | None" = None
 
@@ -261,8 +263,8 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
 
     def note_rewrite(self, qualname: str) -> None:
         """Records what a successful rewrite needs besides imports."""
-        if qualname == "haiku.nets.MLP":
-            self.state.needs_mlp_class = True
+        if helper_class(qualname) is not None:
+            self.state.helper_classes.add(qualname)
 
     def need_jnp(self) -> None:
         self.need_import(ImportSpec("jax.numpy", None, self.state.jnp))

@@ -14,7 +14,7 @@ from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand
-from flaxify.migrate.layers_combinators import MLP_CLASS_IMPORTS, mlp_class_source
+from flaxify.migrate.layers import helper_class
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec
 
 # Why a known Haiku API is not rewritten yet (anything else gets a generic reason).
@@ -61,15 +61,25 @@ class MarkLeftoversCommand(FlaxifyCommand):
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        if not self.state.needs_mlp_class or _defines(updated_node, "MLP"):
+        """Emits the helper classes the rewrites construct (``MLP``, ``Bias``), once each."""
+        classes = []
+        for qualname in sorted(self.state.helper_classes):
+            found = helper_class(qualname, nn=self.state.nn, jnp=self.state.jnp)
+            assert found is not None
+            name, source, imports = found
+            if _defines(updated_node, name):
+                continue
+            for spec in imports:
+                self.need_import(spec)
+            if f"{self.state.jnp}." in source:
+                self.need_jnp()  # the engine owns the jax.numpy import and its local name
+            klass = cst.parse_statement(source)
+            classes.append(klass.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2))
+        if not classes:
             return updated_node
-        for spec in MLP_CLASS_IMPORTS:
-            self.need_import(spec)
-        klass = cst.parse_statement(mlp_class_source(self.state.nn))
-        klass = klass.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2)
         body = list(updated_node.body)
         at = _after_imports(body)
-        return updated_node.with_changes(body=[*body[:at], klass, *body[at:]])
+        return updated_node.with_changes(body=[*body[:at], *classes, *body[at:]])
 
     def _import_emitted(self, name: str) -> None:
         """Imports a name the rewrites emitted but nothing binds yet."""
