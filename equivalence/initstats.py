@@ -26,7 +26,15 @@ ABS_TOL = 1e-6
 
 
 def init_rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
-    """One row per Flax ``params`` leaf."""
+    """One row per Flax ``params`` leaf; none (with a note on ``run``) if a model cannot be vmapped."""
+    try:
+        return _rows(run, plan, seeds)
+    except Exception as exc:  # noqa: BLE001 - vmapping init runs arbitrary user code
+        run.notes.append(f"initializer statistics unavailable ({type(exc).__name__}: {exc})")
+        return []
+
+
+def _rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
     init = run.init_call
     keys = jax.random.split(jax.random.PRNGKey(2024), seeds)
     hk_kw = run.init_kwargs(init)

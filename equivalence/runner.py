@@ -188,6 +188,7 @@ class _Run:
         self.rng = jax.random.PRNGKey(seed)
         self.notes: list[str] = []
         self.init_call = pairs[0]
+        self.probe_cases: dict[str, tuple[list[Any], Any]] = {}  # probe label -> (inputs, Haiku params)
 
     # -- setup -------------------------------------------------------------------------------
     def init_kwargs(self, m: Method) -> dict[str, Any]:
@@ -243,8 +244,9 @@ class _Run:
             for device in self.devices:
                 for m in self.pairs:
                     checks += self.device_checks(m, device, variables, run_probes)
-            if not all(c.ok for c in checks if c.phase in {"eval", "probe", "grad"}):
-                layers, found = self.safe_trace(self.pairs[0], variables)
+            failed = next((c for c in checks if c.phase in {"eval", "probe"} and not c.ok), None)
+            if failed is not None:
+                layers, found = self.safe_trace(failed)
                 culprits += found
             culprits += [f"state {d.name}: differs after one training step" for c in checks if c.phase == "state" for d in c.leaves if not d.within]
             if init_seeds:
@@ -339,28 +341,38 @@ class _Run:
     def probe_checks(self, m: Method, device: str, hk_eval: Any, fx_eval: Any, params: Any, state: Any, fvars: Any, xs: list[Any], put: Callable[[Any], Any]) -> list[Check]:
         checks = []
         for label, probe_xs in probes.input_probes(list(m.inputs)):
+            self.probe_cases[label] = (probe_xs, self.params)
             pxs = put([jnp.asarray(x) for x in probe_xs])
             checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(params, state, *pxs)[0], fx_eval(fvars, *pxs)[0])), label=label))
-        host_params = jax.device_get(params)
+        host_params = probes.perturbed(jax.device_get(params))
+        self.probe_cases["perturbed-params"] = (list(m.inputs), host_params)
+        fv, hp = put(self.plan.apply(host_params, self.state)), put(host_params)
+        checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label="perturbed-params", counts_for_bitexact=False))
         for label, scaled in probes.weight_probes(host_params):
+            self.probe_cases[label] = (list(m.inputs), scaled)
             fv = put({**self.plan.apply(scaled, self.state)})
             hp = put(scaled)
-            checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label=label))
+            checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label=label, counts_for_bitexact=False))
         return checks
 
-    def safe_trace(self, m: Method, variables: Any) -> tuple[list[trace.LayerRow], list[str]]:
-        """The layer trace is a diagnosis aid: if it cannot run, say so and keep the verdict."""
+    def safe_trace(self, failed: Check) -> tuple[list[trace.LayerRow], list[str]]:
+        """Traces the first failing case layer by layer; a diagnosis aid that never blocks the verdict."""
+        m = next(p for p in self.pairs if p.name == failed.method)
+        inputs, params = self.probe_cases.get(failed.label, (m.inputs, self.params))
         try:
-            return self.trace(m, variables)
+            rows, found = self.trace(m, inputs, params)
         except Exception as exc:  # noqa: BLE001 - interceptors meet arbitrary user code
             self.notes.append(f"layer trace unavailable ({type(exc).__name__}: {exc})")
             return [], []
+        where = f" [traced on probe {failed.label}]" if failed.label else ""
+        return rows, [c + where for c in found]
 
-    def trace(self, m: Method, variables: Any) -> tuple[list[trace.LayerRow], list[str]]:
+    def trace(self, m: Method, inputs: list[Any], params: Any) -> tuple[list[trace.LayerRow], list[str]]:
         kw = self.eval_kwargs(m)
         hk_fn, fx_fn = self.hk_call(m, kw), self.fx_call(m, kw)
-        xs = [jnp.asarray(x) for x in m.inputs]
-        hk_rec = trace.record_haiku(lambda: hk_fn(self.params, self.state, *xs))
+        xs = [jnp.asarray(x) for x in inputs]
+        variables = self.plan.apply(params, self.state)
+        hk_rec = trace.record_haiku(lambda: hk_fn(params, self.state, *xs))
         fx_rec = trace.record_flax(lambda: fx_fn(variables, *xs))
         rtol, atol = tolerance(["float32"], self.rtol, self.atol)
         rows = trace.layer_rows(hk_rec, fx_rec, self.plan.flax_module, rtol, atol)
@@ -397,7 +409,7 @@ def _param_rows(plan: MappingPlan) -> list[ParamRow]:
         fs, fd = plan.flax_meta[(t.collection, t.flax_path)]
         rule = t.rule + (" (by order)" if t.by == "order" else "")
         # A dtype change (Haiku makes bf16 params from bf16 inputs, Flax keeps f32) changes numerics.
-        status, note = ("ok", "") if hd == fd or src.name == "counter" else ("dtype", f"Haiku {hd}, Flax {fd}")
+        status, note = ("ok", "") if hd == fd else ("dtype", f"Haiku {hd}, Flax {fd}")
         rows.append(ParamRow(str(src), hs, hd, flax_path_text(t.collection, t.flax_path), fs, fd, rule, status, note))
     for mm in plan.mismatches:
         hs, hd = plan.haiku_meta[mm.source]

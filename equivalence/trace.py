@@ -137,6 +137,6 @@ def culprits(rows: list[LayerRow]) -> list[str]:
     diverged = [r for r in rows if not r.outputs_match]
     if diverged:
         r = diverged[0]
-        return [f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already differ"]
+        return [f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already differ, so the cause is upstream, in code outside any module call"]
     return []
 
