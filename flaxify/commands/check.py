@@ -36,11 +36,11 @@ WARNING: this command imports and runs both referenced modules (user code)."""
 
 def _common(fn):
     """Options shared by ``check`` and ``convert-params``."""
+    fn = click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6).")(fn)
+    fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(fn)
     fn = click.option("--ctor", "ctor_json", metavar="JSON", help="Constructor arguments for a referenced class.")(fn)
     fn = click.option("--kwargs", "kwargs_json", metavar="JSON", help='Call keyword arguments, e.g. \'{"is_training": false}\'; per method: {"encode": {...}}.')(fn)
     fn = click.option("--input", "specs", multiple=True, required=True, metavar="SPEC", help="An input SPEC (repeatable, in call order).")(fn)
-    fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(fn)
-    fn = click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6).")(fn)
     return fn
 
 
@@ -55,7 +55,7 @@ def _common(fn):
 )
 @click.option("--methods", metavar="A,B", help="Flax method names for an hk.MultiTransformed whose apply is a tuple.")
 @click.option("--init-seeds", type=click.IntRange(min=0), default=64, show_default=True, help="Seeds for initializer statistics (0 skips them).")
-@click.option("--no-probes", is_flag=True, help="Skip the probe cases (tiny inputs, one weight matrix scaled down at a time).")
+@click.option("--no-probes", is_flag=True, help="Skip the probe cases (tiny inputs, perturbed parameters, one weight matrix scaled down at a time).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Write the full report as JSON.")
 @click.pass_context
 def check(
@@ -64,6 +64,9 @@ def check(
     no_probes: bool, json_path: Path | None,
 ) -> None:
     """Prove a Flax port equals its Haiku original: parameters, outputs, gradients, state.
+
+    This imports and runs both referenced modules: only check code you trust.
+    The report (parameter table, per-device errors, culprit layer) goes to stderr.
 
     Exit status: 0 equivalent; 1 not equivalent (a parameter that does not map, a
     wrong shape, or an output/gradient/state/initializer beyond tolerance); 2 usage error.
@@ -103,6 +106,8 @@ def convert_params(
     kwargs_json: str | None, ctor_json: str | None, rtol: float | None, atol: float | None, allow_pickle: bool, force: bool,
 ) -> None:
     """Convert a Haiku CHECKPOINT into the Flax model's variables, verified before writing.
+
+    This imports and runs both referenced modules: only convert with code you trust.
 
     CHECKPOINT is .npz (keys 'params/<module>/<leaf>' and 'state/<module>/<leaf>';
     unprefixed keys are params) or a pickled dict with --allow-pickle. Nothing is
