@@ -211,7 +211,8 @@ class _Run:
                 lambda r: self.module.init(r, *m.inputs, method=m.flax_name, **self.init_kwargs(m)), rngs))
             for m in self.pairs
         ]
-        self.template = merge_trees(trees)
+        # `sow` output is a by-product of the call, not model state: never mapped.
+        self.template = {c: v for c, v in merge_trees(trees).items() if c != "intermediates"}
         head = self.pairs[0]
         self.table = _user("Flax init", lambda: module_table(self.module, rngs, *head.inputs, method=head.flax_name, **self.init_kwargs(head)))
         self.collections = [c for c in self.template if c != "params"]
