@@ -80,8 +80,13 @@ def lint_sources(files: list[SourceFile], settings: LintSettings) -> LintResult:
 
 
 def _lint(files: list[SourceFile], settings: LintSettings) -> LintResult:
-    rules = active_rules(settings)
     modules, errors = parse(files)
+    return lint_modules(modules, errors, settings, len(files))
+
+
+def lint_modules(modules: list[ModuleInfo], errors: list[Finding], settings: LintSettings, count: int) -> LintResult:
+    """Analyses parsed modules as one project and runs the rules (``-j`` parses elsewhere, then calls this)."""
+    rules = active_rules(settings)
     analysis = Analysis(Project(modules))
     analysis.run()
     raw: list[Finding] = []
@@ -94,7 +99,7 @@ def _lint(files: list[SourceFile], settings: LintSettings) -> LintResult:
     findings = [f for f in _dedupe(raw) if _kept(f, by_path.get(f.path), settings)]
     findings.extend(errors)
     findings.sort(key=Finding.sort_key)
-    return LintResult(findings, sorted({e.path for e in errors}), len(files))
+    return LintResult(findings, sorted({e.path for e in errors}), count)
 
 
 def run_module_rules(module: ModuleInfo, analysis: Analysis, rules: list[Rule], sink: list[Finding]) -> None:

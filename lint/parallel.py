@@ -1,25 +1,32 @@
-"""``-j N``: lint independent parts of the project in worker processes.
+"""``-j N``: parallel linting that gives the same findings as one process.
 
-The call graph follows imports, so two modules can only affect each other's
-findings when they are connected in the import graph. The import graph is
-read with a cheap line scan (no parsing), its connected components are spread
-over the workers, and each worker lints its components as whole projects: the
-findings are the same as a single-process run. A single tightly connected
-package is one component and runs on one worker.
+Two levels:
+
+* Parts of the project that do not import each other (connected components of the import
+  graph, read with a cheap line scan) cannot affect each other's findings; they are linted
+  whole in separate worker processes.
+* A large component (one package) is parsed and indexed in N workers, which send the indexed
+  modules back pickled; the main process then runs the project-wide analysis and the rules.
+  Unpickling costs less than parsing plus indexing, so this part scales only partly.
 """
 
 from __future__ import annotations
 
+import gc
+import pickle
 import re
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
-from flaxify.lint.engine import LintResult, SourceFile, lint_sources
+from flaxify.lint.engine import LintResult, SourceFile, lint_modules, lint_sources, parse
 from flaxify.lint.model import Finding
-from flaxify.lint.project import module_name
+from flaxify.lint.project import ModuleInfo, module_name
 from flaxify.lint.settings import LintSettings
 
 _IMPORT = re.compile(r"^\s*(?:from\s+(\.*[\w.]*)\s+import\b|import\s+([\w.]+(?:\s*,\s*[\w.]+)*))", re.MULTILINE)
+# Pickling deep expression trees (long `a + b + c ...` chains) needs more than the default stack.
+_RECURSION = 20_000
 
 
 def components(files: Sequence[SourceFile]) -> list[list[int]]:
@@ -33,9 +40,6 @@ def components(files: Sequence[SourceFile]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    def union(a: int, b: int) -> None:
-        parent[find(a)] = find(b)
-
     by_prefix: dict[str, list[int]] = {}
     for index, (name, _) in enumerate(names):
         parts = name.split(".")
@@ -44,7 +48,7 @@ def components(files: Sequence[SourceFile]) -> list[list[int]]:
     for index, item in enumerate(files):
         for target in _imported(item, names[index]):
             for other in by_prefix.get(target, ()):
-                union(index, other)
+                parent[find(index)] = find(other)
     groups: dict[int, list[int]] = {}
     for index in range(len(files)):
         groups.setdefault(find(index), []).append(index)
@@ -52,7 +56,7 @@ def components(files: Sequence[SourceFile]) -> list[list[int]]:
 
 
 def _imported(item: SourceFile, name: tuple[str, bool]) -> set[str]:
-    """Module names (and their packages) a file imports; relative imports join the whole package."""
+    """Top-level names a file imports; relative imports join the whole package."""
     if item.source is None:
         return set()
     module, is_package = name
@@ -62,27 +66,62 @@ def _imported(item: SourceFile, name: tuple[str, bool]) -> set[str]:
         if match.group(1) is not None:
             target = match.group(1)
             if target.startswith("."):
-                level = len(target) - len(target.lstrip("."))
-                base = package.split(".")[: max(0, len(package.split(".")) - (level - 1))] if package else []
-                found.add(".".join(base) or target.lstrip(".") or module)
-                continue
-            found.add(target.split(".")[0] if target else module)
+                found.add(package.split(".")[0] if package else module)
+            else:
+                found.add(target.split(".")[0])
         else:
             found.update(part.strip().split(".")[0] for part in match.group(2).split(","))
     return found
 
 
+def _parse_chunk(files: list[SourceFile]) -> tuple[bytes, list[Finding]]:
+    """Worker: parse and index, return the modules pickled."""
+    sys.setrecursionlimit(_RECURSION)
+    gc.disable()
+    modules, errors = parse(files)
+    return pickle.dumps(modules, protocol=pickle.HIGHEST_PROTOCOL), errors
+
+
+def _lint_parsed_in_parallel(files: list[SourceFile], settings: LintSettings, jobs: int,
+                             pool: ProcessPoolExecutor) -> LintResult:
+    chunks: list[list[SourceFile]] = [files[i::jobs] for i in range(jobs)]
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION))
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        modules: list[ModuleInfo] = []
+        errors: list[Finding] = []
+        for blob, chunk_errors in pool.map(_parse_chunk, chunks):
+            loaded: list[ModuleInfo] = pickle.loads(blob)
+            for module in loaded:
+                module.by_node = {id(fn.node): fn for fn in module.all_functions}
+            modules.extend(loaded)
+            errors.extend(chunk_errors)
+        order = {f.display: i for i, f in enumerate(files)}
+        modules.sort(key=lambda m: order.get(m.display, 0))  # same project order as one process
+        return lint_modules(modules, errors, settings, len(files))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# Below this many workers, pickling the indexed modules back costs more than it saves.
+MIN_PARSE_WORKERS = 3
+
+
 def lint_parallel(files: list[SourceFile], settings: LintSettings, jobs: int) -> LintResult:
     groups = components(files)
-    if len(groups) == 1:
+    if len(groups) == 1 and jobs < MIN_PARSE_WORKERS:
         return lint_sources(files, settings)
-    buckets: list[list[SourceFile]] = [[] for _ in range(min(jobs, len(groups)))]
-    sizes = [0] * len(buckets)
-    for group in groups:  # largest first, onto the least loaded worker
-        target = sizes.index(min(sizes))
-        buckets[target].extend(files[i] for i in group)
-        sizes[target] += sum(len(files[i].source or "") for i in group)
-    with ProcessPoolExecutor(max_workers=len(buckets)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        if len(groups) == 1:
+            return _lint_parsed_in_parallel(files, settings, jobs, pool)
+        buckets: list[list[SourceFile]] = [[] for _ in range(min(jobs, len(groups)))]
+        sizes = [0] * len(buckets)
+        for group in groups:  # largest first, onto the least loaded worker
+            target = sizes.index(min(sizes))
+            buckets[target].extend(files[i] for i in group)
+            sizes[target] += sum(len(files[i].source or "") for i in group)
         results = list(pool.map(lint_sources, buckets, [settings] * len(buckets)))
     findings: list[Finding] = sorted((f for r in results for f in r.findings), key=Finding.sort_key)
     failed = sorted(p for r in results for p in r.failed)

@@ -135,3 +135,17 @@ def test_jobs_give_the_same_findings(project: Path, capsys: pytest.CaptureFixtur
     _, serial, _ = _run(["."], capsys)
     _, parallel, _ = _run([".", "-j", "2"], capsys)
     assert serial == parallel and serial.count("JX101") == 4
+
+
+def test_jobs_on_one_package_give_the_same_findings(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    package = project / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def log(v):\n    print('v', v)\n")
+    for i in range(4):
+        (package / f"step{i}.py").write_text(
+            "import jax\nfrom pkg.helpers import log\n\n@jax.jit\ndef f(x):\n    log(x)\n    return float(x)\n")
+    _, serial, _ = _run(["pkg"], capsys)
+    _, parallel, _ = _run(["pkg", "-j", "3"], capsys)
+    assert serial == parallel
+    assert serial.count("JX101") == 1 and serial.count("JX204") == 4
