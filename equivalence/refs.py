@@ -44,6 +44,7 @@ def _load_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # so the file can import its siblings, as when run as a script
+    before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -52,8 +53,22 @@ def _load_file(path: Path) -> ModuleType:
         raise UnresolvableRefError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.remove(folder)
+        _forget_siblings(before, folder)
     sys.modules[module_name] = module
     return module
+
+
+def _forget_siblings(before: set[str], folder: str) -> None:
+    """Uncaches sibling modules the file imported, keeping the file's own references.
+
+    The Haiku and the migrated Flax project usually have modules of the same
+    names (``model``, ``layers``); without this the second reference would get
+    the first project's siblings.
+    """
+    for name in set(sys.modules) - before:
+        origin = getattr(sys.modules[name], "__file__", None) or ""
+        if origin and str(Path(origin).resolve()).startswith(folder + "/"):
+            del sys.modules[name]
 
 
 def _load_module(dotted: str) -> ModuleType:
