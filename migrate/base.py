@@ -44,17 +44,16 @@ NOT_MODULES = frozenset(
     }
 )
 
-# Haiku calls that create or read variables of the current module: a method
-# using one of them needs a Linen compact scope, like one that builds layers.
+# Haiku calls that create or read variables of the current module (or, for
+# hk.dropout, become an inline nn.Dropout): a method using one of them needs a
+# Linen compact scope, like one that builds layers. RNG key calls become
+# self.make_rng, which works in any method.
 VARIABLE_CALLS = frozenset(
     {
         "haiku.get_parameter",
         "haiku.get_state",
         "haiku.set_state",
-        "haiku.next_rng_key",
-        "haiku.maybe_next_rng_key",
-        "haiku.next_rng_keys",
-        "haiku.reserve_rng_keys",
+        "haiku.dropout",
     }
 )
 

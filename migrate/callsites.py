@@ -18,6 +18,22 @@ and is dropped otherwise; a literal ``None`` is always dropped. An integer
 seed given to ``init`` becomes ``jax.random.PRNGKey(seed)`` (Flax needs a key).
 ``net.init`` / ``net.apply`` used as values (``jax.jit(net.apply)``) cannot
 keep their signature and are marked TODO.
+
+With ``hk.transform_with_state`` the program keeps its ``params`` and
+``state`` (a dict of Linen collections)::
+
+    params, state = net.init(rng, x, is_training=True)
+    out, state = net.apply(params, state, rng, x, is_training=True)
+
+becomes::
+
+    state = net.init(rng, x, is_training=True)
+    params = state.pop("params")
+    out, state = net.apply({"params": params, **state}, x, is_training=True,
+                           rngs={"dropout": rng}, mutable=list(state))
+
+``mutable=list(state)`` returns every state collection, updated or not, so
+``state`` keeps its structure as Haiku's did.
 """
 
 from __future__ import annotations
@@ -41,6 +57,8 @@ class RewriteInitApplyCommand(FlaxifyCommand):
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
         self._called: set[int] = set()  # id(Attribute) of method references that are called
+        self._split_inits: dict[int, tuple[cst.BaseAssignTargetExpression, cst.BaseAssignTargetExpression]] = {}
+        self._split_done: dict[int, cst.Call] = {}  # id(original init call) -> its rewrite
 
     def _target(self, node: cst.BaseExpression) -> tuple[str, TransformInfo] | None:
         if not m.matches(node, m.Attribute(m.Name() | m.Attribute(), m.Name("init") | m.Name("apply"))):
@@ -51,6 +69,29 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             for qualified in self.get_metadata(QualifiedNameProvider, receiver, set()):
                 info = info or self.state.project.lookup(qualified.name)
         return None if info is None else (node.attr.value, info)  # type: ignore[attr-defined]
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        """Finds ``params, state = net.init(...)``: split into two statements on the way out."""
+        if len(node.body) != 1 or not isinstance(node.body[0], cst.Assign) or len(node.body[0].targets) != 1:
+            return
+        assign = node.body[0]
+        target = assign.targets[0].target
+        if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2 and isinstance(assign.value, cst.Call):
+            if not any(isinstance(e, cst.StarredElement) for e in target.elements):
+                self._split_inits[id(assign.value)] = (target.elements[0].value, target.elements[1].value)  # type: ignore[assignment]
+
+    def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        value = getattr(original_node.body[0], "value", None) if len(original_node.body) == 1 else None
+        call = self._split_done.pop(id(value), None)
+        if call is None or not isinstance(updated_node.body[0], cst.Assign):
+            return updated_node
+        params, state = self._split_inits[id(value)]
+        first = cst.SimpleStatementLine(
+            [cst.Assign([cst.AssignTarget(state)], call)], leading_lines=updated_node.leading_lines
+        )
+        pop = cst.parse_expression(f'{_code(state)}.pop("params")')
+        second = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(params)], pop)])
+        return cst.FlattenSentinel([first, second])
 
     def visit_Call(self, node: cst.Call) -> None:
         if self._target(node.func) is not None:
@@ -77,19 +118,33 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             self.todo(f"{method}", "called with *args/**kwargs; adapt the arguments to Flax's signature by hand")
             return updated_node
         if method == "init":
-            return self._init(updated_node)
+            return self._init(original_node, updated_node, info)
         return self._apply(updated_node, info)
 
-    def _init(self, call: cst.Call) -> cst.BaseExpression:
+    def _init(self, original: cst.Call, call: cst.Call, info: TransformInfo) -> cst.BaseExpression:
         args = list(call.args)
         if args and args[0].keyword is None and isinstance(args[0].value, cst.Integer):
             self.need_import(JAX_IMPORT)
             key = cst.parse_expression(f"jax.random.PRNGKey({args[0].value.value})")
             args[0] = args[0].with_changes(value=key)
+        if info.with_state:
+            return self._init_with_state(original, call.with_changes(args=args))
         return cst.Subscript(
             value=call.with_changes(args=args),
             slice=[cst.SubscriptElement(cst.Index(cst.SimpleString('"params"')))],
         )
+
+    def _init_with_state(self, original: cst.Call, call: cst.Call) -> cst.BaseExpression:
+        """``params, state = net.init(...)``: the statement is split when it is left."""
+        if id(original) not in self._split_inits:
+            self.todo(
+                "init",
+                "init of a stateful model outside `params, state = net.init(...)`: Flax returns one dict of"
+                ' collections; split it with `params = variables.pop("params")`',
+            )
+            return original
+        self._split_done[id(original)] = call
+        return call
 
     def _apply(self, call: cst.Call, info: TransformInfo) -> cst.BaseExpression:
         positional = [a for a in call.args if a.keyword is None]
@@ -98,16 +153,41 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         if params is None:
             self.todo("apply", "no params argument found; adapt the call to Flax's signature by hand")
             return call
+        state: cst.BaseExpression | None = None
+        if info.with_state:
+            state = positional.pop(0).value if positional else keywords.pop("state").value if "state" in keywords else None
+            if state is None or not _simple(state):
+                self.todo(
+                    "apply",
+                    "the state argument is missing or not a plain name; pass {'params': params, **state} and"
+                    " mutable=list(state) by hand",
+                )
+                return call
         rng: cst.BaseExpression | None = None
         if info.apply_rng:
             rng = positional.pop(0).value if positional else keywords.pop("rng").value if "rng" in keywords else None
-        variables = cst.Dict([cst.DictElement(cst.SimpleString('"params"'), params)])
+        elements = [cst.DictElement(cst.SimpleString('"params"'), params)]
+        if state is not None:
+            elements.append(cst.StarredDictElement(state))
+        variables = cst.Dict(elements)
         args = [cst.Arg(variables), *(a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in positional)]
         args += [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in keywords.values()]
         if rng is not None and not m.matches(rng, m.Name("None")) and (info.uses_rng or self.state.uses_rng):
             rngs = cst.Dict([cst.DictElement(cst.SimpleString('"dropout"'), rng)])
             args.append(cst.Arg(rngs, keyword=cst.Name("rngs"), equal=_EQUAL))
+        if state is not None:
+            mutable = cst.Call(cst.Name("list"), [cst.Arg(state)])
+            args.append(cst.Arg(mutable, keyword=cst.Name("mutable"), equal=_EQUAL))
         return call.with_changes(args=_commas(args))
+
+
+def _simple(node: cst.BaseExpression) -> bool:
+    """A name or attribute chain: safe to read twice (``**state`` and ``list(state)``)."""
+    return isinstance(node, cst.Name) or (isinstance(node, cst.Attribute) and _simple(node.value))
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
 
 
 _EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))

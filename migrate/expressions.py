@@ -84,4 +84,6 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         self.note_rewrite(qualname)
         for spec in result.imports:
             self.need_import(spec)
+        if result.note is not None:
+            self.todo("hk." + qualname.removeprefix("haiku."), result.note)
         return result.expr

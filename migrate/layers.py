@@ -18,11 +18,12 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape
+from flaxify.migrate import layers_batchnorm, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
+from flaxify.migrate.unsupported import MODULES as UNSUPPORTED_MODULES
 
 _Handler = Callable[[Bound, Ctx], Rewrite | Unsupported]
 
@@ -42,6 +43,7 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "InstanceNorm": (layers_norm.INSTANCE_NORM, layers_norm.instance_norm),
     "GroupNorm": (layers_norm.GROUP_NORM, layers_norm.group_norm),
     "RMSNorm": (layers_norm.RMS_NORM, layers_norm.rms_norm),
+    "BatchNorm": (layers_batchnorm.BATCH_NORM, layers_batchnorm.batch_norm),
     "Flatten": (layers_shape.FLATTEN, layers_shape.flatten),
     "Reshape": (layers_shape.RESHAPE, layers_shape.reshape),
     "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
@@ -106,7 +108,10 @@ def rewrite_layer(
     if tail in layers_conv.DEPTHWISE:
         return _depthwise(call, tail, None, Ctx(name, nn, jnp, resolver))
     if tail not in LAYERS:
-        return Unsupported(f"{qualname} has no table-driven Flax rewrite")
+        path = qualname.removeprefix("haiku.")
+        known = UNSUPPORTED_MODULES.get(path) or UNSUPPORTED_MODULES.get(tail or "")
+        reason = f"{qualname} has no table-driven Flax rewrite"
+        return Unsupported(f"{reason}: {known}" if known else reason)
     sig, handler = LAYERS[tail]
     bound = bind(call, sig)
     return bound if isinstance(bound, Unsupported) else handler(bound, Ctx(name, nn, jnp, resolver))
@@ -143,6 +148,8 @@ def rewrite_layer_call(
         inputs = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
         rewritten = _depthwise(inner, tail, inputs, ctx)
         return rewritten if isinstance(rewritten, Unsupported) else _recall(outer, rewritten, outer.args)
+    if tail == "BatchNorm":
+        return _batch_norm_call(outer, inner, ctx)
     if tail in _LAMBDA_LAYERS:
         rewritten = rewrite_layer(inner, qualname, name=name, nn=nn, jnp=jnp, resolver=resolver)
         return rewritten if isinstance(rewritten, Unsupported) else _inline(outer, rewritten)
@@ -166,6 +173,19 @@ def rewrite_layer_call(
         return rewritten
     kept = [a for a in outer.args if a.keyword is None or a.keyword.value not in moved]
     return _recall(outer, rewritten, kept)
+
+
+def _batch_norm_call(outer: cst.Call, inner: cst.Call, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.BatchNorm(...)(x, is_training)``: the training flag becomes ``use_running_average``."""
+    args = layers_batchnorm.call_args(outer.args)
+    if isinstance(args, Unsupported):
+        return args
+    bound = bind(inner, layers_batchnorm.BATCH_NORM)
+    rewritten = bound if isinstance(bound, Unsupported) else layers_batchnorm.batch_norm(bound, ctx)
+    if isinstance(rewritten, Unsupported):
+        return rewritten
+    call = _recall(outer, rewritten, args)
+    return Rewrite(call.expr, call.imports, rewritten.note)
 
 
 class _Substitute(cst.CSTTransformer):

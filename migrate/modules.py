@@ -46,8 +46,10 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
+from flaxify.migrate import layers_batchnorm, rng, state
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
+from flaxify.migrate.layers_common import code
 from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
 
@@ -73,6 +75,11 @@ class ClassPlan:
     init: InitPlan | None
     decorators: dict[str, str] = field(default_factory=dict)  # method -> "compact"
     todo_methods: dict[str, str] = field(default_factory=dict)  # method -> why it stays Haiku
+    # State entries a get_state(..., init=...) creates: a set_state on them is
+    # guarded (Haiku's init returns the initial state).
+    initial_state: set[str] = field(default_factory=set)
+    # `self.bn` / `bn` bound to hk.BatchNorm(...): their calls take is_training.
+    batch_norms: set[str] = field(default_factory=set)
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -90,6 +97,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         # together with their call, whose arguments may belong to the constructor.
         self._called_at_once: set[int] = set()
         self._skipped: set[int] = set()  # calls inside methods left as they were (TODO)
+        self._statement_calls: set[int] = set()  # calls that are a whole expression statement
+        self._guarded: set[int] = set()  # rewritten set_state calls whose statement gets a guard
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -124,6 +133,18 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._classes.append(node.name.value)
         self._method_ids.update(id(method) for method in _methods(node))
         self._name_constructions(node, plan)
+        self._find_state_and_batch_norms(node, plan)
+
+    def _find_state_and_batch_norms(self, node: cst.ClassDef, plan: ClassPlan) -> None:
+        for sub in _walk(node):
+            if isinstance(sub, cst.Call) and self.haiku_name(sub.func) == "haiku.get_state":
+                bound = _bind(sub, ("name", "shape", "dtype", "init"))
+                name = state.literal_name(sub, state.GET_STATE)
+                if name is not None and bound is not None and code(bound.get("init", cst.Name("None"))) != "None":
+                    plan.initial_state.add(name)
+            elif isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.value, cst.Call):
+                if self.haiku_name(sub.value.func) == "haiku.BatchNorm":
+                    plan.batch_norms.add(code(sub.targets[0].target))
 
     # -- naming -------------------------------------------------------------------
     def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
@@ -194,10 +215,62 @@ class ConvertModulesCommand(FlaxifyCommand):
         key = id(original_node)
         if key in self._names and key not in self._called_at_once:
             return self._construction(original_node, updated_node)
-        if self.haiku_name(original_node.func) == "haiku.get_parameter":
+        qualname = self.haiku_name(original_node.func)
+        if qualname == "haiku.get_parameter":
             return self._get_parameter(original_node, updated_node)
+        if qualname in _RNG_AND_STATE:
+            return self._rng_or_state(original_node, updated_node, qualname)
+        if isinstance(original_node.func, (cst.Name, cst.Attribute)) and code(original_node.func) in self._plan().batch_norms:
+            args = layers_batchnorm.call_args(updated_node.args)
+            if isinstance(args, Unsupported):
+                self.todo("hk.BatchNorm", args.reason)
+                return updated_node
+            return updated_node.with_changes(args=args)
         if id(original_node.func) in self._called_at_once:
             return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
+        return updated_node
+
+    def _plan(self) -> ClassPlan:
+        return self._plans[self._classes[-1]]  # type: ignore[index]
+
+    def _rng_or_state(self, original: cst.Call, updated: cst.Call, qualname: str) -> cst.BaseExpression:
+        """RNG keys, hk.dropout, hk.get_state and hk.set_state inside a module method."""
+        nn, jnp = self.state.nn, self.state.jnp
+        if qualname in rng.KEY_CALLS:
+            self.state.uses_rng = True
+            return self._apply(rng.rewrite_key_call(updated, qualname), qualname, updated)
+        if qualname == "haiku.dropout":
+            bound = _bind(original, ("rng", "rate", "x", "broadcast_dims"))
+            first = bound.get("rng") if bound else None
+            implicit = isinstance(first, cst.Call) and self.haiku_name(first.func) == "haiku.next_rng_key"
+            self.state.uses_rng = self.state.uses_rng or implicit
+            return self._apply(rng.rewrite_dropout(updated, implicit_key=implicit, nn=nn), qualname, updated)
+        if qualname == "haiku.get_state":
+            bound = _bind(original, ("name", "shape", "dtype", "init"))
+            init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None
+            result = state.rewrite_get_state(updated, init_qualname, jnp=jnp, nn=nn, resolver=self.resolve_spelling)
+            return self._apply(result, qualname, updated)
+        name = state.literal_name(original, state.SET_STATE)
+        if name is None:
+            self.todo("hk.set_state", "the state name is not a string literal; use self.put_variable('state', name, value)")
+            return updated
+        guard = name in self._plan().initial_state
+        if guard and id(original) not in self._statement_calls:
+            self.todo("hk.set_state", "inside an expression; Haiku's init keeps the initial state: write it as a statement under `if not self.is_initializing():`")
+            return updated
+        result = self._apply(state.rewrite_set_state(updated), qualname, updated)
+        if guard and result is not updated:
+            self._guarded.add(id(result))
+        return result
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        if len(node.body) == 1 and isinstance(node.body[0], cst.Expr) and isinstance(node.body[0].value, cst.Call):
+            self._statement_calls.add(id(node.body[0].value))
+
+    def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        body = updated_node.body
+        if len(body) == 1 and isinstance(body[0], cst.Expr) and id(body[0].value) in self._guarded:
+            return state.guarded(updated_node)
         return updated_node
 
     def _construction(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -233,6 +306,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         self.note_rewrite(qualname)
         for spec in result.imports:
             self.need_import(spec)
+        if result.note is not None:
+            self.todo(_short(qualname), result.note)
         return result.expr
 
     def _get_parameter(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -367,6 +442,7 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
+_RNG_AND_STATE = rng.KEY_CALLS | {"haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the
 # module is nested (flax 0.12: setup runs before the module is on the stack),

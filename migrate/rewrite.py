@@ -41,6 +41,9 @@ class Rewrite:
 
     expr: cst.BaseExpression
     imports: tuple[ImportSpec, ...] = ()
+    # A behaviour the rewrite cannot keep although it runs (BatchNorm's debiased
+    # EMA): the engine rewrites *and* marks the statement ``# TODO(flaxify): <note>``.
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ class named after the variable. Forms that cannot be rewritten exactly (the
 result unpacked into ``init, apply``, a transform of an expression that is not
 a plain function) are left for ``leftovers.py`` to mark.
 
-``hk.transform_with_state`` is recognised but not yet rewritten: its state
-collections need ``mutable=`` call sites (marked TODO).
+``hk.transform_with_state`` is rewritten the same way; its module keeps state
+in Linen collections (``batch_stats`` for BatchNorm, ``state`` for
+``hk.get_state``) and ``callsites.py`` threads them through ``init``/``apply``.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if assign is None:
             return
         chain = self.chain(assign.value)
-        if chain is None or chain.with_state or not isinstance(chain.fn, cst.Name):
+        if chain is None or not isinstance(chain.fn, cst.Name):
             return
         fn = chain.fn.value
         if fn in self._def_plans or fn not in self._defs:
@@ -135,9 +136,6 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if chain is None:
             return updated_node
         target = assign.targets[0].target.value
-        if chain.with_state:
-            self.todo("hk.transform_with_state", "state collections and their mutable= call sites are not migrated yet; port by hand")
-            return updated_node
         if isinstance(chain.fn, cst.Lambda):
             return self._from_lambda(updated_node, assign, target, chain)
         if not isinstance(chain.fn, cst.Name) or chain.fn.value not in self._def_plans:

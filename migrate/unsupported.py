@@ -1,0 +1,159 @@
+"""Why each Haiku API that has no exact rewrite yet stays as it was.
+
+Every Haiku reference the passes cannot rewrite ends up under
+``# TODO(flaxify): hk.X: <reason>``. The reason must tell the user what differs
+and what the Flax counterpart is, so these are data, one line per API, keyed by
+the attribute path below ``haiku`` (``"LSTM"``, ``"experimental.layer_stack"``).
+``layers.py`` uses :data:`MODULES` for constructors, ``leftovers.py`` uses
+:func:`reason` for everything else.
+
+Example::
+
+    cell = hk.GRU(32)
+    # becomes
+    # TODO(flaxify): hk.GRU: nn.GRUCell computes a different function (...)
+    cell = hk.GRU(32)
+"""
+
+from __future__ import annotations
+
+_CELL = "Flax cells take (carry, x) -> (carry, y) and Haiku cores (x, state) -> (y, state)"
+
+#: Haiku module classes without a table-driven rewrite.
+MODULES = {
+    "LSTM": (
+        "nn.OptimizedLSTMCell needs the gate-layout conversion (Haiku's fused [x;h] matrix, gate order i,g,f,o, "
+        "forget bias +1 on every call, state (hidden, cell) vs carry (c, h)); " + _CELL + "; port by hand"
+    ),
+    "GRU": (
+        "nn.GRUCell computes a different function (Haiku applies the reset gate before the recurrent matmul "
+        "and uses h'=(1-z)h+z*a); write a Linen cell with Haiku's leaves w_i, w_h, b and equations"
+    ),
+    "VanillaRNN": "nn.SimpleCell(activation_fn=nn.relu) with bias = b_linear + b_linear_1 (Haiku has two biases); " + _CELL,
+    "DeepRNN": "no Flax built-in: compose the cells in a Linen module and thread a tuple of carries; " + _CELL,
+    "ResetCore": "no Flax built-in: reset the carry with jnp.where(should_reset, initial_carry, carry) in the cell",
+    "IdentityCore": "no Flax built-in: a cell returning (carry, x)",
+    "Conv1DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
+    "Conv2DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
+    "Conv3DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
+    "MultiHeadAttention": (
+        "nn.MultiHeadDotProductAttention(num_heads, qkv_features=H*key_size, out_features=model_size or H*key_size) "
+        "with w (D,H*K) -> kernel (D,H,K) and linear -> out; Flax cannot express value_size != key_size, fills masked "
+        "logits with finfo.min (Haiku -1e30) and scales q before q.k (~5e-7); port by hand"
+    ),
+    "ExponentialMovingAverage": (
+        "no Linen module: keep counter/hidden/average in self.variable('state', ...) with Haiku's debiased update "
+        "(average = hidden / (1 - decay**counter)), or optax.ema(decay, debias=True) outside the model"
+    ),
+    "EMAParamsTree": "use optax.ema(decay, debias=True) on the params tree outside the model (same zero-init and debias)",
+    "nets.VectorQuantizer": "no Flax built-in: port the codebook as self.param and the straight-through estimator by hand",
+    "nets.VectorQuantizerEMA": (
+        "no Flax built-in: port the codebook and its debiased EMAs (cluster sizes, embedding sums) as "
+        "self.variable('state', ...) updated outside init"
+    ),
+    "nets.ResNet": "no Flax built-in ResNet with Haiku's layout; build it from the migrated layers",
+    "SpectralNorm": "nn.SpectralNorm wraps a layer instance (different structure and state); port by hand",
+    "SNParamsTree": "no Flax counterpart; port by hand",
+    "BatchApply": "nn.BatchApply exists but is not rewritten yet; port by hand",
+    "Deferred": "no Flax counterpart: build the module lazily in an @nn.compact method",
+}
+
+#: Haiku functions and other APIs.
+APIS = {
+    "next_rng_key": "only rewritten inside module classes (self.make_rng('dropout')); pass a key in explicitly here",
+    "maybe_next_rng_key": "only rewritten inside module classes; pass a key (or None) in explicitly here",
+    "next_rng_keys": "only rewritten inside module classes; split an explicit key with jax.random.split here",
+    "reserve_rng_keys": "a performance hint with no Flax counterpart (self.make_rng derives keys by name): delete it",
+    "dropout": "only rewritten inside module classes; use nn.Dropout(rate)(x, deterministic=False, rng=key) from a Linen module",
+    "PRNGSequence": "Flax has no key sequence: split an explicit key (key, sub = jax.random.split(key)) where next() is called",
+    "with_rng": "no Flax counterpart: pass rngs={...} to apply or call nn.Dropout(...)(x, rng=key)",
+    "get_state": "only rewritten inside module classes with a literal name; use self.variable('state', name, init_fn, shape, dtype)",
+    "set_state": "only rewritten inside module classes with a literal name; use self.put_variable('state', name, value)",
+    "get_parameter": "only rewritten inside module classes; use self.param(name, init_fn, shape, dtype) in a Linen module",
+    "transform": "only `name = hk.transform(fn)` with a def or lambda in this file is rewritten; wrap fn in an nn.Module by hand",
+    "transform_with_state": "only `name = hk.transform_with_state(fn)` with a def in this file is rewritten; wrap fn in an nn.Module by hand",
+    "without_apply_rng": "only `name = hk.without_apply_rng(hk.transform(fn))` is rewritten; wrap fn in an nn.Module by hand",
+    "multi_transform": (
+        "not rewritten yet: make the template a Linen module whose methods are the applies, then call "
+        "net.apply({'params': params}, x, method='encode') for each"
+    ),
+    "multi_transform_with_state": "not rewritten yet: as hk.multi_transform, with mutable= for the state collections",
+    "running_init": "use self.is_initializing() inside the Linen module",
+    "dynamic_unroll": (
+        "nn.RNN(cell, time_major=True) (defaults differ: Haiku is time-major), reverse=True -> reverse=True, "
+        "keep_order=True; returns (carry, outs) with return_carry=True instead of (outs, state); port with the cell"
+    ),
+    "static_unroll": "nn.RNN(cell, time_major=True, unroll=T) or a Python loop over the cell; port with the cell",
+    "vmap": (
+        "nn.vmap(Target, variable_axes={'params': None}, split_rngs={'params': False, 'dropout': split_rng}, "
+        "in_axes=..., out_axes=...) over a module class (Haiku never maps parameters)"
+    ),
+    "scan": (
+        "nn.scan(Target, variable_broadcast='params', split_rngs={'params': False}, in_axes=0, out_axes=0) over a "
+        "cell class whose __call__ is (carry, x) -> (carry, y)"
+    ),
+    "map": "nn.scan with a None carry over a module class, or jax.lax.map on a pure function",
+    "remat": "nn.remat(Target) on a module class; pass name= to keep the Haiku name (Flax renames to Checkpoint<Class>_N)",
+    "checkpoint": "nn.remat(Target) on a module class; pass name= to keep the Haiku name",
+    "cond": "nn.cond(pred, true_fn, false_fn, self, *operands) with branches taking the module first; both branches must create their parameters at init",
+    "switch": "nn.switch(index, branches, self, *operands) with branches taking the module first",
+    "while_loop": "nn.while_loop(cond_fn, body_fn, self, init) with functions taking the module first (no parameters may be created in the loop)",
+    "fori_loop": "no nn.fori_loop: nn.while_loop with a counter in the carry, or nn.scan(length=upper-lower)",
+    "layer_stack": (
+        "nn.scan(Block, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True}, length=n) with "
+        "Block.__call__(x, _) -> (x, None); the stacked leaves keep their leading layer axis"
+    ),
+    "experimental.layer_stack": (
+        "nn.scan(Block, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True}, length=n) with "
+        "Block.__call__(x, _) -> (x, None); the stacked leaves keep their leading layer axis"
+    ),
+    "name_scope": "move the block into a method decorated with @nn.compact_name_scope named like the scope, or into a submodule with that name",
+    "experimental.name_scope": "move the block into a method decorated with @nn.compact_name_scope named like the scope, or into a submodule with that name",
+    "custom_getter": "nn.map_variables(Target, 'params', trans_in_fn=...) around the module class",
+    "custom_creator": "nn.map_variables(Target, 'params', init=True, trans_in_fn=...) around the module class",
+    "experimental.custom_getter": "nn.map_variables(Target, 'params', trans_in_fn=...) around the module class",
+    "experimental.custom_creator": "nn.map_variables(Target, 'params', init=True, trans_in_fn=...) around the module class",
+    "intercept_methods": "nn.intercept_methods(interceptor) (the interceptor gets (next_fun, args, kwargs, context))",
+    "mixed_precision.set_policy": (
+        "Flax has no per-class policy: set dtype= (compute) and param_dtype= on each layer and cast outputs by hand"
+    ),
+    "mixed_precision.push_policy": "Flax has no policy stack: set dtype=/param_dtype= on the layers and cast outputs by hand",
+    "mixed_precision.current_policy": "Flax has no policy: read the layer's dtype/param_dtype fields",
+    "lift": "no Flax counterpart for lifting an inner transform's params; make the inner model a submodule",
+    "transparent_lift": "no Flax counterpart: make the inner model a submodule",
+    "experimental.lift": "no Flax counterpart for lifting an inner transform's params; make the inner model a submodule",
+    "experimental.name_like": "pass name= explicitly",
+    "force_name": "pass name= explicitly",
+    "to_module": "write a small nn.Module whose @nn.compact __call__ calls the function",
+    "data_structures.to_mutable_dict": "Linen init returns plain dicts already: drop the call (or flax.core.unfreeze)",
+    "data_structures.to_immutable_dict": "flax.core.freeze(tree) (or keep the plain dict Linen returns)",
+    "data_structures.to_haiku_dict": "Linen trees are plain nested dicts: drop the call",
+    "data_structures.tree_size": "sum(x.size for x in jax.tree.leaves(tree))",
+    "data_structures.tree_bytes": "sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))",
+    "data_structures.traverse": (
+        "Linen trees nest one level per module: iterate flax.traverse_util.flatten_dict(tree, sep='/') and split "
+        "each key with k.rsplit('/', 1) into (module_name, name)"
+    ),
+    "data_structures.filter": (
+        "flax.traverse_util.unflatten_dict({k: v for k, v in flatten_dict(tree, sep='/').items() if pred(*k.rsplit('/', 1), v)}, sep='/')"
+        " (Haiku's predicate gets (module_name, name, value))"
+    ),
+    "data_structures.partition": "two filters over flax.traverse_util.flatten_dict(tree, sep='/') with the predicate and its negation",
+    "data_structures.partition_n": "filters over flax.traverse_util.flatten_dict(tree, sep='/'), one per index the function returns",
+    "data_structures.map": "flax.traverse_util.path_aware_map(lambda path, v: fn('/'.join(path[:-1]), path[-1], v), tree)",
+    "data_structures.merge": "flax.traverse_util.unflatten_dict({**flatten_dict(a), **flatten_dict(b)}) (later trees win, as in Haiku)",
+    "data_structures.is_subset": "set(flatten_dict(a)) <= set(flatten_dict(b)) on flax.traverse_util.flatten_dict",
+    "data_structures.structure": "jax.tree.structure(tree)",
+}
+
+GENERIC = "no exact Flax rewrite for this Haiku API yet; port it by hand"
+
+
+def reason(api: str) -> str:
+    """Why ``haiku.<api>`` is not rewritten; ``api`` is the path below ``haiku``."""
+    for key in (api, api.removeprefix("experimental."), api.removeprefix("nets.")):
+        if key in APIS:
+            return APIS[key]
+        if key in MODULES:
+            return MODULES[key]
+    return GENERIC
