@@ -66,6 +66,9 @@ class TransformInfo:
     apply_rng: bool  # False under hk.without_apply_rng: apply takes no rng
     with_state: bool
     uses_rng: bool = False  # its file draws random numbers (hk.next_rng_key, hk.dropout)
+    # hk.multi_transform: the method init runs, and apply key -> method name.
+    init_method: str = "__call__"
+    methods: tuple[tuple[str | int, str], ...] = ()
 
 
 @dataclass

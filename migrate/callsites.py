@@ -96,6 +96,22 @@ class RewriteInitApplyCommand(FlaxifyCommand):
     def visit_Call(self, node: cst.Call) -> None:
         if self._target(node.func) is not None:
             self._called.add(id(node.func))
+        elif isinstance(node.func, cst.Subscript) and self._multi_apply(node.func) is not None:
+            self._called.add(id(node.func.value))
+
+    def _multi_apply(self, func: cst.Subscript) -> tuple[TransformInfo, str | None] | None:
+        """``net.apply["encode"]`` of a migrated hk.multi_transform: its info and method (None: unknown key)."""
+        target = self._target(func.value)
+        if target is None or target[0] != "apply" or not target[1].methods or len(func.slice) != 1:
+            return None
+        index = func.slice[0].slice
+        key = None
+        if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+            key = index.value.evaluated_value
+        elif isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
+            key = int(index.value.value)
+        methods = dict(target[1].methods)
+        return target[1], methods.get(key)  # type: ignore[arg-type]
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
         target = self._target(original_node)
@@ -110,10 +126,21 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         return updated_node
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if isinstance(original_node.func, cst.Subscript):
+            multi = self._multi_apply(original_node.func)
+            if multi is None:
+                return updated_node
+            if multi[1] is None or any(arg.star for arg in updated_node.args):
+                self.todo("apply", "apply function of an hk.multi_transform not known statically; call net.apply(..., method='<name>')")
+                return updated_node
+            return self._apply(updated_node.with_changes(func=updated_node.func.value), multi[0], multi[1])
         target = self._target(original_node.func)
         if target is None:
             return updated_node
         method, info = target
+        if method == "apply" and info.methods:
+            self.todo("apply", "net.apply of an hk.multi_transform is a collection of functions; index it as net.apply[KEY](...)")
+            return updated_node
         if any(arg.star for arg in updated_node.args):
             self.todo(f"{method}", "called with *args/**kwargs; adapt the arguments to Flax's signature by hand")
             return updated_node
@@ -127,6 +154,8 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             self.need_import(JAX_IMPORT)
             key = cst.parse_expression(f"jax.random.PRNGKey({args[0].value.value})")
             args[0] = args[0].with_changes(value=key)
+        if info.init_method != "__call__":
+            args = _commas([*args, cst.Arg(cst.SimpleString(f'"{info.init_method}"'), keyword=cst.Name("method"), equal=_EQUAL)])
         if info.with_state:
             return self._init_with_state(original, call.with_changes(args=args))
         return cst.Subscript(
@@ -146,7 +175,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         self._split_done[id(original)] = call
         return call
 
-    def _apply(self, call: cst.Call, info: TransformInfo) -> cst.BaseExpression:
+    def _apply(self, call: cst.Call, info: TransformInfo, method: str = "__call__") -> cst.BaseExpression:
         positional = [a for a in call.args if a.keyword is None]
         keywords = {a.keyword.value: a for a in call.args if a.keyword is not None}
         params = positional.pop(0).value if positional else keywords.pop("params").value if "params" in keywords else None
@@ -175,6 +204,8 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         if rng is not None and not m.matches(rng, m.Name("None")) and (info.uses_rng or self.state.uses_rng):
             rngs = cst.Dict([cst.DictElement(cst.SimpleString('"dropout"'), rng)])
             args.append(cst.Arg(rngs, keyword=cst.Name("rngs"), equal=_EQUAL))
+        if method != "__call__":
+            args.append(cst.Arg(cst.SimpleString(f'"{method}"'), keyword=cst.Name("method"), equal=_EQUAL))
         if state is not None:
             mutable = cst.Call(cst.Name("list"), [cst.Arg(state)])
             args.append(cst.Arg(mutable, keyword=cst.Name("mutable"), equal=_EQUAL))

@@ -16,19 +16,8 @@ from libcst.metadata import QualifiedNameProvider
 from flaxify.migrate.base import FlaxifyCommand
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec
+from flaxify.migrate.unsupported import reason
 
-# Why a known Haiku API is not rewritten yet (anything else gets a generic reason).
-REASONS = {
-    "next_rng_key": "RNG keys are not migrated yet; use self.make_rng('dropout') and pass rngs= to apply",
-    "maybe_next_rng_key": "RNG keys are not migrated yet; use self.make_rng(...) if self.has_rng(...)",
-    "dropout": "dropout is not migrated yet; use nn.Dropout(rate, deterministic=...)(x) and rngs={'dropout': key}",
-    "get_state": "state is not migrated yet; use self.variable(collection, name, init_fn) and mutable= in apply",
-    "set_state": "state is not migrated yet; assign to a self.variable(...).value and pass mutable= to apply",
-    "transform": "this use of hk.transform is not a `name = hk.transform(fn)` assignment; wrap fn in an nn.Module by hand",
-    "without_apply_rng": "only `name = hk.without_apply_rng(hk.transform(fn))` is rewritten; wrap fn in an nn.Module by hand",
-    "PRNGSequence": "use jax.random.split on an explicit key",
-}
-GENERIC = "no exact Flax rewrite for this Haiku API yet; port it by hand"
 
 
 class MarkLeftoversCommand(FlaxifyCommand):
@@ -57,7 +46,7 @@ class MarkLeftoversCommand(FlaxifyCommand):
         if qualname is None:
             return True
         api = qualname.removeprefix("haiku").lstrip(".")
-        self.todo("hk." + api if api else "haiku", REASONS.get(api, GENERIC))
+        self.todo("hk." + api if api else "haiku", reason(api))
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:

@@ -35,6 +35,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
+from flaxify.migrate.multi_transform import MultiTemplate, read_template
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Chain:
     fn: cst.BaseExpression
     apply_rng: bool
     with_state: bool
+    multi: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class ConvertTransformsCommand(FlaxifyCommand):
         self._name_uses: dict[str, int] = {}
         self._def_plans: dict[str, Plan] = {}  # function name -> plan
         self._defs: set[str] = set()
+        self._def_nodes: dict[str, cst.FunctionDef] = {}
+        self._class_names: set[str] = set()
+        self._multi_plans: dict[str, tuple[MultiTemplate, bool]] = {}  # template fn -> (template, keep_def)
 
     # -- analysis ---------------------------------------------------------
     def chain(self, expr: cst.BaseExpression) -> Chain | None:
@@ -81,11 +86,13 @@ class ConvertTransformsCommand(FlaxifyCommand):
         first = expr.args[0].value
         if qualname == "haiku.without_apply_rng":
             inner = self.chain(first)
-            return None if inner is None else Chain(inner.fn, False, inner.with_state)
+            return None if inner is None else Chain(inner.fn, False, inner.with_state, inner.multi)
         if qualname in ("haiku.transform", "haiku.transform_with_state"):
             if len(expr.args) > 1 and not m.matches(expr.args[1], m.Arg(keyword=m.Name("apply_rng"))):
                 return None
             return Chain(first, True, qualname.endswith("_with_state"))
+        if qualname in ("haiku.multi_transform", "haiku.multi_transform_with_state") and len(expr.args) == 1:
+            return Chain(first, True, qualname.endswith("_with_state"), multi=True)
         return None
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -96,6 +103,9 @@ class ConvertTransformsCommand(FlaxifyCommand):
                 self._taken.add(sub.name.value)
                 if isinstance(sub, cst.FunctionDef):
                     self._defs.add(sub.name.value)
+                    self._def_nodes.setdefault(sub.name.value, sub)
+                else:
+                    self._class_names.add(sub.name.value)
             elif isinstance(sub, cst.Name):
                 self._name_uses[sub.value] = self._name_uses.get(sub.value, 0) + 1
             elif isinstance(sub, cst.AssignTarget) and isinstance(sub.target, cst.Name):
@@ -123,6 +133,11 @@ class ConvertTransformsCommand(FlaxifyCommand):
         fn = chain.fn.value
         if fn in self._def_plans or fn not in self._defs:
             return
+        if chain.multi:
+            template = read_template(self._def_nodes[fn], self._class_names)
+            if template is not None and fn not in self._multi_plans:
+                self._multi_plans[fn] = (template, self._name_uses.get(fn, 0) > 2)
+            return
         # Uses of the name: the def itself, this argument, and anything else.
         keep_def = self._name_uses.get(fn, 0) > 2
         info = TransformInfo(self.fresh_class_name(fn), chain.apply_rng, chain.with_state)
@@ -136,6 +151,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if chain is None:
             return updated_node
         target = assign.targets[0].target.value
+        if chain.multi:
+            return self._multi(updated_node, assign, target, chain)
         if isinstance(chain.fn, cst.Lambda):
             return self._from_lambda(updated_node, assign, target, chain)
         if not isinstance(chain.fn, cst.Name) or chain.fn.value not in self._def_plans:
@@ -144,6 +161,21 @@ class ConvertTransformsCommand(FlaxifyCommand):
         plan = self._def_plans[chain.fn.value]
         self.state.transformed[target] = plan.info
         return updated_node.with_changes(body=[assign.with_changes(value=_instantiate(plan.class_name))])
+
+    def _multi(self, stmt, assign, target: str, chain: Chain):  # type: ignore[no-untyped-def]
+        plan = self._multi_plans.get(chain.fn.value) if isinstance(chain.fn, cst.Name) else None
+        if plan is None:
+            self.todo(
+                "hk.multi_transform",
+                "only a template `def f(): m = Module(...); return m.<init>, {key: m.<method>, ...}` is rewritten;"
+                " make the module the Flax model and call net.apply(variables, ..., method='<method>')",
+            )
+            return stmt
+        template = plan[0]
+        class_name = template.construction.func.value  # type: ignore[attr-defined]
+        info = TransformInfo(class_name, chain.apply_rng, chain.with_state, False, template.init_method, template.methods)
+        self.state.transformed[target] = info
+        return stmt.with_changes(body=[assign.with_changes(value=template.construction)])
 
     def _from_lambda(self, stmt, assign, target: str, chain: Chain):  # type: ignore[no-untyped-def]
         lam = chain.fn
@@ -159,6 +191,9 @@ class ConvertTransformsCommand(FlaxifyCommand):
 
     # -- `def f` → `class F(nn.Module)` -------------------------------------------
     def leave_FunctionDef(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        multi = self._multi_plans.get(updated_node.name.value)
+        if multi is not None and not multi[1] and original_node is self._def_nodes.get(updated_node.name.value):
+            return cst.RemoveFromParent()  # the template's module is now the model itself
         plan = self._def_plans.get(updated_node.name.value)
         if plan is None:
             return updated_node

@@ -1,0 +1,121 @@
+"""``hk.multi_transform`` → the module instance and ``apply(..., method=...)``.
+
+Before::
+
+    def _methods():
+      model = AutoEncoder(3)
+      return model.__call__, {"encode": model.encode, "decode": model.decode}
+
+    net = hk.without_apply_rng(hk.multi_transform(_methods))
+    params = net.init(rng, x)
+    z = net.apply["encode"](params, x)
+
+After::
+
+    net = AutoEncoder(3)
+    params = net.init(rng, x)["params"]
+    z = net.apply({"params": params}, x, method="encode")
+
+Only the common template is recognised: the function builds one module
+(``model = Cls(...)`` with arguments that do not read the function's locals)
+and returns ``(init_fn, apply_fns)`` where ``init_fn`` is the module or one
+of its bound methods and ``apply_fns`` a dict, tuple or list of its bound
+methods. The module becomes the Flax root, so Haiku's ``auto_encoder/~/encoder``
+is Flax's ``encoder``. ``net.apply`` used other than as ``net.apply[KEY](...)``
+(e.g. unpacked into ``encode, decode``) is marked TODO by ``callsites.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+
+@dataclass(frozen=True)
+class MultiTemplate:
+    """What the template function of an ``hk.multi_transform`` builds and returns."""
+
+    construction: cst.Call  # `AutoEncoder(3)`, without any name=
+    init_method: str  # "__call__" for `model` / `model.__call__`
+    methods: tuple[tuple[str | int, str], ...]  # apply key -> method name
+
+
+def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | None:
+    """Recognises ``def f(): m = Cls(...); return m.init_method, {key: m.method, ...}``."""
+    body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else ()
+    params = fn.params
+    if len(body) != 2 or params.params or params.kwonly_params or isinstance(params.star_arg, cst.Param):
+        return None
+    build, ret = (_only(statement) for statement in body)
+    if not isinstance(build, cst.Assign) or len(build.targets) != 1 or not isinstance(ret, cst.Return):
+        return None
+    target, call = build.targets[0].target, build.value
+    if not isinstance(target, cst.Name) or not isinstance(call, cst.Call) or not isinstance(call.func, cst.Name):
+        return None
+    if call.func.value not in classes or _reads_name(call, target.value):
+        return None
+    if not isinstance(ret.value, cst.Tuple) or len(ret.value.elements) != 2:
+        return None
+    init_ref, applies = (e.value for e in ret.value.elements)
+    init_method = _method_of(init_ref, target.value, allow_self=True)
+    methods = _methods(applies, target.value)
+    if init_method is None or methods is None:
+        return None
+    return MultiTemplate(_without_name(call), init_method, methods)
+
+
+def _only(statement: cst.BaseStatement) -> cst.BaseSmallStatement | None:
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        return statement.body[0]
+    return None
+
+
+def _method_of(node: cst.BaseExpression, variable: str, *, allow_self: bool = False) -> str | None:
+    if allow_self and isinstance(node, cst.Name) and node.value == variable:
+        return "__call__"
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == variable:
+        return node.attr.value
+    return None
+
+
+def _methods(node: cst.BaseExpression, variable: str) -> tuple[tuple[str | int, str], ...] | None:
+    pairs: list[tuple[str | int, str]] = []
+    if isinstance(node, cst.Dict):
+        for element in node.elements:
+            if not isinstance(element, cst.DictElement) or not isinstance(element.key, cst.SimpleString):
+                return None
+            method = _method_of(element.value, variable)
+            if method is None:
+                return None
+            pairs.append((str(element.key.evaluated_value), method))
+        return tuple(pairs)
+    if isinstance(node, (cst.Tuple, cst.List)):
+        for index, element in enumerate(node.elements):
+            method = _method_of(element.value, variable)
+            if method is None or isinstance(element, cst.StarredElement):
+                return None
+            pairs.append((index, method))
+        return tuple(pairs)
+    method = _method_of(node, variable)
+    return None if method is None else ((0, method),)
+
+
+def _reads_name(node: cst.CSTNode, name: str) -> bool:
+    return any(isinstance(n, cst.Name) and n.value == name for n in _walk(node))
+
+
+def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)
+
+
+def _without_name(call: cst.Call) -> cst.Call:
+    """The Flax root module has no name: Haiku's top-level name is dropped from the tree."""
+    args = [a for a in call.args if not (a.keyword is not None and a.keyword.value == "name")]
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return call.with_changes(args=args)
