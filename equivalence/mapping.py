@@ -30,6 +30,7 @@ from flaxify.equivalence.trees import (
     dtype_of,
     flax_path_text,
     haiku_buckets,
+    haiku_leaf_values,
     shape_of,
     unflatten_flax,
 )
@@ -64,7 +65,7 @@ class MappingPlan:
         *, linear_only: bool = False, collections: set[str] | None = None,
     ) -> dict[str, Any]:
         """Builds Flax variables from Haiku trees of the same structure (params, gradients, new state)."""
-        leaves = _haiku_leaves(params, state)
+        leaves = haiku_leaf_values(params, state)
         flat: dict[tuple[str, FlaxPath], np.ndarray] = {}
         for t in self.transfers:
             if collections is not None and t.collection not in collections:
@@ -328,8 +329,3 @@ def _aliased(path: FlaxPath, aliases: Mapping[FlaxPath, FlaxPath]) -> FlaxPath:
 def _dtype(leaf: Any) -> str:
     return str(np.dtype(leaf.dtype)) if hasattr(leaf, "dtype") else dtype_of(leaf)
 
-
-def _haiku_leaves(params: Mapping[str, Mapping[str, Any]], state: Mapping[str, Mapping[str, Any]] | None) -> dict[HaikuLeaf, Any]:
-    out = {HaikuLeaf("params", m, n): v for m, leaves in params.items() for n, v in leaves.items()}
-    out.update({HaikuLeaf("state", m, n): v for m, leaves in (state or {}).items() for n, v in leaves.items()})
-    return out

@@ -10,35 +10,25 @@ outputs differ, both models are traced layer by layer to name the culprit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxify.equivalence import initstats, modes, probes, trace
-from flaxify.equivalence.errors import CheckUsageError, ModelRaisedError, UnsupportedModelKindError
-from flaxify.equivalence.flax_side import as_flax_module, merge_trees, module_table, public_methods
+from flaxify.equivalence import initstats, trace
+from flaxify.equivalence.errors import CheckUsageError, UnsupportedModelKindError
+from flaxify.equivalence.flax_side import as_flax_module, public_methods
 from flaxify.equivalence.haiku_side import HaikuModel, as_haiku_model
-from flaxify.equivalence.mapping import MappingPlan, build_plan
-from flaxify.equivalence.numerics import LeafDiff, compare_leaf, compare_trees, tolerance
+from flaxify.equivalence.mapping import MappingPlan
+from flaxify.equivalence.numerics import tolerance
+from flaxify.equivalence.phases import device_checks
 from flaxify.equivalence.report import Check, ParamRow, Report
-from flaxify.equivalence.rule_batchnorm import DEBIAS_NOTE, flax_ema_expectation
-from flaxify.equivalence.trees import HaikuLeaf, flatten_flax, flax_path_text
+from flaxify.equivalence.session import Method, Session
+from flaxify.equivalence.trees import flax_path_text
 
 PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class Method:
-    """One Haiku apply function paired with a Flax method, with its inputs and kwargs."""
-
-    name: str
-    flax_name: str
-    inputs: list[Any]
-    kwargs: dict[str, Any]
 
 
 def compare(
@@ -91,7 +81,7 @@ def run_comparison(
     haiku_obj: Any, flax_obj: Any, inputs: Any, *, kwargs: Mapping[str, Any] | None, ctor: Mapping[str, Any] | None,
     devices: str, precision: str, rtol: float | None, atol: float | None, methods: Sequence[str] | None,
     init_seeds: int, run_probes: bool, seed: int, haiku_variables: tuple[Any, Any] | None,
-) -> tuple[Report, "_Run"]:
+) -> tuple[Report, Session]:
     """:func:`compare`, also returning the run (its mapping plan and variables) for ``convert-params``."""
     if precision not in PRECISIONS:
         raise CheckUsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -99,15 +89,16 @@ def run_comparison(
     module = as_flax_module(flax_obj, ctor if isinstance(flax_obj, type) else None)
     pairs = _methods(hk_model, module, inputs, kwargs or {}, methods)
     targets = _devices(devices)
-    run = _Run(hk_model, module, pairs, targets, precision, rtol, atol, seed, haiku_variables)
+    run = Session(hk_model, module, pairs, targets, precision, rtol, atol, seed, haiku_variables)
     run.init_call = _init_method(pairs, inputs, kwargs or {})
     with jax.default_matmul_precision(precision):
-        return run.report(init_seeds, run_probes), run
+        return build_report(run, init_seeds, run_probes), run
 
 
 def _methods(
     hk_model: HaikuModel, module: nn.Module, inputs: Any, kwargs: Mapping[str, Any], names: Sequence[str] | None
 ) -> list[Method]:
+    """Pairs each Haiku apply function with a Flax method and its own inputs and kwargs."""
     hk_names = list(hk_model.methods)
     if hk_model.named_methods:
         fx_names = list(hk_names)
@@ -150,6 +141,7 @@ def _per_method(kwargs: Mapping[str, Any], names: list[str]) -> bool:
 
 
 def _devices(which: str) -> list[jax.Device]:
+    """One CPU, plus the first GPU when asked for and present."""
     cpu = jax.devices("cpu")[:1]
     try:
         gpu = jax.devices("gpu")[:1]
@@ -166,243 +158,72 @@ def _devices(which: str) -> list[jax.Device]:
     raise CheckUsageError(f"unknown --devices {which!r}; use all, cpu or gpu")
 
 
-def _user(what: str, fn: Callable[[], Any]) -> Any:
-    """Runs user code, turning its exceptions into a usage error that says which call failed."""
+def build_report(run: Session, init_seeds: int, run_probes: bool) -> Report:
+    """Maps the variables, runs every phase on every device, traces the first failure."""
+    plan = run.setup()
+    checks: list[Check] = []
+    layers, culprits = [], [_mismatch_culprit(m) for m in plan.mismatches]
+    init_rows = []
+    run.variables = None
+    if plan.complete:
+        variables = run.variables = plan.apply(run.params, run.state)
+        for device in run.devices:
+            for m in run.pairs:
+                checks += device_checks(run, m, device, variables, run_probes)
+        failed = next((c for c in checks if c.phase in {"eval", "probe"} and not c.ok), None)
+        if failed is not None:
+            layers, found = safe_trace(run, failed)
+            culprits += found
+        culprits += [f"state {d.name}: differs after one training step" for c in checks if c.phase == "state" for d in c.leaves if not d.within]
+        if init_seeds:
+            init_rows = initstats.init_rows(run, plan, init_seeds)
+    return Report(
+        haiku_kind=run.hk.kind, flax_kind=type(run.module).__name__, precision=run.precision,
+        devices=tuple(f"{d.platform}:{d.device_kind}" for d in run.devices), rtol=run.rtol, atol=run.atol,
+        params=tuple(_param_rows(plan)), haiku_param_count=_count(run.params),
+        flax_param_count=_count(run.template.get("params", {})), checks=tuple(checks), init=tuple(init_rows),
+        layers=tuple(layers), culprits=tuple(culprits), notes=tuple(plan.notes) + tuple(dict.fromkeys(run.notes)),
+    )
+
+
+def safe_trace(run: Session, failed: Check) -> tuple[list[trace.LayerRow], list[str]]:
+    """Traces the first failing case layer by layer; a diagnosis aid that never blocks the verdict."""
+    m = next(p for p in run.pairs if p.name == failed.method)
+    inputs, params = run.probe_cases.get(failed.label, (m.inputs, run.params))
     try:
-        return fn()
-    except CheckUsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure in user code is reported, not a traceback
-        raise ModelRaisedError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+        rows, found = trace_layers(run, m, inputs, params)
+    except Exception as exc:  # noqa: BLE001 - interceptors meet arbitrary user code
+        run.notes.append(f"layer trace unavailable ({type(exc).__name__}: {exc})")
+        return [], []
+    where = f" [traced on probe {failed.label}]" if failed.label else ""
+    return rows, [c + where for c in found]
 
 
-class _Run:
-    """State shared by the phases of one comparison."""
-
-    def __init__(self, hk_model: HaikuModel, module: nn.Module, pairs: list[Method], devices: list[jax.Device],
-                 precision: str, rtol: float | None, atol: float | None, seed: int,
-                 haiku_variables: tuple[Any, Any] | None = None) -> None:
-        self.hk, self.module, self.pairs, self.devices = hk_model, module, pairs, devices
-        self.given = haiku_variables
-        self.precision, self.rtol, self.atol = precision, rtol, atol
-        self.rng = jax.random.PRNGKey(seed)
-        self.notes: list[str] = []
-        self.init_call = pairs[0]
-        self.probe_cases: dict[str, tuple[list[Any], Any]] = {}  # probe label -> (inputs, Haiku params)
-
-    # -- setup -------------------------------------------------------------------------------
-    def init_kwargs(self, m: Method) -> dict[str, Any]:
-        return modes.mode_kwargs(m.kwargs, training=True) or m.kwargs
-
-    def eval_kwargs(self, m: Method) -> dict[str, Any]:
-        return modes.mode_kwargs(m.kwargs, training=False) or m.kwargs
-
-    def setup(self) -> MappingPlan:
-        first = self.init_call
-        if self.given is not None:
-            self.params, self.state = self.given[0], self.given[1] or {}
-        else:
-            self.params, self.state = _user(
-                "Haiku init", lambda: self.hk.init(self.rng, *first.inputs, **self.init_kwargs(first))
-            )
-        rngs = {"params": self.rng, "dropout": self.rng}
-        trees = [
-            _user(f"Flax init ({m.flax_name})", lambda m=m: jax.eval_shape(
-                lambda r: self.module.init(r, *m.inputs, method=m.flax_name, **self.init_kwargs(m)), rngs))
-            for m in self.pairs
-        ]
-        # `sow` output is a by-product of the call, not model state: never mapped.
-        self.template = {c: v for c, v in merge_trees(trees).items() if c != "intermediates"}
-        head = self.pairs[0]
-        self.table = _user("Flax init", lambda: module_table(self.module, rngs, *head.inputs, method=head.flax_name, **self.init_kwargs(head)))
-        self.collections = [c for c in self.template if c != "params"]
-        return build_plan(self.params, self.state, self.template, root_is_module=self.hk.root_is_module, flax_modules=self.table)
-
-    # -- calling both models -------------------------------------------------------------------
-    def hk_call(self, m: Method, kwargs: dict[str, Any], rng: Any = "default") -> Callable[..., Any]:
-        apply, key = self.hk.methods[m.name], self.rng if rng == "default" else rng
-        return lambda params, state, *xs: apply(params, state, key, *xs, **kwargs)
-
-    def fx_call(self, m: Method, kwargs: dict[str, Any]) -> Callable[..., Any]:
-        mutable = self.collections or False
-
-        def call(variables: Any, *xs: Any) -> tuple[Any, Any]:
-            res = self.module.apply(variables, *xs, method=m.flax_name, mutable=mutable, rngs={"dropout": self.rng}, **kwargs)
-            return res if mutable else (res, {})
-
-        return call
-
-    # -- the report --------------------------------------------------------------------------
-    def report(self, init_seeds: int, run_probes: bool) -> Report:
-        plan = self.setup()
-        self.plan = plan
-        checks: list[Check] = []
-        layers, culprits = [], [_mismatch_culprit(m) for m in plan.mismatches]
-        init_rows = []
-        self.variables = None
-        if plan.complete:
-            variables = self.variables = plan.apply(self.params, self.state)
-            for device in self.devices:
-                for m in self.pairs:
-                    checks += self.device_checks(m, device, variables, run_probes)
-            failed = next((c for c in checks if c.phase in {"eval", "probe"} and not c.ok), None)
-            if failed is not None:
-                layers, found = self.safe_trace(failed)
-                culprits += found
-            culprits += [f"state {d.name}: differs after one training step" for c in checks if c.phase == "state" for d in c.leaves if not d.within]
-            if init_seeds:
-                init_rows = initstats.init_rows(self, plan, init_seeds)
-        return Report(
-            haiku_kind=self.hk.kind, flax_kind=type(self.module).__name__, precision=self.precision,
-            devices=tuple(f"{d.platform}:{d.device_kind}" for d in self.devices), rtol=self.rtol, atol=self.atol,
-            params=tuple(_param_rows(plan)), haiku_param_count=_count(self.params),
-            flax_param_count=_count(self.template.get("params", {})), checks=tuple(checks), init=tuple(init_rows),
-            layers=tuple(layers), culprits=tuple(culprits), notes=tuple(plan.notes) + tuple(dict.fromkeys(self.notes)),
-        )
-
-    def device_checks(self, m: Method, device: jax.Device, variables: Any, with_probes: bool) -> list[Check]:
-        put = lambda tree: jax.device_put(tree, device)  # noqa: E731
-        name = f"{device.platform}"
-        eval_kw = self.eval_kwargs(m)
-        hk_eval = jax.jit(self.hk_call(m, eval_kw))
-        fx_eval = jax.jit(self.fx_call(m, eval_kw))
-        xs = put([jnp.asarray(x) for x in m.inputs])
-        params, state, fvars = put(self.params), put(self.state), put(variables)
-        hk_out, hk_state = _user("Haiku apply", lambda: hk_eval(params, state, *xs))
-        fx_out, fx_updates = _user("Flax apply", lambda: fx_eval(fvars, *xs))
-        checks = [Check(m.name, "eval", name, tuple(self.leaf_diffs(hk_out, fx_out)))]
-        checks.append(self.grad_check(m, name, eval_kw, params, state, fvars, xs, hk_out))
-        if modes.has_mode_flag(m.kwargs):
-            checks += self.train_checks(m, name, params, state, fvars, put)
-        elif self.state and self.collections:  # one mode only, but the call still updates state
-            diffs = self.state_diffs(jax.device_get(hk_state), jax.device_get(fx_updates))
-            checks.append(Check(m.name, "state", name, tuple(diffs)))
-        if with_probes:
-            checks += self.probe_checks(m, name, hk_eval, fx_eval, params, state, fvars, xs, put)
-        return checks
-
-    def leaf_diffs(self, hk_out: Any, fx_out: Any) -> list[LeafDiff]:
-        named = jax.tree_util.tree_flatten_with_path(hk_out)[0]
-        names = ["out" + jax.tree_util.keystr(p) for p, _ in named]
-        return compare_trees(names, [np.asarray(v) for _, v in named], [np.asarray(v) for v in jax.tree.leaves(fx_out)], rtol=self.rtol, atol=self.atol)
-
-    def grad_check(self, m: Method, device: str, kw: dict[str, Any], params: Any, state: Any, fvars: Any, xs: list[Any], hk_out: Any) -> Check:
-        outs = [o for o in jax.tree.leaves(hk_out) if jnp.issubdtype(o.dtype, jnp.floating)]
-        gen = np.random.default_rng(1234)
-        cots = [jnp.asarray(gen.standard_normal(o.shape), jnp.float32) for o in outs]
-
-        def loss(tree: Any) -> Any:
-            leaves = [o for o in jax.tree.leaves(tree) if jnp.issubdtype(o.dtype, jnp.floating)]
-            return sum(jnp.sum(o.astype(jnp.float32) * c) for o, c in zip(leaves, cots))
-
-        hk_fn, fx_fn = self.hk_call(m, kw), self.fx_call(m, kw)
-        hk_grad = _user("Haiku gradient", lambda: jax.jit(jax.grad(lambda p: loss(hk_fn(p, state, *xs)[0])))(params))
-        rest = {c: v for c, v in fvars.items() if c != "params"}
-        fx_grad = _user("Flax gradient", lambda: jax.jit(jax.grad(lambda p: loss(fx_fn({"params": p, **rest}, *xs)[0])))(fvars["params"]))
-        mapped = flatten_flax(self.plan.apply(jax.device_get(hk_grad), None, linear_only=True, collections={"params"}))
-        got = flatten_flax({"params": jax.device_get(fx_grad)})
-        diffs = [compare_leaf("d/" + flax_path_text(*k), mapped[k], got[k], rtol=self.rtol, atol=self.atol) for k in mapped if k in got]
-        return Check(m.name, "grad", device, tuple(diffs))
-
-    def train_checks(self, m: Method, device: str, params: Any, state: Any, fvars: Any, put: Callable[[Any], Any]) -> list[Check]:
-        kw = modes.mode_kwargs(m.kwargs, training=True)
-        xs = put([jnp.asarray(x) for x in modes.second_batch(m.inputs)])
-        if _needs_rng(self.hk_call(m, kw, rng=None), params, state, xs):
-            self.notes.append(f"{m.name}: training mode draws random numbers (dropout): outputs and state are reported, not compared")
-            return [Check(m.name, "train", device, (), status="stochastic")]
-        hk_out, hk_state = _user("Haiku apply (training)", lambda: jax.jit(self.hk_call(m, kw))(params, state, *xs))
-        fx_out, fx_updates = _user("Flax apply (training)", lambda: jax.jit(self.fx_call(m, kw))(fvars, *xs))
-        checks = [Check(m.name, "train", device, tuple(self.leaf_diffs(hk_out, fx_out)))]
-        if self.state or self.collections:
-            checks.append(Check(m.name, "state", device, tuple(self.state_diffs(jax.device_get(hk_state), jax.device_get(fx_updates)))))
-        return checks
-
-    def state_diffs(self, hk_state: Any, fx_updates: Any) -> list[LeafDiff]:
-        got = flatten_flax(fx_updates)
-        diffs = []
-        for t in self.plan.transfers:
-            key = (t.collection, t.flax_path)
-            if t.collection == "params" or key not in got:
-                continue
-            name = flax_path_text(*key)
-            if t.ema_bucket is None:
-                expected = t.value(_leaves(hk_state))
-                diffs.append(compare_leaf(name, expected, got[key], rtol=self.rtol, atol=self.atol))
-                continue
-            expected, decay = flax_ema_expectation(self.state[t.ema_bucket], hk_state[t.ema_bucket])
-            expected = expected.reshape(np.shape(got[key])).astype(np.asarray(got[key]).dtype)
-            raw = np.max(np.abs(np.asarray(hk_state[t.ema_bucket]["average"]).reshape(-1) - np.asarray(got[key]).reshape(-1)))
-            self.notes.append(
-                f"{DEBIAS_NOTE}: after one step Haiku's average and Flax's {t.flax_path[-1]} differ by design "
-                f"(max {raw:.3g} at {name}); compared against a plain EMA with Haiku's decay {decay:.4g}"
-            )
-            diffs.append(compare_leaf(name, expected, got[key], rtol=self.rtol, atol=self.atol, exact_expected=False, note="plain-EMA translation of Haiku's debiased EMA"))
-        return diffs
-
-    def probe_checks(self, m: Method, device: str, hk_eval: Any, fx_eval: Any, params: Any, state: Any, fvars: Any, xs: list[Any], put: Callable[[Any], Any]) -> list[Check]:
-        checks = []
-        for label, probe_xs in probes.input_probes(list(m.inputs)):
-            self.probe_cases[label] = (probe_xs, self.params)
-            pxs = put([jnp.asarray(x) for x in probe_xs])
-            checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(params, state, *pxs)[0], fx_eval(fvars, *pxs)[0])), label=label))
-        host_params = probes.perturbed(jax.device_get(params))
-        self.probe_cases["perturbed-params"] = (list(m.inputs), host_params)
-        fv, hp = put(self.plan.apply(host_params, self.state)), put(host_params)
-        checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label="perturbed-params", counts_for_bitexact=False))
-        for label, scaled in probes.weight_probes(host_params):
-            self.probe_cases[label] = (list(m.inputs), scaled)
-            fv = put({**self.plan.apply(scaled, self.state)})
-            hp = put(scaled)
-            checks.append(Check(m.name, "probe", device, tuple(self.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label=label, counts_for_bitexact=False))
-        return checks
-
-    def safe_trace(self, failed: Check) -> tuple[list[trace.LayerRow], list[str]]:
-        """Traces the first failing case layer by layer; a diagnosis aid that never blocks the verdict."""
-        m = next(p for p in self.pairs if p.name == failed.method)
-        inputs, params = self.probe_cases.get(failed.label, (m.inputs, self.params))
-        try:
-            rows, found = self.trace(m, inputs, params)
-        except Exception as exc:  # noqa: BLE001 - interceptors meet arbitrary user code
-            self.notes.append(f"layer trace unavailable ({type(exc).__name__}: {exc})")
-            return [], []
-        where = f" [traced on probe {failed.label}]" if failed.label else ""
-        return rows, [c + where for c in found]
-
-    def trace(self, m: Method, inputs: list[Any], params: Any) -> tuple[list[trace.LayerRow], list[str]]:
-        kw = self.eval_kwargs(m)
-        hk_fn, fx_fn = self.hk_call(m, kw), self.fx_call(m, kw)
-        xs = [jnp.asarray(x) for x in inputs]
-        variables = self.plan.apply(params, self.state)
-        hk_rec = trace.record_haiku(lambda: hk_fn(params, self.state, *xs))
-        fx_rec = trace.record_flax(lambda: fx_fn(variables, *xs))
-        rtol, atol = tolerance(["float32"], self.rtol, self.atol)
-        rows = trace.layer_rows(hk_rec, fx_rec, self.plan.flax_module, rtol, atol)
-        return rows, trace.culprits(rows)
-
-
-def _needs_rng(call: Callable[..., Any], params: Any, state: Any, xs: list[Any]) -> bool:
-    try:
-        jax.eval_shape(call, params, state, *xs)
-    except ValueError as exc:
-        return "rng" in str(exc).lower() or "random" in str(exc).lower()
-    except Exception:  # noqa: BLE001 - other failures surface in the real call
-        return False
-    return False
-
-
-def _leaves(state: Mapping[str, Mapping[str, Any]]) -> dict[HaikuLeaf, Any]:
-    return {HaikuLeaf("state", m, n): v for m, leaves in state.items() for n, v in leaves.items()}
+def trace_layers(run: Session, m: Method, inputs: list[Any], params: Any) -> tuple[list[trace.LayerRow], list[str]]:
+    """Records both models module by module on ``inputs`` and names the culprits."""
+    kw = run.eval_kwargs(m)
+    hk_fn, fx_fn = run.hk_call(m, kw), run.fx_call(m, kw)
+    xs = [jnp.asarray(x) for x in inputs]
+    variables = run.plan.apply(params, run.state)
+    hk_rec = trace.record_haiku(lambda: hk_fn(params, run.state, *xs))
+    fx_rec = trace.record_flax(lambda: fx_fn(variables, *xs))
+    rtol, atol = tolerance(["float32"], run.rtol, run.atol)
+    rows = trace.layer_rows(hk_rec, fx_rec, run.plan.flax_module, rtol, atol)
+    return rows, trace.culprits(rows)
 
 
 def _count(tree: Any) -> int:
+    """Number of scalars in a tree (the parameter count)."""
     return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
 
 
 def _mismatch_culprit(m: Any) -> str:
+    """A mismatch is its own culprit: both paths, both shapes."""
     return f"{m.source}: Haiku shape {m.haiku_shape} vs Flax {flax_path_text(m.collection, m.flax_path)} shape {m.flax_shape}"
 
 
 def _param_rows(plan: MappingPlan) -> list[ParamRow]:
+    """The side-by-side parameter table, problems last."""
     rows = []
     for t in plan.transfers:
         src = t.sources[0]

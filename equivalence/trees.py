@@ -45,6 +45,15 @@ def haiku_buckets(tree: Mapping[str, Mapping[str, Any]] | None, kind: str) -> li
     return [HaikuBucket(kind, module, dict(leaves)) for module, leaves in (tree or {}).items()]
 
 
+def haiku_leaf_values(
+    params: Mapping[str, Mapping[str, Any]] | None, state: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[HaikuLeaf, Any]:
+    """``{HaikuLeaf: array}`` for a params tree and a state tree."""
+    out = {HaikuLeaf("params", m, n): v for m, leaves in (params or {}).items() for n, v in leaves.items()}
+    out.update({HaikuLeaf("state", m, n): v for m, leaves in (state or {}).items() for n, v in leaves.items()})
+    return out
+
+
 def flatten_flax(variables: Mapping[str, Any]) -> dict[tuple[str, FlaxPath], Any]:
     """Flattens ``{'params': {...}, 'batch_stats': {...}}`` to ``{(collection, path): leaf}``."""
     flat: dict[tuple[str, FlaxPath], Any] = {}
