@@ -18,6 +18,7 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.layers import helper_class
+from flaxify.migrate.recurrent import DEPENDENCIES as HELPER_DEPENDENCIES
 from flaxify.migrate.rewrite import ImportSpec
 
 if TYPE_CHECKING:
@@ -267,6 +268,8 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
         """Records what a successful rewrite needs besides imports."""
         if helper_class(qualname) is not None:
             self.state.helper_classes.add(qualname)
+            tail = qualname.rsplit(".", 1)[-1]
+            self.state.helper_classes.update(f"haiku.{dep}" for dep in HELPER_DEPENDENCIES.get(tail, ()))
 
     def need_jnp(self) -> None:
         self.need_import(ImportSpec("jax.numpy", None, self.state.jnp))

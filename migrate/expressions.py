@@ -5,7 +5,8 @@ their Haiku names). Everything else lands here: module constructions in
 helper functions called from a compact scope (rewritten without ``name=``:
 their Haiku names depend on the caller, so Flax auto-names them and the
 checker maps them by creation order and shape), ``hk.max_pool`` /
-``hk.avg_pool`` anywhere, and initializer constants such as
+``hk.avg_pool`` anywhere, ``hk.dynamic_unroll`` / ``hk.static_unroll`` /
+``hk.LSTMState`` anywhere (emitted helpers, ``recurrent.py``), and initializer constants such as
 ``W_INIT = hk.initializers.VarianceScaling(2.0)``.
 """
 
@@ -16,6 +17,7 @@ import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
+from flaxify.migrate import recurrent
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite, Unsupported
 
@@ -50,6 +52,10 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         if qualname in POOLS:
             result = rewrite_pool(updated_node, qualname, nn=self.state.nn, resolver=self.resolve_spelling)
             return self._apply(result, qualname, updated_node)
+        if qualname in recurrent.FUNCTIONS:
+            # An emitted helper of the same name and signature (recurrent.py).
+            name = cst.Name(qualname.rsplit(".", 1)[-1])
+            return self._apply(Rewrite(updated_node.with_changes(func=name)), qualname, updated_node)
         if self._module_scope():
             return updated_node
         if self.is_haiku_module_class(qualname) and id(original_node) not in self._called_at_once:

@@ -83,7 +83,7 @@ class MarkLeftoversCommand(FlaxifyCommand):
 
 
 def _defines(module: cst.Module, name: str) -> bool:
-    return any(isinstance(s, cst.ClassDef) and s.name.value == name for s in module.body)
+    return any(isinstance(s, (cst.ClassDef, cst.FunctionDef)) and s.name.value == name for s in module.body)
 
 
 def _after_imports(body: list[cst.BaseStatement]) -> int:

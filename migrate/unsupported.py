@@ -9,10 +9,10 @@ the attribute path below ``haiku`` (``"LSTM"``, ``"experimental.layer_stack"``).
 
 Example::
 
-    cell = hk.GRU(32)
+    core = hk.DeepRNN([hk.LSTM(8), hk.LSTM(8)])
     # becomes
-    # TODO(flaxify): hk.GRU: nn.GRUCell computes a different function (...)
-    cell = hk.GRU(32)
+    # TODO(flaxify): hk.DeepRNN: no Flax built-in: compose the cells in a Linen module (...)
+    core = hk.DeepRNN([LSTM(8), LSTM(8)])
 """
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ _CELL = "Flax cells take (carry, x) -> (carry, y) and Haiku cores (x, state) -> 
 
 #: Haiku module classes without a table-driven rewrite.
 MODULES = {
-    "LSTM": (
-        "nn.OptimizedLSTMCell needs the gate-layout conversion (Haiku's fused [x;h] matrix, gate order i,g,f,o, "
-        "forget bias +1 on every call, state (hidden, cell) vs carry (c, h)); " + _CELL + "; port by hand"
-    ),
-    "GRU": (
-        "nn.GRUCell computes a different function (Haiku applies the reset gate before the recurrent matmul "
-        "and uses h'=(1-z)h+z*a); write a Linen cell with Haiku's leaves w_i, w_h, b and equations"
-    ),
-    "VanillaRNN": "nn.SimpleCell(activation_fn=nn.relu) with bias = b_linear + b_linear_1 (Haiku has two biases); " + _CELL,
     "DeepRNN": "no Flax built-in: compose the cells in a Linen module and thread a tuple of carries; " + _CELL,
     "ResetCore": "no Flax built-in: reset the carry with jnp.where(should_reset, initial_carry, carry) in the cell",
     "IdentityCore": "no Flax built-in: a cell returning (carry, x)",
@@ -79,11 +70,6 @@ APIS = {
     ),
     "multi_transform_with_state": "not rewritten yet: as hk.multi_transform, with mutable= for the state collections",
     "running_init": "use self.is_initializing() inside the Linen module",
-    "dynamic_unroll": (
-        "nn.RNN(cell, time_major=True) (defaults differ: Haiku is time-major), reverse=True -> reverse=True, "
-        "keep_order=True; returns (carry, outs) with return_carry=True instead of (outs, state); port with the cell"
-    ),
-    "static_unroll": "nn.RNN(cell, time_major=True, unroll=T) or a Python loop over the cell; port with the cell",
     "vmap": (
         "nn.vmap(Target, variable_axes={'params': None}, split_rngs={'params': False, 'dropout': split_rng}, "
         "in_axes=..., out_axes=...) over a module class (Haiku never maps parameters)"

@@ -1,0 +1,213 @@
+"""Haiku's recurrent cores and unrolls -> exact Linen modules and ``nn.scan``.
+
+Flax's built-in cells compute other functions or store other layouts
+(``nn.OptimizedLSTMCell`` splits Haiku's fused ``[x; h]`` matrix per gate and
+needs the forget ``+1`` folded into a bias; ``nn.GRUCell`` places the reset gate
+elsewhere; ``nn.SimpleCell`` has one bias and tanh). The migration emits, once
+per file, small Linen modules that compute exactly what Haiku computes, keep
+Haiku's call convention ``core(inputs, state) -> (outputs, state)`` and its
+``initial_state(batch_size)``, and store Haiku's leaves under Haiku's names:
+
+=====================  ==========================================  =================
+Haiku                  emitted                                     leaves
+=====================  ==========================================  =================
+``hk.LSTM(h)``         ``LSTM(h)`` (+ ``LSTMState(hidden, cell)``)  ``linear: kernel (I+H, 4H), bias``
+``hk.GRU(h)``          ``GRU(h)``                                  ``w_i, w_h, b``
+``hk.VanillaRNN(h)``   ``VanillaRNN(h)``                           ``linear``, ``linear_1``
+``hk.dynamic_unroll``  ``dynamic_unroll`` over ``nn.scan``          parameters broadcast
+``hk.static_unroll``   ``static_unroll`` (a Python loop)           --
+=====================  ==========================================  =================
+
+So ``lstm/linear: {w, b}`` converts by renaming only and the outputs are
+bit-identical (same fused matmul, same gate order i, g, f, o, same ``+1``).
+``dynamic_unroll`` keeps Haiku's signature and defaults (``time_major=True``,
+``reverse``, ``return_all_states``, ``unroll``); it lifts the step with
+``nn.scan(..., variable_broadcast="params", split_rngs={"params": False})``.
+
+Examples::
+
+    core = hk.LSTM(8)                               -> core = LSTM(8, name="lstm")
+    outs, state = hk.dynamic_unroll(core, xs, s0)   -> outs, state = dynamic_unroll(core, xs, s0)
+    hk.LSTMState(hidden=h, cell=c)                  -> LSTMState(hidden=h, cell=c)
+"""
+
+from __future__ import annotations
+
+from flaxify.migrate.layers_common import Bound, Ctx, Signature, code, flax_call, literal, name_arg
+from flaxify.migrate.layers_linear import Args, init_arg
+from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported, merge_imports
+
+LSTM = Signature("hk.LSTM", ("hidden_size", "name"))
+GRU = Signature("hk.GRU", ("hidden_size", "w_i_init", "w_h_init", "b_init", "name"))
+VANILLA_RNN = Signature("hk.VanillaRNN", ("hidden_size", "double_bias", "name"))
+
+#: Haiku functions replaced by an emitted helper of the same name and signature.
+FUNCTIONS = frozenset({"haiku.dynamic_unroll", "haiku.static_unroll", "haiku.LSTMState"})
+
+_HAIKU_LINEAR_INIT = '{nn}.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")'
+_ADD_BATCH = "jax.tree.map(lambda x: {jnp}.broadcast_to(x, (batch_size,) + x.shape), state)"
+
+LSTM_STATE_SOURCE = '''class LSTMState(NamedTuple):
+    """Haiku's hk.LSTMState: the LSTM's hidden and cell state."""
+
+    hidden: Any
+    cell: Any
+'''
+
+LSTM_SOURCE = '''class LSTM({nn}.Module):
+    """Haiku's hk.LSTM: one fused Linear on [x; h], gates i, g, f, o, forget bias +1 on every call."""
+
+    hidden_size: int
+
+    @{nn}.compact
+    def __call__(self, inputs, prev_state):
+        x_and_h = {jnp}.concatenate([inputs, prev_state.hidden], axis=-1)
+        gated = {nn}.Dense(4 * self.hidden_size, kernel_init=%s, name="linear")(x_and_h)
+        i, g, f, o = {jnp}.split(gated, indices_or_sections=4, axis=-1)
+        f = jax.nn.sigmoid(f + 1)
+        c = f * prev_state.cell + jax.nn.sigmoid(i) * {jnp}.tanh(g)
+        h = jax.nn.sigmoid(o) * {jnp}.tanh(c)
+        return h, LSTMState(h, c)
+
+    def initial_state(self, batch_size):
+        state = LSTMState(hidden={jnp}.zeros([self.hidden_size]), cell={jnp}.zeros([self.hidden_size]))
+        return state if batch_size is None else %s
+''' % (_HAIKU_LINEAR_INIT, _ADD_BATCH)
+
+GRU_SOURCE = '''class GRU({nn}.Module):
+    """Haiku's hk.GRU: reset gate before the recurrent matmul, h' = (1 - z) h + z a (not nn.GRUCell)."""
+
+    hidden_size: int
+    w_i_init: Any = {nn}.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    w_h_init: Any = {nn}.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    b_init: Any = {nn}.initializers.zeros
+
+    @{nn}.compact
+    def __call__(self, inputs, state):
+        hidden_size = self.hidden_size
+        w_i = self.param("w_i", self.w_i_init, [inputs.shape[-1], 3 * hidden_size], inputs.dtype)
+        w_h = self.param("w_h", self.w_h_init, [hidden_size, 3 * hidden_size], inputs.dtype)
+        b = self.param("b", self.b_init, [3 * hidden_size], inputs.dtype)
+        w_h_z, w_h_a = {jnp}.split(w_h, indices_or_sections=[2 * hidden_size], axis=1)
+        b_z, b_a = {jnp}.split(b, indices_or_sections=[2 * hidden_size], axis=0)
+        zr_x, a_x = {jnp}.split({jnp}.matmul(inputs, w_i), indices_or_sections=[2 * hidden_size], axis=-1)
+        zr_h = {jnp}.matmul(state, w_h_z)
+        z, r = {jnp}.split(jax.nn.sigmoid(zr_x + zr_h + {jnp}.broadcast_to(b_z, zr_h.shape)), indices_or_sections=2, axis=-1)
+        a_h = {jnp}.matmul(r * state, w_h_a)
+        a = {jnp}.tanh(a_x + a_h + {jnp}.broadcast_to(b_a, a_h.shape))
+        next_state = (1 - z) * state + z * a
+        return next_state, next_state
+
+    def initial_state(self, batch_size):
+        state = {jnp}.zeros([self.hidden_size])
+        return state if batch_size is None else %s
+''' % _ADD_BATCH
+
+VANILLA_RNN_SOURCE = '''class VanillaRNN({nn}.Module):
+    """Haiku's hk.VanillaRNN: relu(linear(x) + linear_1(h)), two biases unless double_bias=False."""
+
+    hidden_size: int
+    double_bias: bool = True
+
+    @{nn}.compact
+    def __call__(self, inputs, prev_state):
+        input_to_hidden = {nn}.Dense(self.hidden_size, kernel_init=%s, name="linear")
+        hidden_to_hidden = {nn}.Dense(
+            self.hidden_size, use_bias=self.double_bias, kernel_init=%s, name="linear_1"
+        )
+        out = jax.nn.relu(input_to_hidden(inputs) + hidden_to_hidden(prev_state))
+        return out, out
+
+    def initial_state(self, batch_size):
+        state = {jnp}.zeros([self.hidden_size])
+        return state if batch_size is None else %s
+''' % (_HAIKU_LINEAR_INIT, _HAIKU_LINEAR_INIT, _ADD_BATCH)
+
+DYNAMIC_UNROLL_SOURCE = '''def dynamic_unroll(core, input_sequence, initial_state, time_major=True, reverse=False, return_all_states=False, unroll=1):
+    """Haiku's hk.dynamic_unroll for a Linen core: nn.scan over time, parameters shared by every step."""
+
+    def step(cell, prev_state, inputs):
+        outputs, next_state = cell(inputs, prev_state)
+        return next_state, ((outputs, next_state) if return_all_states else outputs)
+
+    def swap(tree):
+        return jax.tree.map(lambda x: {jnp}.swapaxes(x, 0, 1), tree)
+
+    if not time_major:
+        input_sequence = swap(input_sequence)
+    scan = {nn}.scan(step, variable_broadcast="params", split_rngs={{"params": False}}, reverse=reverse, unroll=unroll)
+    last_state, output_sequence = scan(core, initial_state, input_sequence)
+    if return_all_states:
+        output_sequence, last_state = output_sequence
+    if not time_major:
+        output_sequence = swap(output_sequence)
+        last_state = swap(last_state) if return_all_states else last_state
+    return output_sequence, last_state
+'''
+
+STATIC_UNROLL_SOURCE = '''def static_unroll(core, input_sequence, initial_state, time_major=True):
+    """Haiku's hk.static_unroll for a Linen core: a Python loop over the time steps."""
+    time_axis = 0 if time_major else 1
+    leaves, treedef = jax.tree.flatten(input_sequence)
+    steps = [{jnp}.unstack(x, axis=time_axis) for x in leaves]
+    state, output_sequence = initial_state, []
+    for t in range(leaves[0].shape[time_axis]):
+        outputs, state = core(jax.tree.unflatten(treedef, [x[t] for x in steps]), state)
+        output_sequence.append(outputs)
+    return jax.tree.map(lambda *xs: {jnp}.stack(xs, axis=time_axis), *output_sequence), state
+'''
+
+_TYPING = (ImportSpec("typing", "Any", None), ImportSpec("typing", "NamedTuple", None))
+#: Haiku name -> (emitted name, source template, imports).
+HELPERS: dict[str, tuple[str, str, tuple[ImportSpec, ...]]] = {
+    "LSTM": ("LSTM", LSTM_SOURCE, (JAX_IMPORT,)),
+    "LSTMState": ("LSTMState", LSTM_STATE_SOURCE, _TYPING),
+    "GRU": ("GRU", GRU_SOURCE, (JAX_IMPORT, ImportSpec("typing", "Any", None))),
+    "VanillaRNN": ("VanillaRNN", VANILLA_RNN_SOURCE, (JAX_IMPORT,)),
+    "dynamic_unroll": ("dynamic_unroll", DYNAMIC_UNROLL_SOURCE, (JAX_IMPORT,)),
+    "static_unroll": ("static_unroll", STATIC_UNROLL_SOURCE, (JAX_IMPORT,)),
+}
+#: Helpers another helper refers to.
+DEPENDENCIES = {"LSTM": ("LSTMState",)}
+
+
+def helper_source(tail: str, *, nn: str, jnp: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
+    """``(name, source, imports)`` of the helper emitted for ``haiku.<tail>``, else None."""
+    found = HELPERS.get(tail)
+    if found is None:
+        return None
+    name, template, imports = found
+    source = template if template is LSTM_STATE_SOURCE else template.format(nn=nn, jnp=jnp)
+    return name, source, imports
+
+
+def lstm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.LSTM(h)`` -> ``LSTM(h)`` (the exact helper)."""
+    if "hidden_size" not in bound:
+        return Unsupported("hk.LSTM needs hidden_size")
+    return Rewrite(flax_call("LSTM", [(None, code(bound["hidden_size"])), *name_arg(bound, ctx.name)]))
+
+
+def vanilla_rnn(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.VanillaRNN(h, double_bias)`` -> ``VanillaRNN(h, double_bias=...)``."""
+    if "hidden_size" not in bound:
+        return Unsupported("hk.VanillaRNN needs hidden_size")
+    args: Args = [(None, code(bound["hidden_size"]))]
+    if "double_bias" in bound and literal(bound["double_bias"]) is not True:
+        args.append(("double_bias", code(bound["double_bias"])))
+    return Rewrite(flax_call("VanillaRNN", args + name_arg(bound, ctx.name)))
+
+
+def gru(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.GRU(h, w_i_init, w_h_init, b_init)`` -> ``GRU(h, ...)`` with converted initializers."""
+    if "hidden_size" not in bound:
+        return Unsupported("hk.GRU needs hidden_size")
+    args: Args = [(None, code(bound["hidden_size"]))]
+    imports: tuple[ImportSpec, ...] = ()
+    for key in ("w_i_init", "w_h_init", "b_init"):
+        converted = init_arg(bound, key, key, ctx)
+        if isinstance(converted, Unsupported):
+            return converted
+        args += converted[0]
+        imports = merge_imports(imports, converted[1])
+    return Rewrite(flax_call("GRU", args + name_arg(bound, ctx.name)), imports)
