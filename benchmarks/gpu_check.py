@@ -14,6 +14,7 @@ each). Without a GPU it says so and exits 0, so CI can call it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import platform
@@ -48,8 +49,14 @@ def run_case(case_dir: Path, precision: str) -> tuple[dict[str, tuple[float, boo
     )
     start = time.perf_counter()
     report = compare(
-        resolve_ref(str(case_dir / case["haiku"])), resolve_ref(str(case_dir / case["flax"])), inputs,
-        kwargs=case["kwargs"], devices="all", precision=precision, init_seeds=0, run_probes=False,
+        resolve_ref(str(case_dir / case["haiku"])),
+        resolve_ref(str(case_dir / case["flax"])),
+        inputs,
+        kwargs=case["kwargs"],
+        devices="all",
+        precision=precision,
+        init_seeds=0,
+        run_probes=False,
     )
     seconds = time.perf_counter() - start
     per_device: dict[str, tuple[float, bool, bool]] = {}
@@ -70,15 +77,16 @@ def header(gpus: list) -> list[str]:
 
     card = gpus[0].device_kind if gpus else "none (CPU only)"
     driver = ""
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         driver = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
     return [
-        f"date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"card: {card}" + (f" ({driver})" if driver else ""),
         f"versions: jax {jax.__version__}, jaxlib {jaxlib.__version__}, flax {flax.__version__}, "
         f"dm-haiku {haiku.__version__}, python {platform.python_version()}",
@@ -87,7 +95,7 @@ def header(gpus: list) -> list[str]:
 
 def table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return lines
 
@@ -102,14 +110,34 @@ def main(argv: list[str] | None = None) -> int:
     if not gpus and not args.allow_cpu:
         print("gpu_check: JAX sees no GPU on this machine; nothing to measure (use --allow-cpu to run on CPU).")
         return 0
-    rows = [("model", "device", "max abs (default)", "max abs (highest)", "bit-exact (highest)", "within tol", "time s (highest)")]
+    rows = [
+        (
+            "model",
+            "device",
+            "max abs (default)",
+            "max abs (highest)",
+            "bit-exact (highest)",
+            "within tol",
+            "time s (highest)",
+        )
+    ]
     failures = 0
     for case_dir in sorted(p.parent for p in args.zoo.glob("*/case.json")):
         default, _ = run_case(case_dir, "default")
         highest, seconds = run_case(case_dir, "highest")
         for device, (worst, exact, ok) in highest.items():
             failures += not ok
-            rows.append((case_dir.name, device, f"{default[device][0]:.3g}", f"{worst:.3g}", "yes" if exact else "no", "yes" if ok else "NO", f"{seconds:.2f}"))
+            rows.append(
+                (
+                    case_dir.name,
+                    device,
+                    f"{default[device][0]:.3g}",
+                    f"{worst:.3g}",
+                    "yes" if exact else "no",
+                    "yes" if ok else "NO",
+                    f"{seconds:.2f}",
+                )
+            )
     lines = header(gpus) + [""] + table(rows)
     print("\n".join(lines))
     if args.write:
