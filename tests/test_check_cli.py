@@ -28,8 +28,17 @@ def test_help_warns_that_user_code_runs(capsys):
 def test_correct_migration_exits_0_with_bitexact_json(tmp_path, capsys):
     report = tmp_path / "report.json"
     code, err = _check(
-        capsys, f"{ZOO}/mlp/haiku_model.py:net", f"{ZOO}/mlp/flax_model.py:net",
-        "--input", "f32[4,6]", "--kwargs", '{"is_training": false}', "--json", str(report), "--devices", "cpu",
+        capsys,
+        f"{ZOO}/mlp/haiku_model.py:net",
+        f"{ZOO}/mlp/flax_model.py:net",
+        "--input",
+        "f32[4,6]",
+        "--kwargs",
+        '{"is_training": false}',
+        "--json",
+        str(report),
+        "--devices",
+        "cpu",
     )
     assert code == 0, err
     assert "EQUIVALENT (outputs bit-exact: yes" in err
@@ -40,15 +49,28 @@ def test_correct_migration_exits_0_with_bitexact_json(tmp_path, capsys):
 
 
 def test_wrong_epsilon_exits_1_and_blames_the_layer_norm(capsys):
-    code, err = _check(capsys, f"{ZOO}/convnet/haiku_model.py:net", f"{ZOO}/convnet/flax_wrong_epsilon.py:net", "--input", "f32[2,8,8,3]", *FAST)
+    code, err = _check(
+        capsys,
+        f"{ZOO}/convnet/haiku_model.py:net",
+        f"{ZOO}/convnet/flax_wrong_epsilon.py:net",
+        "--input",
+        "f32[2,8,8,3]",
+        *FAST,
+    )
     assert code == 1
     assert "culprit: layer_norm" in err and "NOT EQUIVALENT" in err
 
 
 def test_shape_mismatch_exits_1_naming_path_and_both_shapes(capsys):
     code, err = _check(
-        capsys, f"{ZOO}/mlp/haiku_model.py:net", f"{ZOO}/mlp/flax_wrong_transposed.py:net",
-        "--input", "f32[4,6]", "--kwargs", '{"is_training": false}', *FAST,
+        capsys,
+        f"{ZOO}/mlp/haiku_model.py:net",
+        f"{ZOO}/mlp/flax_wrong_transposed.py:net",
+        "--input",
+        "f32[4,6]",
+        "--kwargs",
+        '{"is_training": false}',
+        *FAST,
     )
     assert code == 1
     assert "mlp/~/linear_1/w" in err and "(16, 8)" in err and "(8, 16)" in err
@@ -90,15 +112,30 @@ def test_model_that_raises_exits_2(tmp_path, capsys):
 
 
 def test_bad_kwargs_json_exits_2(capsys):
-    code, err = _check(capsys, f"{ZOO}/mlp/haiku_model.py:net", f"{ZOO}/mlp/flax_model.py:net", "--input", "f32[4,6]", "--kwargs", "{is_training: no}", *FAST)
+    code, err = _check(
+        capsys,
+        f"{ZOO}/mlp/haiku_model.py:net",
+        f"{ZOO}/mlp/flax_model.py:net",
+        "--input",
+        "f32[4,6]",
+        "--kwargs",
+        "{is_training: no}",
+        *FAST,
+    )
     assert code == 2
     assert "--kwargs" in err
 
 
 def test_multi_method_inputs_per_method(capsys):
     code, err = _check(
-        capsys, f"{ZOO}/autoencoder/haiku_model.py:net", f"{ZOO}/autoencoder/flax_model.py:net",
-        "--input", "encode=f32[4,6]", "--input", "decode=f32[4,3]", *FAST,
+        capsys,
+        f"{ZOO}/autoencoder/haiku_model.py:net",
+        f"{ZOO}/autoencoder/flax_model.py:net",
+        "--input",
+        "encode=f32[4,6]",
+        "--input",
+        "decode=f32[4,3]",
+        *FAST,
     )
     assert code == 0, err
     assert " encode " in err and " decode " in err
@@ -106,8 +143,14 @@ def test_multi_method_inputs_per_method(capsys):
 
 def test_hk_module_class_with_ctor(capsys):
     code, err = _check(
-        capsys, f"{ZOO}/autoencoder/haiku_model.py:AutoEncoder", f"{ZOO}/autoencoder/flax_model.py:AutoEncoder",
-        "--input", "f32[4,6]", "--ctor", '{"latent": 3}', *FAST,
+        capsys,
+        f"{ZOO}/autoencoder/haiku_model.py:AutoEncoder",
+        f"{ZOO}/autoencoder/flax_model.py:AutoEncoder",
+        "--input",
+        "f32[4,6]",
+        "--ctor",
+        '{"latent": 3}',
+        *FAST,
     )
     assert code == 0, err
     assert "hk.Module subclass AutoEncoder" in err
@@ -115,7 +158,13 @@ def test_hk_module_class_with_ctor(capsys):
 
 def test_plain_haiku_function_is_transformed_for_the_user(capsys):
     code, err = _check(
-        capsys, f"{ZOO}/mlp/haiku_model.py:forward", f"{ZOO}/mlp/flax_model.py:Forward",
-        "--input", "f32[4,6]", "--kwargs", '{"is_training": false}', *FAST,
+        capsys,
+        f"{ZOO}/mlp/haiku_model.py:forward",
+        f"{ZOO}/mlp/flax_model.py:Forward",
+        "--input",
+        "f32[4,6]",
+        "--kwargs",
+        '{"is_training": false}',
+        *FAST,
     )
     assert code == 0, err

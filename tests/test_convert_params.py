@@ -49,10 +49,14 @@ def test_npz_checkpoint_converts_to_msgpack_and_reproduces_outputs(tmp_path, tra
     params, state = trained
     save_npz(tmp_path / "ckpt.npz", params, state)
     out = tmp_path / "flax.msgpack"
-    assert main(["convert-params", HAIKU, FLAX, str(tmp_path / "ckpt.npz"), "-o", str(out), *ARGS]) == 0, capsys.readouterr().err
+    assert main(["convert-params", HAIKU, FLAX, str(tmp_path / "ckpt.npz"), "-o", str(out), *ARGS]) == 0, (
+        capsys.readouterr().err
+    )
     variables = serialization.msgpack_restore(out.read_bytes())
     assert set(variables) == {"params", "batch_stats"}
-    np.testing.assert_array_equal(variables["batch_stats"]["batch_norm"]["mean"], state["batch_norm/~/mean_ema"]["average"].reshape(-1))
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["batch_norm"]["mean"], state["batch_norm/~/mean_ema"]["average"].reshape(-1)
+    )
     x = np.random.default_rng(3).standard_normal((6, 5)).astype(np.float32)
     np.testing.assert_allclose(_flax_eval(variables, x), _haiku_eval(params, state, x), rtol=1e-6, atol=1e-6)
 
@@ -62,7 +66,9 @@ def test_orbax_directory_output(tmp_path, trained, capsys):
     params, state = trained
     save_npz(tmp_path / "ckpt.npz", params, state)
     out = tmp_path / "orbax_ckpt"
-    assert main(["convert-params", HAIKU, FLAX, str(tmp_path / "ckpt.npz"), "-o", str(out), *ARGS]) == 0, capsys.readouterr().err
+    assert main(["convert-params", HAIKU, FLAX, str(tmp_path / "ckpt.npz"), "-o", str(out), *ARGS]) == 0, (
+        capsys.readouterr().err
+    )
     with ocp.StandardCheckpointer() as checkpointer:
         restored = checkpointer.restore(out.absolute())
     np.testing.assert_array_equal(restored["params"]["linear"]["kernel"], params["linear"]["w"])
@@ -119,5 +125,7 @@ def test_wrong_momentum_is_caught_by_the_training_step_before_writing(tmp_path, 
 
 
 def test_missing_checkpoint_exits_2(tmp_path, capsys):
-    assert main(["convert-params", HAIKU, FLAX, str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.msgpack"), *ARGS]) == 2
+    assert (
+        main(["convert-params", HAIKU, FLAX, str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.msgpack"), *ARGS]) == 2
+    )
     assert "no such checkpoint file" in capsys.readouterr().err

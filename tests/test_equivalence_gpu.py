@@ -27,9 +27,13 @@ ZOO = Path(__file__).resolve().parent.parent / "fixtures" / "zoo"
 def test_correct_twin_is_equivalent_on_gpu(name):
     case = json.loads((ZOO / name / "case.json").read_text())
     report = compare(
-        resolve_ref(str(ZOO / name / case["haiku"])), resolve_ref(str(ZOO / name / case["flax"])),
-        [parse_spec(s, salt=i) for i, s in enumerate(case["inputs"])], kwargs=case["kwargs"],
-        devices="gpu", precision="highest", init_seeds=0,
+        resolve_ref(str(ZOO / name / case["haiku"])),
+        resolve_ref(str(ZOO / name / case["flax"])),
+        [parse_spec(s, salt=i) for i, s in enumerate(case["inputs"])],
+        kwargs=case["kwargs"],
+        devices="gpu",
+        precision="highest",
+        init_seeds=0,
     )
     assert report.equivalent, report.format_table()
     assert {c.device for c in report.checks} == {"gpu"}

@@ -126,7 +126,9 @@ def test_mha_heads_are_split_and_linear_becomes_out():
     class Attn(nn.Module):
         @nn.compact
         def __call__(self, x):
-            return nn.MultiHeadDotProductAttention(2, qkv_features=8, out_features=6, name="multi_head_attention")(x, x, x)
+            return nn.MultiHeadDotProductAttention(2, qkv_features=8, out_features=6, name="multi_head_attention")(
+                x, x, x
+            )
 
     hk_out, fx_out = _roundtrip(f, Attn(), jax.random.normal(KEY, (2, 5, 6)))
     np.testing.assert_allclose(hk_out, fx_out, rtol=1e-6, atol=1e-6)
@@ -183,14 +185,23 @@ def test_batchnorm_average_maps_to_batch_stats_and_bookkeeping_is_reported():
     assert plan.complete
     assert sorted(str(d.source).rsplit("/", 1)[-1] for d in plan.dropped) == ["counter", "counter", "hidden", "hidden"]
     variables = plan.apply(params, state)
-    np.testing.assert_array_equal(variables["batch_stats"]["batch_norm"]["mean"], state["batch_norm/~/mean_ema"]["average"].reshape(-1))
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["batch_norm"]["mean"], state["batch_norm/~/mean_ema"]["average"].reshape(-1)
+    )
     hk_out, _ = t.apply(params, state, None, x, False)
     np.testing.assert_allclose(hk_out, Bn().apply(variables, x, False), rtol=1e-6, atol=1e-6)
 
 
 def test_shape_mismatch_names_both_paths_and_shapes():
     params = {"linear": {"w": np.zeros((4, 3), np.float32), "b": np.zeros((3,), np.float32)}}
-    template = {"params": {"linear": {"kernel": jax.ShapeDtypeStruct((3, 4), jnp.float32), "bias": jax.ShapeDtypeStruct((3,), jnp.float32)}}}
+    template = {
+        "params": {
+            "linear": {
+                "kernel": jax.ShapeDtypeStruct((3, 4), jnp.float32),
+                "bias": jax.ShapeDtypeStruct((3,), jnp.float32),
+            }
+        }
+    }
     with pytest.raises(ParamMappingError) as err:
         map_params(params, None, template, root_is_module=False)
     message = str(err.value)
@@ -199,7 +210,14 @@ def test_shape_mismatch_names_both_paths_and_shapes():
 
 def test_unmapped_and_leftover_leaves_are_all_named():
     params = {"encoder": {"w": np.zeros((4, 3), np.float32)}, "extra": {"gain": np.zeros((2,), np.float32)}}
-    template = {"params": {"encoder": {"kernel": jax.ShapeDtypeStruct((4, 3), jnp.float32), "bias": jax.ShapeDtypeStruct((3,), jnp.float32)}}}
+    template = {
+        "params": {
+            "encoder": {
+                "kernel": jax.ShapeDtypeStruct((4, 3), jnp.float32),
+                "bias": jax.ShapeDtypeStruct((3,), jnp.float32),
+            }
+        }
+    }
     with pytest.raises(ParamMappingError) as err:
         map_params(params, None, template, root_is_module=False)
     message = str(err.value)

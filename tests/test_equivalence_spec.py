@@ -51,5 +51,7 @@ def test_npy_file(tmp_path):
     ],
 )
 def test_bad_specs_say_what_is_wrong(text, message):
-    with pytest.raises(InvalidInputSpecError, match=message.replace("(", r"\(").replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(
+        InvalidInputSpecError, match=message.replace("(", r"\(").replace("[", r"\[").replace(".", r"\.")
+    ):
         parse_spec(text)

@@ -101,5 +101,7 @@ def test_probes_expose_a_wrong_epsilon_more_than_random_inputs():
 def test_hk_module_subclass_with_ctor():
     haiku = resolve_ref(str(ZOO / "autoencoder" / "haiku_model.py:AutoEncoder"))
     flax = resolve_ref(str(ZOO / "autoencoder" / "flax_model.py:AutoEncoder"))
-    report = compare(haiku, flax, [parse_spec("f32[4,6]")], ctor={"latent": 3}, devices="cpu", init_seeds=0, run_probes=False)
+    report = compare(
+        haiku, flax, [parse_spec("f32[4,6]")], ctor={"latent": 3}, devices="cpu", init_seeds=0, run_probes=False
+    )
     assert report.equivalent and report.bitexact, report.format_table()

@@ -9,7 +9,9 @@ from flaxify.lint.rule import ModuleContext, Rule
 
 STATE_FUNCTIONS = frozenset({"haiku.get_parameter", "haiku.get_state", "haiku.set_state", "haiku.next_rng_key",
                              "haiku.maybe_next_rng_key", "haiku.next_rng_keys", "haiku.reserve_rng_keys"})
-NOT_MODULES = ("State", "Policy", "Transformed", "Params", "Protocol")
+NOT_MODULES = ("State", "Policy", "Transformed", "Params", "Protocol", "Context", "Sequence")
+# Capitalized names under `haiku` that are not modules and work anywhere (hk.PRNGSequence(key)...).
+NOT_MODULE_NAMES = frozenset({"Module", "PRNGSequence", "Initializer", "LSTMState"})
 TRANSFORMERS = frozenset({"haiku.transform", "haiku.transform_with_state", "haiku.multi_transform",
                           "haiku.multi_transform_with_state"})
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -51,6 +53,7 @@ class HaikuOutsideTransform(Rule):
     VALID = [
         "import haiku as hk\ndef forward(x):\n    return hk.Linear(2)(x)\nnet = hk.transform(forward)",
         "import haiku as hk\ninit = hk.initializers.TruncatedNormal(0.02)",
+        "import haiku as hk\nimport jax\nrng = hk.PRNGSequence(jax.random.PRNGKey(0))",
     ]
     INVALID = [
         "import haiku as hk\nlayer = hk.Linear(2)",
@@ -91,6 +94,7 @@ class HaikuOutsideTransform(Rule):
         if name.startswith("haiku."):
             last = name.rpartition(".")[2]
             top_level = name.count(".") == 1 or name.startswith("haiku.nets.")
-            return top_level and last[:1].isupper() and not last.endswith(NOT_MODULES)
+            return (top_level and last[:1].isupper() and not last.endswith(NOT_MODULES)
+                    and last not in NOT_MODULE_NAMES)
         found = ctx.analysis.project.lookup(name, ctx.module)
         return isinstance(found, ClassInfo) and ctx.analysis.framework(found) == "haiku"

@@ -22,7 +22,8 @@ class RawJaxTransformInLinen(Rule):
     ## Why is this bad?
     "Jax transforms and Flax models cannot be mixed" (``JaxTransformError``): parameters and
     RNGs live in the module's scope, which raw transforms do not lift; mutations can be lost.
-    Simple cases may still run, so this is a warning to use the lifted transforms.
+    Simple cases still run (the parameters are shared over the mapped axis), so this rule is off
+    by default: select it to enforce the lifted transforms.
 
     ## Example
     ```python
@@ -46,6 +47,7 @@ class RawJaxTransformInLinen(Rule):
 
     CODE = "JX404"
     NAME = "raw-jax-transform-in-linen"
+    DEFAULT = False  # simple cases run fine (shared parameters); opt in to enforce the lifted transforms
     MESSAGE = "`{raw}` over Linen submodules does not lift their variables; use the lifted `{twin}`"
     VALID = [
         "import jax\nimport flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, xs):\n"

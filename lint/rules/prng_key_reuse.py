@@ -52,6 +52,8 @@ class PrngKeyReuse(Rule):
         "    return jax.random.uniform(key, (2,))",
         "import jax\n@jax.jit\ndef f(key):\n    out = 0.0\n    for i in range(3):\n"
         "        out += jax.random.normal(jax.random.fold_in(key, i))\n    return out",
+        "import jax\n@jax.jit\ndef f(key):\n    keys = jax.random.split(key, 3)\n    out = 0.0\n"
+        "    for key in keys:\n        out += jax.random.normal(key)\n    return out",
     ]
     INVALID = [
         "import jax\n@jax.jit\ndef f(key):\n    a = jax.random.normal(key, (2,))\n    b = jax.random.normal(key, (2,))\n"
@@ -91,6 +93,9 @@ class PrngKeyReuse(Rule):
         if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
             self._consume(stmt.iter if not isinstance(stmt, ast.While) else stmt.test, state, ctx)
             inner = dict(state)
+            if not isinstance(stmt, ast.While):  # `for key in keys:` binds a fresh key each iteration
+                for name in (n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)):
+                    inner.pop(name, None)
             self._block(stmt.body, inner, ctx)
             self._loop_reuse(stmt, ctx)
             state.update(inner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from flaxify.lint.rule import Rule, TracedContext
-from flaxify.lint.rules.outer_state_mutation import MUTATORS
+from flaxify.lint.rules.outer_state_mutation import STORING
 
 
 class SelfMutationInTracedMethod(Rule):
@@ -45,6 +45,8 @@ class SelfMutationInTracedMethod(Rule):
     MESSAGE = ("mutating `self.{attr}` in a traced method happens once at trace time; pass the state in and "
                "return the new state")
     VALID = [
+        "import jax\nfrom functools import partial\nclass C:\n    @partial(jax.jit, static_argnums=0)\n"
+        "    def f(self, state, g):\n        path = self.tracker.update(state, g)\n        return path",
         "import jax\nclass C:\n    def __init__(self):\n        self.n = 0\n    def host(self):\n"
         "        self.n += 1",
         "import jax\nfrom functools import partial\nclass C:\n    @partial(jax.jit, static_argnums=0)\n"
@@ -64,10 +66,12 @@ class SelfMutationInTracedMethod(Rule):
     def visit_AugAssign(self, node: ast.AugAssign, ctx: TracedContext) -> None:
         self._check(node.target, ctx)
 
-    def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
-            self._check(func.value, ctx)
+    def visit_Expr(self, node: ast.Expr, ctx: TracedContext) -> None:
+        # A statement call with a container's arity: `self.items.append(x)`, not `y = self.opt.update(s, g)`.
+        call = node.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+            if len(call.args) <= STORING.get(call.func.attr, -1):
+                self._check(call.func.value, ctx)
 
     def _check(self, target: ast.expr, ctx: TracedContext) -> None:
         if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
