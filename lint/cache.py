@@ -49,6 +49,8 @@ def load(folder: Path, key: str) -> LintResult | None:
 
 
 def store(folder: Path, key: str, result: LintResult) -> None:
+    if result.internal:
+        return  # never cache a run that hit an internal error
     target = folder / __version__
     try:
         target.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ast
 import gc
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from flaxify.lint.analysis import Analysis
 from flaxify.lint.model import Finding
@@ -21,6 +22,7 @@ from flaxify.lint.rules import RULES
 from flaxify.lint.settings import LintSettings
 
 PARSE_ERROR = "JX001"
+DEEP_RECURSION = 10_000
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 _FILE_NOQA = re.compile(r"^#\s*flaxify:\s*noqa\s*$", re.IGNORECASE | re.MULTILINE)
 _SKIP_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -28,11 +30,16 @@ _SKIP_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 @dataclass
 class LintResult:
-    """Findings of one run, sorted; ``failed`` lists files that could not be parsed."""
+    """Findings of one run, sorted; ``failed`` lists files that could not be parsed.
+
+    ``internal`` holds "path: rule: error" lines for rules that crashed on a file (a bug in
+    flaxify, reported on stderr; the other rules and files still ran).
+    """
 
     findings: list[Finding] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     files: int = 0
+    internal: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,14 @@ def parse(files: Iterable[SourceFile]) -> tuple[list[ModuleInfo], list[Finding]]
             continue
         try:
             tree = ast.parse(item.source, filename=item.display)
+            modules.append(index_module(item.path, item.display, item.source, tree))
         except (SyntaxError, ValueError) as err:
             line = getattr(err, "lineno", None) or 1
             column = getattr(err, "offset", None) or 1
             message = f"syntax error: {getattr(err, 'msg', str(err))}"
             errors.append(Finding(item.display, line, column, line, column, PARSE_ERROR, message))
-            continue
-        modules.append(index_module(item.path, item.display, item.source, tree))
+        except (RecursionError, MemoryError):
+            errors.append(Finding(item.display, 1, 1, 1, 1, PARSE_ERROR, "too deeply nested to analyse"))
     return modules, errors
 
 
@@ -71,10 +79,13 @@ def lint_sources(files: list[SourceFile], settings: LintSettings) -> LintResult:
     # Millions of AST nodes stay alive for the whole run and form no garbage cycles worth
     # collecting; the cyclic GC would rescan them again and again (3x slower on the jax package).
     enabled = gc.isenabled()
+    limit = sys.getrecursionlimit()
     gc.disable()
+    sys.setrecursionlimit(max(limit, DEEP_RECURSION))  # long `a + b + c ...` chains nest deeply
     try:
         return _lint(files, settings)
     finally:
+        sys.setrecursionlimit(limit)
         if enabled:
             gc.enable()
 
@@ -90,16 +101,28 @@ def lint_modules(modules: list[ModuleInfo], errors: list[Finding], settings: Lin
     analysis = Analysis(Project(modules))
     analysis.run()
     raw: list[Finding] = []
+    internal: list[str] = []
     for module in modules:
-        run_module_rules(module, analysis, rules, raw)
+        _guarded(internal, module.display, lambda: run_module_rules(module, analysis, rules, raw))
     traced_rules = [r for r in rules if r.SCOPE == "traced"]
     for context in analysis.contexts.values():
-        run_traced_rules(context, analysis, traced_rules, raw)
+        _guarded(internal, context.fn.module.display,
+                 lambda: run_traced_rules(context, analysis, traced_rules, raw))
     by_path = {m.display: m for m in modules}
     findings = [f for f in _dedupe(raw) if _kept(f, by_path.get(f.path), settings)]
     findings.extend(errors)
     findings.sort(key=Finding.sort_key)
-    return LintResult(findings, sorted({e.path for e in errors}), count)
+    return LintResult(findings, sorted({e.path for e in errors}), count, internal)
+
+
+def _guarded(sink: list[str], path: str, run: Callable[[], None]) -> None:
+    """Runs one unit of rule work; a crash is recorded instead of aborting the whole run."""
+    try:
+        run()
+    except (RecursionError, MemoryError) as err:
+        sink.append(f"{path}: skipped, {type(err).__name__}")
+    except Exception as err:  # noqa: BLE001 - a rule bug must not lose the other files' findings
+        sink.append(f"{path}: internal error: {type(err).__name__}: {err}")
 
 
 def run_module_rules(module: ModuleInfo, analysis: Analysis, rules: list[Rule], sink: list[Finding]) -> None:

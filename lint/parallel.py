@@ -125,4 +125,4 @@ def lint_parallel(files: list[SourceFile], settings: LintSettings, jobs: int) ->
         results = list(pool.map(lint_sources, buckets, [settings] * len(buckets)))
     findings: list[Finding] = sorted((f for r in results for f in r.findings), key=Finding.sort_key)
     failed = sorted(p for r in results for p in r.failed)
-    return LintResult(findings, failed, len(files))
+    return LintResult(findings, failed, len(files), [line for r in results for line in r.internal])

@@ -52,14 +52,22 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], select: str | None, ignore
         ctx.exit(EXIT_USAGE)
         return
     folder = None if no_cache or fix else (cache_dir or default_dir())
-    result = lint_paths(list(paths), settings, jobs=jobs, cache_dir=folder)
-    if fix:
-        fixed = _apply(result, settings.unsafe_fixes)
-        if fixed:
-            reporting.err(f"Fixed {fixed} finding{'s' if fixed != 1 else ''}.")
-            result = lint_paths(list(paths), settings, jobs=jobs)
+    try:
+        result = lint_paths(list(paths), settings, jobs=jobs, cache_dir=folder)
+        if fix:
+            fixed = _apply(result, settings.unsafe_fixes)
+            if fixed:
+                reporting.err(f"Fixed {fixed} finding{'s' if fixed != 1 else ''}.")
+                result = lint_paths(list(paths), settings, jobs=jobs)
+    except OSError as err:
+        reporting.err(f"error: {err}")
+        ctx.exit(EXIT_USAGE)
+        return
     _print(result, fmt, settings)
-    ctx.exit(EXIT_OK if exit_zero or not result.findings else EXIT_FINDINGS)
+    for line in result.internal:
+        reporting.err(f"error: {line} (a flaxify bug; please report it)")
+    failed = bool(result.findings or result.internal)
+    ctx.exit(EXIT_OK if exit_zero or not failed else EXIT_FINDINGS)
 
 
 def _settings(paths: tuple[Path, ...], select: str | None, ignore: str | None, extend_select: str | None,
