@@ -32,7 +32,7 @@ def __getattr__(name: str):
     # compare/convert pull in haiku and flax; importing them lazily keeps
     # `import flaxify.equivalence` light for the parts that only parse specs.
     if name in {"compare", "Report"}:
-        from flaxify.equivalence import runner, report
+        from flaxify.equivalence import report, runner
 
         return runner.compare if name == "compare" else report.Report
     if name == "convert_checkpoint":

@@ -19,9 +19,10 @@ from __future__ import annotations
 import pickle
 import shutil
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,9 +52,13 @@ def read_checkpoint(path: Path, *, allow_pickle: bool = False) -> tuple[Tree, Tr
         return _read_npz(path)
     if path.suffix in {".pkl", ".pickle", ".pk"}:
         if not allow_pickle:
-            raise CheckpointReadError(f"{path}: refusing to unpickle (it can run arbitrary code); pass --allow-pickle if you trust it")
+            raise CheckpointReadError(
+                f"{path}: refusing to unpickle (it can run arbitrary code); pass --allow-pickle if you trust it"
+            )
         return _read_pickle(path)
-    raise CheckpointReadError(f"{path}: unknown checkpoint format {path.suffix!r}; expected .npz, or .pkl with --allow-pickle")
+    raise CheckpointReadError(
+        f"{path}: unknown checkpoint format {path.suffix!r}; expected .npz, or .pkl with --allow-pickle"
+    )
 
 
 def _read_npz(path: Path) -> tuple[Tree, Tree]:
@@ -96,7 +101,9 @@ def _as_tree(tree: Mapping[str, Any]) -> Tree:
     return {str(m): {str(n): np.asarray(v) for n, v in leaves.items()} for m, leaves in tree.items()}
 
 
-def save_npz(path: Path, params: Mapping[str, Mapping[str, Any]], state: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+def save_npz(
+    path: Path, params: Mapping[str, Mapping[str, Any]], state: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
     """Writes Haiku ``params``/``state`` in the layout :func:`read_checkpoint` reads."""
     arrays = {f"params/{m}/{n}": np.asarray(v) for m, leaves in params.items() for n, v in leaves.items()}
     arrays.update({f"state/{m}/{n}": np.asarray(v) for m, leaves in (state or {}).items() for n, v in leaves.items()})
@@ -120,8 +127,20 @@ def convert_checkpoint(
 
     params, state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
     report, run = run_comparison(
-        haiku_obj, flax_obj, inputs, kwargs=kwargs, ctor=ctor, devices="cpu", precision="highest", rtol=rtol,
-        atol=atol, methods=None, init_seeds=0, run_probes=False, seed=0, haiku_variables=(params, state),
+        haiku_obj,
+        flax_obj,
+        inputs,
+        kwargs=kwargs,
+        ctor=ctor,
+        devices="cpu",
+        precision="highest",
+        rtol=rtol,
+        atol=atol,
+        methods=None,
+        init_seeds=0,
+        run_probes=False,
+        seed=0,
+        haiku_variables=(params, state),
     )
     return Conversion(report, run.variables if report.equivalent else None)
 
@@ -144,7 +163,9 @@ def _write_orbax(variables: Mapping[str, Any], out: Path, force: bool) -> str:
     try:
         import orbax.checkpoint as ocp
     except ImportError:
-        raise CheckUsageError("writing an Orbax checkpoint needs orbax-checkpoint; install it or write *.msgpack") from None
+        raise CheckUsageError(
+            "writing an Orbax checkpoint needs orbax-checkpoint; install it or write *.msgpack"
+        ) from None
     if out.exists() and force:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     with ocp.StandardCheckpointer() as checkpointer:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -22,7 +23,9 @@ def as_flax_module(obj: Any, ctor: Mapping[str, Any] | None = None) -> nn.Module
         try:
             return obj(**dict(ctor or {}))
         except TypeError as exc:
-            raise UnsupportedModelKindError(f"cannot construct {obj.__name__} with --ctor {dict(ctor or {})}: {exc}") from None
+            raise UnsupportedModelKindError(
+                f"cannot construct {obj.__name__} with --ctor {dict(ctor or {})}: {exc}"
+            ) from None
     raise UnsupportedModelKindError(
         f"the Flax reference is a {type(obj).__name__}; expected a flax.linen Module instance or class"
     )
@@ -37,7 +40,9 @@ def public_methods(module: nn.Module) -> list[str]:
     return names
 
 
-def module_table(module: nn.Module, rngs: Any, *args: Any, method: str = "__call__", **kwargs: Any) -> dict[FlaxPath, str]:
+def module_table(
+    module: nn.Module, rngs: Any, *args: Any, method: str = "__call__", **kwargs: Any
+) -> dict[FlaxPath, str]:
     """``{module path: class name}`` in creation order, recorded while initialising abstractly."""
     table: dict[FlaxPath, str] = {}
 

@@ -9,8 +9,9 @@ subclass (instantiated with ``ctor`` inside a transform here).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import haiku as hk
 import jax
@@ -45,10 +46,17 @@ def as_haiku_model(obj: Any, ctor: Mapping[str, Any] | None = None) -> HaikuMode
         transformed = hk.transform_with_state(lambda *a, **k: obj(**kwargs)(*a, **k))
         return HaikuModel(f"hk.Module subclass {obj.__name__}", transformed.init, {"__call__": transformed.apply}, True)
     if isinstance(obj, hk.Module):
-        raise UnsupportedModelKindError("an hk.Module instance cannot be used outside a transform; reference its class and pass --ctor")
+        raise UnsupportedModelKindError(
+            "an hk.Module instance cannot be used outside a transform; reference its class and pass --ctor"
+        )
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         transformed = hk.transform_with_state(obj)
-        return HaikuModel("function (transformed with hk.transform_with_state)", transformed.init, {"__call__": transformed.apply}, False)
+        return HaikuModel(
+            "function (transformed with hk.transform_with_state)",
+            transformed.init,
+            {"__call__": transformed.apply},
+            False,
+        )
     raise UnsupportedModelKindError(
         f"the Haiku reference is a {type(obj).__name__}; expected hk.Transformed, hk.TransformedWithState, "
         "hk.MultiTransformed, a function or an hk.Module subclass"

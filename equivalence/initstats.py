@@ -25,7 +25,7 @@ Z = 4.0  # standard errors; a 12% std difference (lecun vs Haiku's truncated nor
 ABS_TOL = 1e-6
 
 
-def init_rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
+def init_rows(run: Any, plan: MappingPlan, seeds: int) -> list[InitRow]:
     """One row per Flax ``params`` leaf; none (with a note on ``run``) if a model cannot be vmapped."""
     try:
         return _rows(run, plan, seeds)
@@ -34,14 +34,26 @@ def init_rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
         return []
 
 
-def _rows(run: Any, plan: "MappingPlan", seeds: int) -> list[InitRow]:
+def _rows(run: Any, plan: MappingPlan, seeds: int) -> list[InitRow]:
     init = run.init_call
     keys = jax.random.split(jax.random.PRNGKey(2024), seeds)
     hk_kw = run.init_kwargs(init)
-    hk_params = jax.device_get(jax.jit(jax.vmap(lambda k: run.hk.init(k, *init.inputs, **hk_kw)[0]))(keys))
-    fx_init = lambda k: merge_trees([run.module.init({"params": k, "dropout": k}, *p.inputs, method=p.flax_name, **run.init_kwargs(p)) for p in run.pairs])["params"]  # noqa: E731
+
+    def hk_init(key: jax.Array) -> Any:
+        return run.hk.init(key, *init.inputs, **hk_kw)[0]
+
+    def fx_init(key: jax.Array) -> Any:
+        rngs = {"params": key, "dropout": key}
+        trees = [run.module.init(rngs, *p.inputs, method=p.flax_name, **run.init_kwargs(p)) for p in run.pairs]
+        return merge_trees(trees)["params"]
+
+    # One compiled, vmapped init per library: drawing seeds one by one would be ~seeds times slower.
+    hk_params = jax.device_get(jax.jit(jax.vmap(hk_init))(keys))
     fx_params = jax.device_get(jax.jit(jax.vmap(fx_init))(keys))
-    mapped = [flatten_flax(plan.apply(jax.tree.map(lambda a, i=i: a[i], hk_params), None, collections={"params"})) for i in range(seeds)]
+    mapped = [
+        flatten_flax(plan.apply(jax.tree.map(lambda a, i=i: a[i], hk_params), None, collections={"params"}))
+        for i in range(seeds)
+    ]
     flax_flat = flatten_flax({"params": fx_params})
     sources = {(t.collection, t.flax_path): str(t.sources[0]) for t in plan.transfers}
     rows = []

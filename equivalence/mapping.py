@@ -13,8 +13,9 @@ reported (``map_params`` raises :class:`ParamMappingError`); nothing is guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +62,12 @@ class MappingPlan:
         return not (self.mismatches or self.unmapped or self.leftover)
 
     def apply(
-        self, params: Mapping[str, Mapping[str, Any]], state: Mapping[str, Mapping[str, Any]] | None = None,
-        *, linear_only: bool = False, collections: set[str] | None = None,
+        self,
+        params: Mapping[str, Mapping[str, Any]],
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        linear_only: bool = False,
+        collections: set[str] | None = None,
     ) -> dict[str, Any]:
         """Builds Flax variables from Haiku trees of the same structure (params, gradients, new state)."""
         leaves = haiku_leaf_values(params, state)
@@ -111,7 +116,9 @@ def map_params(
       ParamMappingError: naming every unmapped Haiku leaf, left-over Flax leaf
         and shape mismatch, with shapes.
     """
-    plan = build_plan(haiku_params, haiku_state, flax_variables_template, root_is_module=root_is_module, flax_modules=flax_modules)
+    plan = build_plan(
+        haiku_params, haiku_state, flax_variables_template, root_is_module=root_is_module, flax_modules=flax_modules
+    )
     if not plan.complete:
         raise ParamMappingError(plan.error_message())
     return plan.apply(haiku_params, haiku_state)
@@ -160,7 +167,7 @@ class _Mapper:
     def target(self, bucket: HaikuBucket) -> FlaxPath:
         return _aliased(naming.flax_module_path(bucket.module, root_is_module=self.drop_root), self.aliases)
 
-    def run(self, note: str | None) -> "_Mapper":
+    def run(self, note: str | None) -> _Mapper:
         params = [i for i, b in enumerate(self.buckets) if b.kind == "params"]
         for i in params:
             self._by_name(i)
@@ -210,7 +217,11 @@ class _Mapper:
                 n = n[:-1]
                 if n in units:
                     continue
-            if all(key not in self.index.consumed for key in self.index.flat if key[0] == "params" and key[1][: len(n)] == n):
+            if all(
+                key not in self.index.consumed
+                for key in self.index.flat
+                if key[0] == "params" and key[1][: len(n)] == n
+            ):
                 units.append(n)
         return units
 
@@ -228,7 +239,11 @@ class _Mapper:
             queues.setdefault(self._class_key(unit), []).append(unit)
         paired: list[tuple[int, RuleResult]] = []
         for i in members:
-            fits = [(q, r) for q, r in ((q, self._try_unit(self.buckets[i], queue[0])) for q, queue in queues.items() if queue) if r]
+            fits = [
+                (q, r)
+                for q, r in ((q, self._try_unit(self.buckets[i], queue[0])) for q, queue in queues.items() if queue)
+                if r
+            ]
             if len(fits) > 1 and self.flax_modules:
                 fits = [min(fits, key=lambda f: self.index._order_key(queues[f[0]][0]))]
             if len(fits) != 1:
@@ -254,7 +269,7 @@ class _Mapper:
         out = list(members)
         for same in by_base.values():
             ordered = sorted(same, key=lambda i: _base_and_number(self.buckets[i].module)[1])
-            for slot, i in zip(sorted(members.index(j) for j in same), ordered):
+            for slot, i in zip(sorted(members.index(j) for j in same), ordered, strict=True):
                 out[slot] = i
         return out
 
@@ -328,4 +343,3 @@ def _aliased(path: FlaxPath, aliases: Mapping[FlaxPath, FlaxPath]) -> FlaxPath:
 
 def _dtype(leaf: Any) -> str:
     return str(np.dtype(leaf.dtype)) if hasattr(leaf, "dtype") else dtype_of(leaf)
-

@@ -7,7 +7,8 @@ other way round. Without any such flag a model has a single mode.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

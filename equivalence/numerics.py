@@ -7,8 +7,9 @@ floating precision involved (the issue's defaults for float32).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,14 @@ def tolerance(dtypes: Sequence[str], rtol: float | None, atol: float | None) -> 
 
 
 def compare_leaf(
-    name: str, ref: Any, got: Any, *, rtol: float | None, atol: float | None, exact_expected: bool = True, note: str = ""
+    name: str,
+    ref: Any,
+    got: Any,
+    *,
+    rtol: float | None,
+    atol: float | None,
+    exact_expected: bool = True,
+    note: str = "",
 ) -> LeafDiff:
     """Compares Haiku's ``ref`` with Flax's ``got``."""
     a, b = np.asarray(ref), np.asarray(got)
@@ -57,7 +65,11 @@ def compare_leaf(
     diff = np.where(both_nan, 0.0, diff)
     max_abs = float(np.max(diff)) if diff.size else 0.0
     nonzero = np.abs(a64) > 0
-    max_rel = float(np.max(diff[nonzero] / np.abs(a64[nonzero]))) if np.any(nonzero) else (0.0 if max_abs == 0 else float("inf"))
+    max_rel = (
+        float(np.max(diff[nonzero] / np.abs(a64[nonzero])))
+        if np.any(nonzero)
+        else (0.0 if max_abs == 0 else float("inf"))
+    )
     within = exact or bool(np.all((diff <= t + r * np.abs(a64)) | both_nan))
     if a.dtype != b.dtype:
         within, note = False, (note + "; " if note else "") + f"dtype differs: Haiku {a.dtype}, Flax {b.dtype}"
@@ -68,10 +80,19 @@ def compare_trees(
     names: Sequence[str], refs: Sequence[Any], gots: Sequence[Any], *, rtol: float | None, atol: float | None
 ) -> list[LeafDiff]:
     """Compares two flat leaf lists pairwise; a length difference is itself a failing entry."""
-    diffs = [compare_leaf(n, r, g, rtol=rtol, atol=atol) for n, r, g in zip(names, refs, gots)]
+    diffs = [compare_leaf(n, r, g, rtol=rtol, atol=atol) for n, r, g in zip(names, refs, gots, strict=False)]
     if len(refs) != len(gots):
         diffs.append(
-            LeafDiff("<structure>", (), "", float("inf"), float("inf"), False, False, f"Haiku returns {len(refs)} arrays, Flax {len(gots)}")
+            LeafDiff(
+                "<structure>",
+                (),
+                "",
+                float("inf"),
+                float("inf"),
+                False,
+                False,
+                f"Haiku returns {len(refs)} arrays, Flax {len(gots)}",
+            )
         )
     return diffs
 

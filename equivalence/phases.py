@@ -6,7 +6,8 @@ here decides the verdict or prints.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,17 @@ def device_checks(run: Session, m: Method, device: jax.Device, variables: Any, w
     return checks
 
 
-def grad_check(run: Session, m: Method, device: str, kw: dict[str, Any], params: Any, state: Any, fvars: Any, xs: list[Any], hk_out: Any) -> Check:
+def grad_check(
+    run: Session,
+    m: Method,
+    device: str,
+    kw: dict[str, Any],
+    params: Any,
+    state: Any,
+    fvars: Any,
+    xs: list[Any],
+    hk_out: Any,
+) -> Check:
     """Gradients of a fixed random projection of the outputs, Haiku's mapped onto the Flax tree."""
     outs = [o for o in jax.tree.leaves(hk_out) if jnp.issubdtype(o.dtype, jnp.floating)]
     gen = np.random.default_rng(1234)
@@ -51,30 +62,47 @@ def grad_check(run: Session, m: Method, device: str, kw: dict[str, Any], params:
 
     def loss(tree: Any) -> Any:
         leaves = [o for o in jax.tree.leaves(tree) if jnp.issubdtype(o.dtype, jnp.floating)]
-        return sum(jnp.sum(o.astype(jnp.float32) * c) for o, c in zip(leaves, cots))
+        return sum(
+            jnp.sum(o.astype(jnp.float32) * c) for o, c in zip(leaves, cots, strict=False)
+        )  # a count mismatch fails the eval check
 
     hk_fn, fx_fn = run.hk_call(m, kw), run.fx_call(m, kw)
     hk_grad = user_call("Haiku gradient", lambda: jax.jit(jax.grad(lambda p: loss(hk_fn(p, state, *xs)[0])))(params))
     rest = {c: v for c, v in fvars.items() if c != "params"}
-    fx_grad = user_call("Flax gradient", lambda: jax.jit(jax.grad(lambda p: loss(fx_fn({"params": p, **rest}, *xs)[0])))(fvars["params"]))
+    fx_grad = user_call(
+        "Flax gradient",
+        lambda: jax.jit(jax.grad(lambda p: loss(fx_fn({"params": p, **rest}, *xs)[0])))(fvars["params"]),
+    )
     mapped = flatten_flax(run.plan.apply(jax.device_get(hk_grad), None, linear_only=True, collections={"params"}))
     got = flatten_flax({"params": jax.device_get(fx_grad)})
-    diffs = [compare_leaf("d/" + flax_path_text(*k), mapped[k], got[k], rtol=run.rtol, atol=run.atol) for k in mapped if k in got]
+    diffs = [
+        compare_leaf("d/" + flax_path_text(*k), mapped[k], got[k], rtol=run.rtol, atol=run.atol)
+        for k in mapped
+        if k in got
+    ]
     return Check(m.name, "grad", device, tuple(diffs))
 
 
-def train_checks(run: Session, m: Method, device: str, params: Any, state: Any, fvars: Any, put: Callable[[Any], Any]) -> list[Check]:
+def train_checks(
+    run: Session, m: Method, device: str, params: Any, state: Any, fvars: Any, put: Callable[[Any], Any]
+) -> list[Check]:
     """Training-mode outputs and the state after one step on a second batch (stochastic: reported only)."""
     kw = modes.mode_kwargs(m.kwargs, training=True)
     xs = put([jnp.asarray(x) for x in modes.second_batch(m.inputs)])
     if _needs_rng(run.hk_call(m, kw, rng=None), params, state, xs):
-        run.notes.append(f"{m.name}: training mode draws random numbers (dropout): outputs and state are reported, not compared")
+        run.notes.append(
+            f"{m.name}: training mode draws random numbers (dropout): outputs and state are reported, not compared"
+        )
         return [Check(m.name, "train", device, (), status="stochastic")]
     hk_out, hk_state = user_call("Haiku apply (training)", lambda: jax.jit(run.hk_call(m, kw))(params, state, *xs))
     fx_out, fx_updates = user_call("Flax apply (training)", lambda: jax.jit(run.fx_call(m, kw))(fvars, *xs))
     checks = [Check(m.name, "train", device, tuple(run.leaf_diffs(hk_out, fx_out)))]
     if run.state or run.collections:
-        checks.append(Check(m.name, "state", device, tuple(state_diffs(run, jax.device_get(hk_state), jax.device_get(fx_updates)))))
+        checks.append(
+            Check(
+                m.name, "state", device, tuple(state_diffs(run, jax.device_get(hk_state), jax.device_get(fx_updates)))
+            )
+        )
     return checks
 
 
@@ -93,31 +121,80 @@ def state_diffs(run: Session, hk_state: Any, fx_updates: Any) -> list[LeafDiff]:
             continue
         expected, decay = flax_ema_expectation(run.state[t.ema_bucket], hk_state[t.ema_bucket])
         expected = expected.reshape(np.shape(got[key])).astype(np.asarray(got[key]).dtype)
-        raw = np.max(np.abs(np.asarray(hk_state[t.ema_bucket]["average"]).reshape(-1) - np.asarray(got[key]).reshape(-1)))
+        raw = np.max(
+            np.abs(np.asarray(hk_state[t.ema_bucket]["average"]).reshape(-1) - np.asarray(got[key]).reshape(-1))
+        )
         run.notes.append(
             f"{DEBIAS_NOTE}: after one step Haiku's average and Flax's {t.flax_path[-1]} differ by design "
             f"(max {raw:.3g} at {name}); compared against a plain EMA with Haiku's decay {decay:.4g}"
         )
-        diffs.append(compare_leaf(name, expected, got[key], rtol=run.rtol, atol=run.atol, exact_expected=False, note="plain-EMA translation of Haiku's debiased EMA"))
+        diffs.append(
+            compare_leaf(
+                name,
+                expected,
+                got[key],
+                rtol=run.rtol,
+                atol=run.atol,
+                exact_expected=False,
+                note="plain-EMA translation of Haiku's debiased EMA",
+            )
+        )
     return diffs
 
 
-def probe_checks(run: Session, m: Method, device: str, hk_eval: Any, fx_eval: Any, params: Any, state: Any, fvars: Any, xs: list[Any], put: Callable[[Any], Any]) -> list[Check]:
+def probe_checks(
+    run: Session,
+    m: Method,
+    device: str,
+    hk_eval: Any,
+    fx_eval: Any,
+    params: Any,
+    state: Any,
+    fvars: Any,
+    xs: list[Any],
+    put: Callable[[Any], Any],
+) -> list[Check]:
     """The probe cases of :mod:`flaxify.equivalence.probes`, each remembered for the layer trace."""
     checks = []
     for label, probe_xs in probes.input_probes(list(m.inputs)):
         run.probe_cases[label] = (probe_xs, run.params)
         pxs = put([jnp.asarray(x) for x in probe_xs])
-        checks.append(Check(m.name, "probe", device, tuple(run.leaf_diffs(hk_eval(params, state, *pxs)[0], fx_eval(fvars, *pxs)[0])), label=label))
+        checks.append(
+            Check(
+                m.name,
+                "probe",
+                device,
+                tuple(run.leaf_diffs(hk_eval(params, state, *pxs)[0], fx_eval(fvars, *pxs)[0])),
+                label=label,
+            )
+        )
     host_params = probes.perturbed(jax.device_get(params))
     run.probe_cases["perturbed-params"] = (list(m.inputs), host_params)
     fv, hp = put(run.plan.apply(host_params, run.state)), put(host_params)
-    checks.append(Check(m.name, "probe", device, tuple(run.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label="perturbed-params", counts_for_bitexact=False))
+    checks.append(
+        Check(
+            m.name,
+            "probe",
+            device,
+            tuple(run.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])),
+            label="perturbed-params",
+            counts_for_bitexact=False,
+        )
+    )
     for label, scaled in probes.weight_probes(host_params):
         run.probe_cases[label] = (list(m.inputs), scaled)
         fv = put({**run.plan.apply(scaled, run.state)})
         hp = put(scaled)
-        checks.append(Check(m.name, "probe", device, tuple(run.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])), label=label, counts_for_bitexact=False))
+        checks.append(
+            Check(
+                m.name,
+                "probe",
+                device,
+                tuple(run.leaf_diffs(hk_eval(hp, state, *xs)[0], fx_eval(fv, *xs)[0])),
+                label=label,
+                counts_for_bitexact=False,
+            )
+        )
     return checks
 
 

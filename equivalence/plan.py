@@ -8,8 +8,9 @@ the constant apart lets the same plan map gradients, which are linear.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,4 +101,3 @@ def refines(coarse: tuple[int, ...], fine: tuple[int, ...]) -> bool:
         if acc == coarse[i]:
             i, acc = i + 1, 1
     return i == len(coarse) and acc == 1
-

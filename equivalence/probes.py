@@ -16,7 +16,8 @@ dropped bias can be lost among large activations. Probes remove the cover:
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -15,7 +15,6 @@ from flaxify.equivalence.numerics import LeafDiff
 from flaxify.equivalence.trace import LayerRow
 from flaxify.equivalence.trees import describe
 
-
 OUTPUT_PHASES = ("eval", "train", "probe")
 
 
@@ -115,7 +114,9 @@ class Report:
         per-leaf flags: a backward pass may associate sums differently
         (GroupNorm) while the forward pass is exact.
         """
-        judged = [c for c in self.checks if c.status == "compared" and c.phase in OUTPUT_PHASES and c.counts_for_bitexact]
+        judged = [
+            c for c in self.checks if c.status == "compared" and c.phase in OUTPUT_PHASES and c.counts_for_bitexact
+        ]
         return self.mapping_ok and bool(judged) and all(c.bitexact for c in judged)
 
     @property
@@ -131,7 +132,7 @@ class Report:
         data["gradients_bitexact"] = self.gradients_bitexact
         data["outputs_equivalent"] = self.outputs_equivalent
         data["init_equivalent"] = self.init_equivalent
-        for check, raw in zip(self.checks, data["checks"]):
+        for check, raw in zip(self.checks, data["checks"], strict=True):
             raw["ok"], raw["bitexact"] = check.ok, check.bitexact
         return data
 
@@ -157,7 +158,16 @@ def _param_lines(report: Report) -> list[str]:
     lines = [f"Parameters (Haiku {report.haiku_kind} -> Flax {report.flax_kind})"]
     rows = [("status", "haiku", "shape", "flax", "shape", "rule")]
     for p in report.params:
-        rows.append((p.status, p.haiku or "-", _shape(p.haiku_shape, p.haiku_dtype), p.flax or "-", _shape(p.flax_shape, p.flax_dtype), p.rule + (f" ({p.note})" if p.note else "")))
+        rows.append(
+            (
+                p.status,
+                p.haiku or "-",
+                _shape(p.haiku_shape, p.haiku_dtype),
+                p.flax or "-",
+                _shape(p.flax_shape, p.flax_dtype),
+                p.rule + (f" ({p.note})" if p.note else ""),
+            )
+        )
     lines += _columns(rows)
     lines.append(f"  parameter count: Haiku {report.haiku_param_count}, Flax {report.flax_param_count}")
     return lines
@@ -175,7 +185,18 @@ def _check_lines(report: Report) -> list[str]:
             continue
         for d in c.leaves:
             exact = "n/a" if d.bitexact is None else ("yes" if d.bitexact else "no")
-            rows.append((c.device, c.method, phase, d.name, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", exact, "ok" if d.within else "FAIL" + (f" ({d.note})" if d.note else "")))
+            rows.append(
+                (
+                    c.device,
+                    c.method,
+                    phase,
+                    d.name,
+                    f"{d.max_abs:.3g}",
+                    f"{d.max_rel:.3g}",
+                    exact,
+                    "ok" if d.within else "FAIL" + (f" ({d.note})" if d.note else ""),
+                )
+            )
     return lines + _columns(rows)
 
 
@@ -185,7 +206,16 @@ def _init_lines(report: Report) -> list[str]:
     lines = ["Initializers (mean/std over seeds)"]
     rows = [("flax leaf", "haiku mean", "haiku std", "flax mean", "flax std", "ok")]
     for r in report.init:
-        rows.append((r.flax, f"{r.haiku_mean:.4g}", f"{r.haiku_std:.4g}", f"{r.flax_mean:.4g}", f"{r.flax_std:.4g}", "ok" if r.ok else "FAIL"))
+        rows.append(
+            (
+                r.flax,
+                f"{r.haiku_mean:.4g}",
+                f"{r.haiku_std:.4g}",
+                f"{r.flax_mean:.4g}",
+                f"{r.flax_std:.4g}",
+                "ok" if r.ok else "FAIL",
+            )
+        )
     return lines + _columns(rows)
 
 
@@ -201,4 +231,4 @@ def _tail_lines(report: Report) -> list[str]:
 
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

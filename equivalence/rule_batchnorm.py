@@ -15,7 +15,8 @@ a wrong momentum is still caught.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +47,25 @@ def _result(bucket: HaikuBucket, collection: str, path: FlaxPath, fx_shape: tupl
     hk_shape = shape_of(bucket.leaves["average"])
     if squeeze_equal(hk_shape, fx_shape):
         result.transfers.append(
-            Transfer(collection, path, (bucket.leaf("average"),), reshape_to(fx_shape), rule="ema average→" + path[-1], by=by, ema_bucket=bucket.module)
+            Transfer(
+                collection,
+                path,
+                (bucket.leaf("average"),),
+                reshape_to(fx_shape),
+                rule="ema average→" + path[-1],
+                by=by,
+                ema_bucket=bucket.module,
+            )
         )
     else:
-        result.mismatches.append(Mismatch(bucket.leaf("average"), hk_shape, collection, path, fx_shape, "shape differs"))
+        result.mismatches.append(
+            Mismatch(bucket.leaf("average"), hk_shape, collection, path, fx_shape, "shape differs")
+        )
     for name in bucket.leaves:
         if name != "average":
-            result.dropped.append(Dropped(bucket.leaf(name), "debiased-EMA bookkeeping; nn.BatchNorm keeps a plain EMA"))
+            result.dropped.append(
+                Dropped(bucket.leaf(name), "debiased-EMA bookkeeping; nn.BatchNorm keeps a plain EMA")
+            )
     return result
 
 
@@ -75,4 +88,3 @@ def flax_ema_expectation(old: Mapping[str, Any], new: Mapping[str, Any]) -> tupl
     decay = float(np.clip(powered, 0.0, 1.0) ** (1.0 / max(counter, 1.0)))
     fresh = hidden_new - decay * hidden_old  # (1 - d) * v
     return decay * np.asarray(old["average"], np.float64) + fresh, decay
-

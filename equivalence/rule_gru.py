@@ -17,17 +17,22 @@ from flaxify.equivalence.trees import FlaxPath, HaikuBucket, shape_of
 
 HAIKU_LEAVES = {"w_i", "w_h", "b"}
 FLAX_GATES = {"ir", "iz", "in", "hr", "hz", "hn"}
-REASON = "hk.GRU places the reset gate before the recurrent matmul; nn.GRUCell cannot reproduce it (port a custom cell with leaves w_i, w_h, b)"
+REASON = (
+    "hk.GRU places the reset gate before the recurrent matmul; nn.GRUCell cannot reproduce it "
+    "(port a custom cell with leaves w_i, w_h, b)"
+)
 TARGETS = {"w_i": ("ir", "kernel"), "w_h": ("hr", "kernel"), "b": ("in", "bias")}
 
 
 def apply(bucket: HaikuBucket, target: FlaxPath, index: FlaxIndex, *, by: str = "name") -> RuleResult | None:
     """Reports a Haiku GRU paired with a Flax ``GRUCell``; None for anything else."""
-    if not HAIKU_LEAVES <= set(bucket.leaves) or not FLAX_GATES <= index.children("params", target):
+    if not set(bucket.leaves) >= HAIKU_LEAVES or not index.children("params", target) >= FLAX_GATES:
         return None
     result = RuleResult("gru", unit=target)
     for name, leaf in TARGETS.items():
         path = target + leaf
         fx_shape = index.leaves_at("params", path[:-1]).get(path[-1], ())
-        result.mismatches.append(Mismatch(bucket.leaf(name), shape_of(bucket.leaves[name]), "params", path, fx_shape, REASON))
+        result.mismatches.append(
+            Mismatch(bucket.leaf(name), shape_of(bucket.leaves[name]), "params", path, fx_shape, REASON)
+        )
     return result

@@ -12,7 +12,7 @@ hf: {kernel (3,3), bias (3,) = b[6:9] + 1}}``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ GATE_NODES = {f"{src}{g}" for src in "ih" for g in GATES}
 
 
 def is_gate_node(node: FlaxPath, index: FlaxIndex) -> bool:
-    return GATE_NODES <= index.children("params", node)
+    return index.children("params", node) >= GATE_NODES
 
 
 def find_cell(target: FlaxPath, index: FlaxIndex) -> FlaxPath | None:
@@ -68,20 +68,49 @@ def apply(bucket: HaikuBucket, target: FlaxPath, index: FlaxIndex, *, by: str = 
     result = RuleResult("lstm", unit=cell)
     if len(w_shape) != 2 or w_shape[1] != 4 * hidden or w_shape[0] <= hidden:
         result.mismatches.append(
-            Mismatch(bucket.leaf("w"), w_shape, "params", cell + ("hi", "kernel"), hi_shape, "not a fused LSTM (I+H, 4H) matrix")
+            Mismatch(
+                bucket.leaf("w"),
+                w_shape,
+                "params",
+                cell + ("hi", "kernel"),
+                hi_shape,
+                "not a fused LSTM (I+H, 4H) matrix",
+            )
         )
         return result
     inputs = w_shape[0] - hidden
     for q, gate in enumerate(GATES):
         result.transfers += [
-            Transfer("params", cell + (f"i{gate}", "kernel"), (bucket.leaf("w"),), _columns(q, hidden, slice(0, inputs)), rule="lstm gate split", by=by),
-            Transfer("params", cell + (f"h{gate}", "kernel"), (bucket.leaf("w"),), _columns(q, hidden, slice(inputs, None)), rule="lstm gate split", by=by),
+            Transfer(
+                "params",
+                cell + (f"i{gate}", "kernel"),
+                (bucket.leaf("w"),),
+                _columns(q, hidden, slice(0, inputs)),
+                rule="lstm gate split",
+                by=by,
+            ),
+            Transfer(
+                "params",
+                cell + (f"h{gate}", "kernel"),
+                (bucket.leaf("w"),),
+                _columns(q, hidden, slice(inputs, None)),
+                rule="lstm gate split",
+                by=by,
+            ),
         ]
         if "b" in bucket.leaves:
             offset = 1.0 if gate == "f" else 0.0
             rule = "lstm gate split, forget bias +1" if offset else "lstm gate split"
             result.transfers.append(
-                Transfer("params", cell + (f"h{gate}", "bias"), (bucket.leaf("b"),), _columns(q, hidden, None), offset=offset, rule=rule, by=by)
+                Transfer(
+                    "params",
+                    cell + (f"h{gate}", "bias"),
+                    (bucket.leaf("b"),),
+                    _columns(q, hidden, None),
+                    offset=offset,
+                    rule=rule,
+                    by=by,
+                )
             )
     return _check_shapes(result, index)
 
@@ -92,7 +121,9 @@ def _check_shapes(result: RuleResult, index: FlaxIndex) -> RuleResult:
     kept = []
     for t in result.transfers:
         if t.flax_path not in flat:
-            result.mismatches.append(Mismatch(t.sources[0], (), "params", t.flax_path, (), "Flax LSTM cell has no such leaf"))
+            result.mismatches.append(
+                Mismatch(t.sources[0], (), "params", t.flax_path, (), "Flax LSTM cell has no such leaf")
+            )
         else:
             kept.append(t)
     result.transfers = kept

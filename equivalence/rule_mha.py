@@ -24,7 +24,7 @@ def target_for(target: FlaxPath, index: FlaxIndex) -> FlaxPath | None:
     """The Flax node of a Haiku MHA projection bucket, or None if this is not MHA."""
     if not target or target[-1] not in PROJECTIONS:
         return None
-    if not FLAX_CHILDREN <= index.children("params", target[:-1]):
+    if not index.children("params", target[:-1]) >= FLAX_CHILDREN:
         return None
     return target[:-1] + ("out" if target[-1] == "linear" else target[-1],)
 
@@ -47,5 +47,7 @@ def apply(bucket: HaikuBucket, target: FlaxPath, index: FlaxIndex, *, by: str = 
                 Transfer("params", path, (bucket.leaf(name),), reshape_to(fx_shape), rule="mha reshape", by=by)
             )
         else:
-            result.mismatches.append(Mismatch(bucket.leaf(name), hk_shape, "params", path, fx_shape, "not an MHA head split"))
+            result.mismatches.append(
+                Mismatch(bucket.leaf(name), hk_shape, "params", path, fx_shape, "not an MHA head split")
+            )
     return None if result.empty else result

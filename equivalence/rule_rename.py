@@ -56,13 +56,17 @@ def apply(
         source = bucket.leaf(name)
         path = target + (flax_name,)
         if hk_shape == fx_shape and not (transpose and flax_name == "kernel"):
-            result.transfers.append(Transfer(collection, path, (source,), identity, rule=_label(name, flax_name), by=by))
+            result.transfers.append(
+                Transfer(collection, path, (source,), identity, rule=_label(name, flax_name), by=by)
+            )
         elif transpose and flax_name == "kernel" and hk_shape[:-2] + hk_shape[:-3:-1] == fx_shape:
             swap = lambda v: np.swapaxes(v[0], -1, -2)  # noqa: E731
             result.transfers.append(Transfer(collection, path, (source,), swap, rule="conv_transpose", by=by))
         elif squeeze_equal(hk_shape, fx_shape) and not transpose:
             result.transfers.append(
-                Transfer(collection, path, (source,), reshape_to(fx_shape), rule=_label(name, flax_name) + "+reshape", by=by)
+                Transfer(
+                    collection, path, (source,), reshape_to(fx_shape), rule=_label(name, flax_name) + "+reshape", by=by
+                )
             )
         else:
             result.mismatches.append(Mismatch(source, hk_shape, collection, path, fx_shape, "shape differs"))

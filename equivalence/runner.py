@@ -10,7 +10,8 @@ outputs differ, both models are traced layer by layer to name the culprit.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -71,16 +72,40 @@ def compare(
       CheckUsageError: bad arguments, unsupported object kinds, or a model that raises.
     """
     report, _ = run_comparison(
-        haiku_obj, flax_obj, inputs, kwargs=kwargs, ctor=ctor, devices=devices, precision=precision, rtol=rtol,
-        atol=atol, methods=methods, init_seeds=init_seeds, run_probes=run_probes, seed=seed, haiku_variables=haiku_variables,
+        haiku_obj,
+        flax_obj,
+        inputs,
+        kwargs=kwargs,
+        ctor=ctor,
+        devices=devices,
+        precision=precision,
+        rtol=rtol,
+        atol=atol,
+        methods=methods,
+        init_seeds=init_seeds,
+        run_probes=run_probes,
+        seed=seed,
+        haiku_variables=haiku_variables,
     )
     return report
 
 
 def run_comparison(
-    haiku_obj: Any, flax_obj: Any, inputs: Any, *, kwargs: Mapping[str, Any] | None, ctor: Mapping[str, Any] | None,
-    devices: str, precision: str, rtol: float | None, atol: float | None, methods: Sequence[str] | None,
-    init_seeds: int, run_probes: bool, seed: int, haiku_variables: tuple[Any, Any] | None,
+    haiku_obj: Any,
+    flax_obj: Any,
+    inputs: Any,
+    *,
+    kwargs: Mapping[str, Any] | None,
+    ctor: Mapping[str, Any] | None,
+    devices: str,
+    precision: str,
+    rtol: float | None,
+    atol: float | None,
+    methods: Sequence[str] | None,
+    init_seeds: int,
+    run_probes: bool,
+    seed: int,
+    haiku_variables: tuple[Any, Any] | None,
 ) -> tuple[Report, Session]:
     """:func:`compare`, also returning the run (its mapping plan and variables) for ``convert-params``."""
     if precision not in PRECISIONS:
@@ -110,7 +135,7 @@ def _methods(
                 f"(found {fx_names or 'none'}; pass methods=[...] or --methods)"
             )
     out = []
-    for hk_name, fx_name in zip(hk_names, fx_names):
+    for hk_name, fx_name in zip(hk_names, fx_names, strict=True):
         if fx_name != "__call__" and not callable(getattr(module, fx_name, None)):
             raise UnsupportedModelKindError(f"the Flax module {type(module).__name__} has no method {fx_name!r}")
         args = inputs.get(fx_name, inputs.get(hk_name)) if isinstance(inputs, Mapping) else inputs
@@ -174,15 +199,30 @@ def build_report(run: Session, init_seeds: int, run_probes: bool) -> Report:
         if failed is not None:
             layers, found = safe_trace(run, failed)
             culprits += found
-        culprits += [f"state {d.name}: differs after one training step" for c in checks if c.phase == "state" for d in c.leaves if not d.within]
+        culprits += [
+            f"state {d.name}: differs after one training step"
+            for c in checks
+            if c.phase == "state"
+            for d in c.leaves
+            if not d.within
+        ]
         if init_seeds:
             init_rows = initstats.init_rows(run, plan, init_seeds)
     return Report(
-        haiku_kind=run.hk.kind, flax_kind=type(run.module).__name__, precision=run.precision,
-        devices=tuple(f"{d.platform}:{d.device_kind}" for d in run.devices), rtol=run.rtol, atol=run.atol,
-        params=tuple(_param_rows(plan)), haiku_param_count=_count(run.params),
-        flax_param_count=_count(run.template.get("params", {})), checks=tuple(checks), init=tuple(init_rows),
-        layers=tuple(layers), culprits=tuple(culprits), notes=tuple(plan.notes) + tuple(dict.fromkeys(run.notes)),
+        haiku_kind=run.hk.kind,
+        flax_kind=type(run.module).__name__,
+        precision=run.precision,
+        devices=tuple(f"{d.platform}:{d.device_kind}" for d in run.devices),
+        rtol=run.rtol,
+        atol=run.atol,
+        params=tuple(_param_rows(plan)),
+        haiku_param_count=_count(run.params),
+        flax_param_count=_count(run.template.get("params", {})),
+        checks=tuple(checks),
+        init=tuple(init_rows),
+        layers=tuple(layers),
+        culprits=tuple(culprits),
+        notes=tuple(plan.notes) + tuple(dict.fromkeys(run.notes)),
     )
 
 
@@ -219,7 +259,8 @@ def _count(tree: Any) -> int:
 
 def _mismatch_culprit(m: Any) -> str:
     """A mismatch is its own culprit: both paths, both shapes."""
-    return f"{m.source}: Haiku shape {m.haiku_shape} vs Flax {flax_path_text(m.collection, m.flax_path)} shape {m.flax_shape}"
+    flax = flax_path_text(m.collection, m.flax_path)
+    return f"{m.source}: Haiku shape {m.haiku_shape} vs Flax {flax} shape {m.flax_shape}"
 
 
 def _param_rows(plan: MappingPlan) -> list[ParamRow]:
@@ -236,7 +277,19 @@ def _param_rows(plan: MappingPlan) -> list[ParamRow]:
     for mm in plan.mismatches:
         hs, hd = plan.haiku_meta[mm.source]
         _, fd = plan.flax_meta.get((mm.collection, mm.flax_path), (None, ""))
-        rows.append(ParamRow(str(mm.source), hs, hd, flax_path_text(mm.collection, mm.flax_path), mm.flax_shape, fd, "-", "mismatch", mm.reason))
+        rows.append(
+            ParamRow(
+                str(mm.source),
+                hs,
+                hd,
+                flax_path_text(mm.collection, mm.flax_path),
+                mm.flax_shape,
+                fd,
+                "-",
+                "mismatch",
+                mm.reason,
+            )
+        )
     for leaf in plan.unmapped:
         hs, hd = plan.haiku_meta[leaf]
         rows.append(ParamRow(str(leaf), hs, hd, "", None, "", "-", "unmapped", "no Flax leaf by name or order"))

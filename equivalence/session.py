@@ -8,8 +8,9 @@ phases jit: Haiku ``apply(params, state, rng, *x)`` and Flax
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -46,9 +47,18 @@ def user_call(what: str, fn: Callable[[], Any]) -> Any:
 class Session:
     """State shared by the phases of one comparison."""
 
-    def __init__(self, hk_model: HaikuModel, module: nn.Module, pairs: list[Method], devices: list[jax.Device],
-                 precision: str, rtol: float | None, atol: float | None, seed: int,
-                 haiku_variables: tuple[Any, Any] | None = None) -> None:
+    def __init__(
+        self,
+        hk_model: HaikuModel,
+        module: nn.Module,
+        pairs: list[Method],
+        devices: list[jax.Device],
+        precision: str,
+        rtol: float | None,
+        atol: float | None,
+        seed: int,
+        haiku_variables: tuple[Any, Any] | None = None,
+    ) -> None:
         self.hk, self.module, self.pairs, self.devices = hk_model, module, pairs, devices
         self.given = haiku_variables
         self.precision, self.rtol, self.atol = precision, rtol, atol
@@ -77,16 +87,25 @@ class Session:
             )
         rngs = {"params": self.rng, "dropout": self.rng}
         trees = [
-            user_call(f"Flax init ({m.flax_name})", lambda m=m: jax.eval_shape(
-                lambda r: self.module.init(r, *m.inputs, method=m.flax_name, **self.init_kwargs(m)), rngs))
+            user_call(
+                f"Flax init ({m.flax_name})",
+                lambda m=m: jax.eval_shape(
+                    lambda r: self.module.init(r, *m.inputs, method=m.flax_name, **self.init_kwargs(m)), rngs
+                ),
+            )
             for m in self.pairs
         ]
         # `sow` output is a by-product of the call, not model state: never mapped.
         self.template = {c: v for c, v in merge_trees(trees).items() if c != "intermediates"}
         head = self.pairs[0]
-        self.table = user_call("Flax init", lambda: module_table(self.module, rngs, *head.inputs, method=head.flax_name, **self.init_kwargs(head)))
+        self.table = user_call(
+            "Flax init",
+            lambda: module_table(self.module, rngs, *head.inputs, method=head.flax_name, **self.init_kwargs(head)),
+        )
         self.collections = [c for c in self.template if c != "params"]
-        self.plan = build_plan(self.params, self.state, self.template, root_is_module=self.hk.root_is_module, flax_modules=self.table)
+        self.plan = build_plan(
+            self.params, self.state, self.template, root_is_module=self.hk.root_is_module, flax_modules=self.table
+        )
         return self.plan
 
     def hk_call(self, m: Method, kwargs: dict[str, Any], rng: Any = "default") -> Callable[..., Any]:
@@ -99,7 +118,9 @@ class Session:
         mutable = self.collections or False
 
         def call(variables: Any, *xs: Any) -> tuple[Any, Any]:
-            res = self.module.apply(variables, *xs, method=m.flax_name, mutable=mutable, rngs={"dropout": self.rng}, **kwargs)
+            res = self.module.apply(
+                variables, *xs, method=m.flax_name, mutable=mutable, rngs={"dropout": self.rng}, **kwargs
+            )
             return res if mutable else (res, {})
 
         return call
@@ -108,4 +129,10 @@ class Session:
         """Output leaves compared pairwise, named after Haiku's output structure."""
         named = jax.tree_util.tree_flatten_with_path(hk_out)[0]
         names = ["out" + jax.tree_util.keystr(p) for p, _ in named]
-        return compare_trees(names, [np.asarray(v) for _, v in named], [np.asarray(v) for v in jax.tree.leaves(fx_out)], rtol=self.rtol, atol=self.atol)
+        return compare_trees(
+            names,
+            [np.asarray(v) for _, v in named],
+            [np.asarray(v) for v in jax.tree.leaves(fx_out)],
+            rtol=self.rtol,
+            atol=self.atol,
+        )

@@ -11,8 +11,9 @@ points at that LayerNorm, not at the model around it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import haiku as hk
@@ -137,6 +138,8 @@ def culprits(rows: list[LayerRow]) -> list[str]:
     diverged = [r for r in rows if not r.outputs_match]
     if diverged:
         r = diverged[0]
-        return [f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already differ, so the cause is upstream, in code outside any module call"]
+        return [
+            f"{r.haiku_module} (Flax {r.flax_module}): first module with different outputs; its inputs already "
+            "differ, so the cause is upstream, in code outside any module call"
+        ]
     return []
-

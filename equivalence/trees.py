@@ -7,8 +7,9 @@ Both are flattened to path-keyed dicts so that rules can look leaves up directly
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -36,11 +36,27 @@ WARNING: this command imports and runs both referenced modules (user code)."""
 
 def _common(fn):
     """Options shared by ``check`` and ``convert-params``."""
-    fn = click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6).")(fn)
-    fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(fn)
+    fn = click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6).")(
+        fn
+    )
+    fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(
+        fn
+    )
     fn = click.option("--ctor", "ctor_json", metavar="JSON", help="Constructor arguments for a referenced class.")(fn)
-    fn = click.option("--kwargs", "kwargs_json", metavar="JSON", help='Call keyword arguments, e.g. \'{"is_training": false}\'; per method: {"encode": {...}}.')(fn)
-    fn = click.option("--input", "specs", multiple=True, required=True, metavar="SPEC", help="An input SPEC (repeatable, in call order).")(fn)
+    fn = click.option(
+        "--kwargs",
+        "kwargs_json",
+        metavar="JSON",
+        help='Call keyword arguments, e.g. \'{"is_training": false}\'; per method: {"encode": {...}}.',
+    )(fn)
+    fn = click.option(
+        "--input",
+        "specs",
+        multiple=True,
+        required=True,
+        metavar="SPEC",
+        help="An input SPEC (repeatable, in call order).",
+    )(fn)
     return fn
 
 
@@ -48,20 +64,56 @@ def _common(fn):
 @click.argument("haiku_ref")
 @click.argument("flax_ref")
 @_common
-@click.option("--devices", type=click.Choice(["all", "cpu", "gpu"]), default="all", show_default=True, help="Devices to compare on.")
 @click.option(
-    "--precision", type=click.Choice(["highest", "default", "high"]), default="highest", show_default=True,
+    "--devices",
+    type=click.Choice(["all", "cpu", "gpu"]),
+    default="all",
+    show_default=True,
+    help="Devices to compare on.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["highest", "default", "high"]),
+    default="highest",
+    show_default=True,
     help="jax_default_matmul_precision for the comparison (default shows TF32 effects on GPU).",
 )
 @click.option("--methods", metavar="A,B", help="Flax method names for an hk.MultiTransformed whose apply is a tuple.")
-@click.option("--init-seeds", type=click.IntRange(min=0), default=64, show_default=True, help="Seeds for initializer statistics (0 skips them).")
-@click.option("--no-probes", is_flag=True, help="Skip the probe cases (tiny inputs, perturbed parameters, one weight matrix scaled down at a time).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Write the full report as JSON.")
+@click.option(
+    "--init-seeds",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Seeds for initializer statistics (0 skips them).",
+)
+@click.option(
+    "--no-probes",
+    is_flag=True,
+    help="Skip the probe cases (tiny inputs, perturbed parameters, one weight matrix scaled down at a time).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the full report as JSON.",
+)
 @click.pass_context
 def check(
-    ctx: click.Context, haiku_ref: str, flax_ref: str, specs: tuple[str, ...], kwargs_json: str | None, ctor_json: str | None,
-    rtol: float | None, atol: float | None, devices: str, precision: str, methods: str | None, init_seeds: int,
-    no_probes: bool, json_path: Path | None,
+    ctx: click.Context,
+    haiku_ref: str,
+    flax_ref: str,
+    specs: tuple[str, ...],
+    kwargs_json: str | None,
+    ctor_json: str | None,
+    rtol: float | None,
+    atol: float | None,
+    devices: str,
+    precision: str,
+    methods: str | None,
+    init_seeds: int,
+    no_probes: bool,
+    json_path: Path | None,
 ) -> None:
     """Prove a Flax port equals its Haiku original: parameters, outputs, gradients, state.
 
@@ -79,9 +131,18 @@ def check(
         haiku_obj, flax_obj = refs.resolve_ref(haiku_ref), refs.resolve_ref(flax_ref)
         inputs = _inputs(specs)
         report = runner.compare(
-            haiku_obj, flax_obj, inputs, kwargs=_json(kwargs_json, "--kwargs"), ctor=_json(ctor_json, "--ctor"),
-            devices=devices, precision=precision, rtol=rtol, atol=atol,
-            methods=methods.split(",") if methods else None, init_seeds=init_seeds, run_probes=not no_probes,
+            haiku_obj,
+            flax_obj,
+            inputs,
+            kwargs=_json(kwargs_json, "--kwargs"),
+            ctor=_json(ctor_json, "--ctor"),
+            devices=devices,
+            precision=precision,
+            rtol=rtol,
+            atol=atol,
+            methods=methods.split(",") if methods else None,
+            init_seeds=init_seeds,
+            run_probes=not no_probes,
         )
     except errors.CheckUsageError as err:
         reporting.err(f"flaxify check: error: {err}")
@@ -96,14 +157,34 @@ def check(
 @click.argument("haiku_ref")
 @click.argument("flax_ref")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True, metavar="OUT", help="OUT.msgpack (flax.serialization) or an Orbax checkpoint directory.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="OUT",
+    help="OUT.msgpack (flax.serialization) or an Orbax checkpoint directory.",
+)
 @_common
-@click.option("--allow-pickle", is_flag=True, help="Allow reading a pickled checkpoint (unpickling can run arbitrary code).")
+@click.option(
+    "--allow-pickle", is_flag=True, help="Allow reading a pickled checkpoint (unpickling can run arbitrary code)."
+)
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.pass_context
 def convert_params(
-    ctx: click.Context, haiku_ref: str, flax_ref: str, checkpoint: Path, out: Path, specs: tuple[str, ...],
-    kwargs_json: str | None, ctor_json: str | None, rtol: float | None, atol: float | None, allow_pickle: bool, force: bool,
+    ctx: click.Context,
+    haiku_ref: str,
+    flax_ref: str,
+    checkpoint: Path,
+    out: Path,
+    specs: tuple[str, ...],
+    kwargs_json: str | None,
+    ctor_json: str | None,
+    rtol: float | None,
+    atol: float | None,
+    allow_pickle: bool,
+    force: bool,
 ) -> None:
     """Convert a Haiku CHECKPOINT into the Flax model's variables, verified before writing.
 
@@ -122,12 +203,22 @@ def convert_params(
     try:
         haiku_obj, flax_obj = refs.resolve_ref(haiku_ref), refs.resolve_ref(flax_ref)
         result = convert.convert_checkpoint(
-            haiku_obj, flax_obj, checkpoint, _inputs(specs), kwargs=_json(kwargs_json, "--kwargs"),
-            ctor=_json(ctor_json, "--ctor"), allow_pickle=allow_pickle, rtol=rtol, atol=atol,
+            haiku_obj,
+            flax_obj,
+            checkpoint,
+            _inputs(specs),
+            kwargs=_json(kwargs_json, "--kwargs"),
+            ctor=_json(ctor_json, "--ctor"),
+            allow_pickle=allow_pickle,
+            rtol=rtol,
+            atol=atol,
         )
         reporting.err(result.report.format_table())
         if not result.ok:
-            reporting.err(f"flaxify convert-params: {checkpoint} not converted: the Flax model does not reproduce it; nothing written")
+            reporting.err(
+                f"flaxify convert-params: {checkpoint} not converted: "
+                "the Flax model does not reproduce it; nothing written"
+            )
             ctx.exit(EXIT_NOT_EQUIVALENT)
         kind = convert.write_variables(result.variables, out, force=force)
     except errors.CheckUsageError as err:
