@@ -381,10 +381,11 @@ class Analysis:
 
     def _item_summary(self, caller: FunctionInfo, call: ast.Call) -> tuple[Taint, ...] | None:
         target = self.resolve(call.func, caller, caller.module)
-        if target is None or target.fn.is_generator or not _tuple_returns(target.fn):
+        tuples = _tuple_returns(target.fn) if target is not None and not target.fn.is_generator else None
+        if target is None or not tuples:
             return None
         self._callers.setdefault(target.fn, set()).add(caller)
-        width = len(_tuple_returns(target.fn)[0].elts)  # type: ignore[union-attr]
+        width = len(tuples[0].elts)
         return self.tuple_returns.get(target.fn, (Taint.NONE,) * width)
 
     def _process(self, ctx: Context) -> None:

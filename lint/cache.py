@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from flaxify import __version__
 from flaxify.lint.engine import LintResult, SourceFile

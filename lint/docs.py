@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 
-from flaxify.lint.rule import Invalid
+from flaxify.lint.rule import Invalid, Rule
 from flaxify.lint.rules import RULES
 
 INTRO = """\
@@ -114,7 +114,7 @@ def render() -> str:
     return "\n".join(parts)
 
 
-def _fix_kind(rule: type) -> str:
+def _fix_kind(rule: type[Rule]) -> str:
     invalid = [case for case in rule.INVALID if isinstance(case, Invalid) and case.fixed is not None]
     if not invalid:
         return "—"

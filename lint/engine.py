@@ -12,9 +12,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from flaxify.lint.analysis import Analysis
+from flaxify.lint.analysis import Analysis, Context
 from flaxify.lint.model import Finding
 from flaxify.lint.project import ModuleInfo, Project, index_module
 from flaxify.lint.rule import ModuleContext, Rule, TracedContext
@@ -103,11 +103,10 @@ def lint_modules(modules: list[ModuleInfo], errors: list[Finding], settings: Lin
     raw: list[Finding] = []
     internal: list[str] = []
     for module in modules:
-        _guarded(internal, module.display, lambda: run_module_rules(module, analysis, rules, raw))
+        _guarded(internal, module.display, run_module_rules, module, analysis, rules, raw)
     traced_rules = [r for r in rules if r.SCOPE == "traced"]
     for context in analysis.contexts.values():
-        _guarded(internal, context.fn.module.display,
-                 lambda: run_traced_rules(context, analysis, traced_rules, raw))
+        _guarded(internal, context.fn.module.display, run_traced_rules, context, analysis, traced_rules, raw)
     by_path = {m.display: m for m in modules}
     findings = [f for f in _dedupe(raw) if _kept(f, by_path.get(f.path), settings)]
     findings.extend(errors)
@@ -115,10 +114,10 @@ def lint_modules(modules: list[ModuleInfo], errors: list[Finding], settings: Lin
     return LintResult(findings, sorted({e.path for e in errors}), count, internal)
 
 
-def _guarded(sink: list[str], path: str, run: Callable[[], None]) -> None:
+def _guarded(sink: list[str], path: str, run: Callable[..., None], *args: object) -> None:
     """Runs one unit of rule work; a crash is recorded instead of aborting the whole run."""
     try:
-        run()
+        run(*args)
     except (RecursionError, MemoryError) as err:
         sink.append(f"{path}: skipped, {type(err).__name__}")
     except Exception as err:  # noqa: BLE001 - a rule bug must not lose the other files' findings
@@ -133,7 +132,7 @@ def run_module_rules(module: ModuleInfo, analysis: Analysis, rules: list[Rule], 
             rule.check_module(ctx)
 
 
-def run_traced_rules(context, analysis: Analysis, rules: list[Rule], sink: list[Finding]) -> None:  # type: ignore[no-untyped-def]
+def run_traced_rules(context: Context, analysis: Analysis, rules: list[Rule], sink: list[Finding]) -> None:
     """Walks one traced function body once, dispatching each node to the rules that visit it."""
     handlers: dict[type, list[tuple[Rule, object]]] = {}
     for rule in rules:

@@ -6,7 +6,7 @@ Each function returns a string; ``flaxify.reporting`` prints it.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from flaxify import __version__
 from flaxify.lint.model import Finding, Fix

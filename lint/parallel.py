@@ -17,7 +17,7 @@ import pickle
 import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from typing import Sequence
+from collections.abc import Sequence
 
 from flaxify.lint.engine import LintResult, SourceFile, lint_modules, lint_sources, parse
 from flaxify.lint.model import Finding

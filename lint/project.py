@@ -12,7 +12,9 @@ function body is walked twice to find its calls or its assignments:
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from flaxify.lint.names import ImportMap
@@ -320,7 +322,7 @@ class _Indexer:
             self.visit(child)
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[[_Indexer, Any], None]] = {
     ast.FunctionDef: _Indexer.visit_function,
     ast.AsyncFunctionDef: _Indexer.visit_function,
     ast.Lambda: _Indexer.visit_function,

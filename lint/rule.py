@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
 
 from flaxify.lint.model import Applicability, Edit, Finding, Fix, Kind, Taint
 

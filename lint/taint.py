@@ -10,7 +10,8 @@ comparisons, constants, static arguments. When unsure, a value is not traced
 from __future__ import annotations
 
 import ast
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flaxify.lint.model import Taint
 from flaxify.lint.project import FunctionInfo
@@ -276,7 +277,7 @@ class Env:
         return Taint.TREE if self._any(args) else Taint.NONE
 
 
-_DISPATCH: dict[type, Callable[[Env, ast.expr], Taint]] = {
+_DISPATCH: dict[type, Callable[[Env, Any], Taint]] = {
     ast.Name: Env._name,
     ast.Attribute: Env._attribute,
     ast.Subscript: Env._subscript,

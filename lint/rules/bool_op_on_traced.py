@@ -70,7 +70,5 @@ class BoolOpOnTracedValue(Rule):
             return
         args = node.args
         # Unlike `if params:`, these compare or truth-test every element, so any traced value breaks.
-        if name in ("any", "all") and len(args) == 1 and ctx.taint(args[0]):
-            ctx.report(node, self.MESSAGE.format(op=name, use=BOOL_BUILTINS[name]))
-        elif name in ("min", "max") and len(args) >= 2 and any(ctx.taint(a) for a in args):
+        if name in ("any", "all") and len(args) == 1 and ctx.taint(args[0]) or name in ("min", "max") and len(args) >= 2 and any(ctx.taint(a) for a in args):
             ctx.report(node, self.MESSAGE.format(op=name, use=BOOL_BUILTINS[name]))

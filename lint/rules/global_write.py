@@ -83,9 +83,7 @@ class GlobalWriteInTracedCode(Rule):
             return
         # Capturing static facts at trace time (`nonlocal treedef; treedef = tree_structure(x)`) is a
         # deliberate idiom; only traced values leak. Closures need a certain array to be flagged.
-        if target.id in ctx.fn.declared_global and taint:
-            ctx.report(target, self.MESSAGE.format(name=target.id))
-        elif target.id in ctx.fn.declared_nonlocal and taint == Taint.ARRAY:
+        if target.id in ctx.fn.declared_global and taint or target.id in ctx.fn.declared_nonlocal and taint == Taint.ARRAY:
             ctx.report(target, self.MESSAGE.format(name=target.id))
 
 

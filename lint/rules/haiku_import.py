@@ -44,7 +44,5 @@ class HaikuImport(Rule):
         if "haiku" not in ctx.module.source:
             return
         for node in ctx.module.import_nodes:
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "haiku" for a in node.names):
-                ctx.report(node, self.MESSAGE.format(path=ctx.module.display))
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "haiku":
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "haiku" for a in node.names) or isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "haiku":
                 ctx.report(node, self.MESSAGE.format(path=ctx.module.display))
