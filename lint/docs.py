@@ -51,6 +51,8 @@ flaxify lint PATH... [--select CODES] [--ignore CODES] [--extend-select CODES]
                      [-j N] [--no-cache] [--cache-dir DIR]
 ```
 
+* `python -m flaxify.lint PATH...` is the same command without loading the other `flaxify`
+  commands (faster start, e.g. in scripts and hooks).
 * Exit codes: `0` no findings, `1` findings or a file that does not parse (reported as `JX001`,
   the other files are still linted), `2` usage error (missing path, unknown code, bad config).
 * `--format text` prints `path:line:col: CODE message` (1-based); `json` a list of objects with
