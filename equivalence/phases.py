@@ -32,13 +32,13 @@ def device_checks(run: Session, m: Method, device: jax.Device, variables: Any, w
     params, state, fvars = put(run.params), put(run.state), put(variables)
     hk_out, hk_state = user_call("Haiku apply", lambda: hk_eval(params, state, *xs))
     fx_out, fx_updates = user_call("Flax apply", lambda: fx_eval(fvars, *xs))
-    checks = [Check(m.name, "eval", name, tuple(run.leaf_diffs(hk_out, fx_out)))]
+    checks = [Check(m.flax_name, "eval", name, tuple(run.leaf_diffs(hk_out, fx_out)))]
     checks.append(grad_check(run, m, name, eval_kw, params, state, fvars, xs, hk_out))
     if modes.has_mode_flag(m.kwargs):
         checks += train_checks(run, m, name, params, state, fvars, put)
     elif run.state and run.collections:  # one mode only, but the call still updates state
         diffs = state_diffs(run, jax.device_get(hk_state), jax.device_get(fx_updates))
-        checks.append(Check(m.name, "state", name, tuple(diffs)))
+        checks.append(Check(m.flax_name, "state", name, tuple(diffs)))
     if with_probes:
         checks += probe_checks(run, m, name, hk_eval, fx_eval, params, state, fvars, xs, put)
     return checks
@@ -80,7 +80,7 @@ def grad_check(
         for k in mapped
         if k in got
     ]
-    return Check(m.name, "grad", device, tuple(diffs))
+    return Check(m.flax_name, "grad", device, tuple(diffs))
 
 
 def train_checks(
@@ -91,12 +91,12 @@ def train_checks(
     xs = put([jnp.asarray(x) for x in modes.second_batch(m.inputs)])
     if _needs_rng(run.hk_call(m, kw, rng=None), params, state, xs):
         run.notes.append(
-            f"{m.name}: training mode draws random numbers (dropout): outputs and state are reported, not compared"
+            f"{m.flax_name}: training mode draws random numbers (dropout): outputs and state are reported, not compared"
         )
-        return [Check(m.name, "train", device, (), status="stochastic")]
+        return [Check(m.flax_name, "train", device, (), status="stochastic")]
     hk_out, hk_state = user_call("Haiku apply (training)", lambda: jax.jit(run.hk_call(m, kw))(params, state, *xs))
     fx_out, fx_updates = user_call("Flax apply (training)", lambda: jax.jit(run.fx_call(m, kw))(fvars, *xs))
-    checks = [Check(m.name, "train", device, tuple(run.leaf_diffs(hk_out, fx_out)))]
+    checks = [Check(m.flax_name, "train", device, tuple(run.leaf_diffs(hk_out, fx_out)))]
     if run.state or run.collections:
         checks.append(
             Check(

@@ -105,3 +105,12 @@ def test_hk_module_subclass_with_ctor():
         haiku, flax, [parse_spec("f32[4,6]")], ctor={"latent": 3}, devices="cpu", init_seeds=0, run_probes=False
     )
     assert report.equivalent and report.bitexact, report.format_table()
+
+
+def test_multi_transform_with_unnamed_methods_pairs_flax_methods_in_order():
+    haiku = resolve_ref(str(ZOO / "autoencoder" / "haiku_model.py:net_tuple"))
+    flax = resolve_ref(str(ZOO / "autoencoder" / "flax_model.py:net"))
+    inputs = {"encode": [parse_spec("f32[4,6]")], "decode": [parse_spec("f32[4,3]")]}
+    report = compare(haiku, flax, inputs, devices="cpu", init_seeds=0, run_probes=False)
+    assert report.equivalent and report.bitexact, report.format_table()
+    assert {c.method for c in report.checks} == {"encode", "decode"}
