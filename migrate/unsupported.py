@@ -27,11 +27,6 @@ MODULES = {
     "Conv1DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
     "Conv2DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
     "Conv3DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
-    "MultiHeadAttention": (
-        "nn.MultiHeadDotProductAttention(num_heads, qkv_features=H*key_size, out_features=model_size or H*key_size) "
-        "with w (D,H*K) -> kernel (D,H,K) and linear -> out; Flax cannot express value_size != key_size, fills masked "
-        "logits with finfo.min (Haiku -1e30) and scales q before q.k (~5e-7); port by hand"
-    ),
     "ExponentialMovingAverage": (
         "no Linen module: keep counter/hidden/average in self.variable('state', ...) with Haiku's debiased update "
         "(average = hidden / (1 - decay**counter)), or optax.ema(decay, debias=True) outside the model"
