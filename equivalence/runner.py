@@ -229,7 +229,7 @@ def build_report(run: Session, init_seeds: int, run_probes: bool) -> Report:
 def safe_trace(run: Session, failed: Check) -> tuple[list[trace.LayerRow], list[str]]:
     """Traces the first failing case layer by layer; a diagnosis aid that never blocks the verdict."""
     m = next(p for p in run.pairs if p.flax_name == failed.method)
-    inputs, params = run.probe_cases.get(failed.label, (m.inputs, run.params))
+    inputs, params = run.probe_cases.get((m.flax_name, failed.label), (m.inputs, run.params))
     try:
         rows, found = trace_layers(run, m, inputs, params)
     except Exception as exc:  # noqa: BLE001 - interceptors meet arbitrary user code

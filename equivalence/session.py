@@ -65,7 +65,7 @@ class Session:
         self.rng = jax.random.PRNGKey(seed)
         self.notes: list[str] = []
         self.init_call = pairs[0]
-        self.probe_cases: dict[str, tuple[list[Any], Any]] = {}  # probe label -> (inputs, Haiku params)
+        self.probe_cases: dict[tuple[str, str], tuple[list[Any], Any]] = {}  # (method, probe) -> (inputs, params)
         self.variables: Any = None  # the mapped Flax variables, once the trees map
 
     def init_kwargs(self, m: Method) -> dict[str, Any]:
