@@ -176,28 +176,37 @@ def _param_lines(report: Report) -> list[str]:
 def _check_lines(report: Report) -> list[str]:
     if not report.checks:
         return ["Outputs: not compared (the parameter trees do not map)"]
-    lines = [f"Outputs and gradients (precision={report.precision})"]
+    lines = [f"Outputs and gradients (precision={report.precision}; passing leaves of a check are summarised)"]
     rows = [("device", "method", "phase", "leaf", "max abs", "max rel", "bit-exact", "ok")]
     for c in report.checks:
         phase = c.phase + (f":{c.label}" if c.label else "")
         if c.status != "compared":
             rows.append((c.device, c.method, phase, "-", "-", "-", "-", c.status))
             continue
-        for d in c.leaves:
-            exact = "n/a" if d.bitexact is None else ("yes" if d.bitexact else "no")
-            rows.append(
-                (
-                    c.device,
-                    c.method,
-                    phase,
-                    d.name,
-                    f"{d.max_abs:.3g}",
-                    f"{d.max_rel:.3g}",
-                    exact,
-                    "ok" if d.within else "FAIL" + (f" ({d.note})" if d.note else ""),
-                )
-            )
+        passing = [d for d in c.leaves if d.within]
+        shown = [d for d in c.leaves if not d.within] or passing[:1]
+        for d in shown:
+            rows.append((c.device, c.method, phase, *_leaf_cells([d], d.name)))
+        rest = [d for d in passing if d not in shown]
+        if rest:
+            rows.append((c.device, c.method, phase, *_leaf_cells(rest, f"{len(rest)} more leaves")))
     return lines + _columns(rows)
+
+
+def _leaf_cells(leaves: list[LeafDiff], name: str) -> tuple[str, ...]:
+    """Leaf name, worst errors, bit-exactness (``k/n`` for a summary row) and verdict of some leaves."""
+    judged = [d.bitexact for d in leaves if d.bitexact is not None]
+    if not judged:
+        exact = "n/a"
+    elif len(leaves) == 1:
+        exact = "yes" if judged[0] else "no"
+    else:
+        exact = f"{sum(judged)}/{len(judged)}"
+    verdict = "ok" if all(d.within for d in leaves) else "FAIL"
+    notes = "; ".join(dict.fromkeys(d.note for d in leaves if d.note and not d.within))
+    worst_abs = max(d.max_abs for d in leaves)
+    worst_rel = max(d.max_rel for d in leaves)
+    return (name, f"{worst_abs:.3g}", f"{worst_rel:.3g}", exact, verdict + (f" ({notes})" if notes else ""))
 
 
 def _init_lines(report: Report) -> list[str]:
