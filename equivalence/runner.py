@@ -55,6 +55,8 @@ def compare(
       haiku_obj: ``hk.Transformed``/``TransformedWithState``/``MultiTransformed``,
         a function, or an ``hk.Module`` subclass (constructed with ``ctor``).
       flax_obj: a ``flax.linen`` module instance, or a class (constructed with ``ctor``).
+      ctor: constructor arguments for whichever side is a class; when the two
+        classes take different arguments, ``{"haiku": {...}, "flax": {...}}``.
       inputs: positional call arguments; for multi-method models a dict
         ``{method: [args]}``.
       kwargs: keyword call arguments (``{"is_training": False}``); for
@@ -110,14 +112,22 @@ def run_comparison(
     """:func:`compare`, also returning the run (its mapping plan and variables) for ``convert-params``."""
     if precision not in PRECISIONS:
         raise CheckUsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    hk_model = as_haiku_model(haiku_obj, ctor)
-    module = as_flax_module(flax_obj, ctor if isinstance(flax_obj, type) else None)
+    hk_ctor, fx_ctor = _split_ctor(ctor)
+    hk_model = as_haiku_model(haiku_obj, hk_ctor)
+    module = as_flax_module(flax_obj, fx_ctor if isinstance(flax_obj, type) else None)
     pairs = _methods(hk_model, module, inputs, kwargs or {}, methods)
     targets = _devices(devices)
     run = Session(hk_model, module, pairs, targets, precision, rtol, atol, seed, haiku_variables)
     run.init_call = _init_method(pairs, inputs, kwargs or {})
     with jax.default_matmul_precision(precision):
         return build_report(run, init_seeds, run_probes), run
+
+
+def _split_ctor(ctor: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """One set of constructor arguments for both classes, or ``{"haiku": ..., "flax": ...}``."""
+    if ctor and set(ctor) == {"haiku", "flax"} and all(isinstance(v, Mapping) for v in ctor.values()):
+        return ctor["haiku"], ctor["flax"]
+    return ctor, ctor
 
 
 def _methods(

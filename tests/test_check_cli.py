@@ -168,3 +168,17 @@ def test_plain_haiku_function_is_transformed_for_the_user(capsys):
         *FAST,
     )
     assert code == 0, err
+
+
+def test_ctor_per_side(capsys):
+    code, err = _check(
+        capsys,
+        f"{ZOO}/autoencoder/haiku_model.py:AutoEncoder",
+        f"{ZOO}/autoencoder/flax_model.py:AutoEncoder",
+        "--input",
+        "f32[4,6]",
+        "--ctor",
+        '{"haiku": {"latent": 3}, "flax": {"latent": 3}}',
+        *FAST,
+    )
+    assert code == 0, err

@@ -42,7 +42,12 @@ def _common(fn):
     fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(
         fn
     )
-    fn = click.option("--ctor", "ctor_json", metavar="JSON", help="Constructor arguments for a referenced class.")(fn)
+    fn = click.option(
+        "--ctor",
+        "ctor_json",
+        metavar="JSON",
+        help='Constructor arguments for a referenced class; {"haiku": {...}, "flax": {...}} when they differ.',
+    )(fn)
     fn = click.option(
         "--kwargs",
         "kwargs_json",
