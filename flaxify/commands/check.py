@@ -34,34 +34,36 @@ model's method its own inputs.
 WARNING: this command imports and runs both referenced modules (user code)."""
 
 
-def _common(fn):
-    """Options shared by ``check`` and ``convert-params``."""
-    fn = click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6).")(
-        fn
-    )
-    fn = click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5).")(
-        fn
-    )
-    fn = click.option(
-        "--ctor",
-        "ctor_json",
-        metavar="JSON",
-        help='Constructor arguments for a referenced class; {"haiku": {...}, "flax": {...}} when they differ.',
-    )(fn)
-    fn = click.option(
-        "--kwargs",
-        "kwargs_json",
-        metavar="JSON",
-        help='Call keyword arguments, e.g. \'{"is_training": false}\'; per method: {"encode": {...}}.',
-    )(fn)
-    fn = click.option(
+_COMMON_OPTIONS = (
+    click.option(
         "--input",
         "specs",
         multiple=True,
         required=True,
         metavar="SPEC",
         help="An input SPEC (repeatable, in call order).",
-    )(fn)
+    ),
+    click.option(
+        "--kwargs",
+        "kwargs_json",
+        metavar="JSON",
+        help='Call keyword arguments, e.g. \'{"is_training": false}\'; per method: {"encode": {...}}.',
+    ),
+    click.option(
+        "--ctor",
+        "ctor_json",
+        metavar="JSON",
+        help='Constructor arguments for a referenced class; {"haiku": {...}, "flax": {...}} when they differ.',
+    ),
+    click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype: float32 1e-5)."),
+    click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype: float32 1e-6)."),
+)
+
+
+def _common(fn):
+    """Adds the options ``check`` and ``convert-params`` share, in this order in ``--help``."""
+    for option in reversed(_COMMON_OPTIONS):
+        fn = option(fn)
     return fn
 
 
