@@ -210,7 +210,7 @@ def build_report(run: Session, init_seeds: int, run_probes: bool) -> Report:
             layers, found = safe_trace(run, failed)
             culprits += found
         culprits += [
-            f"state {d.name}: differs after one training step"
+            f"state {d.name}: differs after the call ({c.method}, {c.device})"
             for c in checks
             if c.phase == "state"
             for d in c.leaves
