@@ -33,12 +33,16 @@ class LintSettings:
     unsafe_fixes: bool = False
 
     def enabled(self, code: str, default_on: bool) -> bool:
-        """Whether ``code`` runs at all (before per-file ignores)."""
-        chosen = _best(code, self.select or (() if not default_on else ("JX",)))
-        extra = _best(code, self.extend_select)
-        chosen = max(chosen, extra)
-        ignored = _best(code, self.ignore)
-        return chosen > 0 and chosen > ignored
+        """Whether ``code`` runs at all (before per-file ignores).
+
+        Rules that are off by default (JX404, JX901) need a selector that names them more
+        specifically than the bare ``JX`` prefix: ``JX9``, ``JX901`` or ``ALL``.
+        """
+        selectors = (*(self.select or (("JX",) if default_on else ())), *self.extend_select)
+        if not default_on:
+            selectors = tuple(s for s in selectors if s == "ALL" or len(s) > 2)
+        chosen = _best(code, selectors)
+        return chosen > 0 and chosen > _best(code, self.ignore)
 
     def ignored_in(self, path: Path) -> tuple[str, ...]:
         """Codes (and prefixes) per-file-ignores switches off for ``path``."""

@@ -149,3 +149,16 @@ def test_jobs_on_one_package_give_the_same_findings(project: Path, capsys: pytes
     _, parallel, _ = _run(["pkg", "-j", "3"], capsys)
     assert serial == parallel
     assert serial.count("JX101") == 1 and serial.count("JX204") == 4
+
+
+def test_selection_semantics() -> None:
+    from flaxify.lint.settings import LintSettings
+
+    default = LintSettings()
+    assert default.enabled("JX101", True) and not default.enabled("JX901", False)
+    assert not LintSettings(select=("JX",)).enabled("JX901", False)
+    assert LintSettings(select=("JX9",)).enabled("JX901", False)
+    assert LintSettings(select=("ALL",)).enabled("JX901", False)
+    assert not LintSettings(select=("JX1",), ignore=("JX101",)).enabled("JX101", True)
+    assert LintSettings(select=("JX101",), ignore=("JX1",)).enabled("JX101", True)  # more specific wins
+    assert not LintSettings(select=("JX1",), ignore=("JX1",)).enabled("JX102", True)  # tie goes to ignore

@@ -105,7 +105,7 @@ def _print(result: LintResult, fmt: str, settings: LintSettings) -> None:
         return
     safe = sum(1 for f in result.findings if fixable(f, False))
     unsafe = sum(1 for f in result.findings if fixable(f, True)) - safe
-    summary = f"Found {count} finding{'s' if count != 1 else ''} in {result.files} files."
+    summary = f"Found {count} finding{'s' if count != 1 else ''} ({result.files} file{'s' if result.files != 1 else ''} checked)."
     if safe:
         summary += f" {safe} fixable with --fix."
     if unsafe and not settings.unsafe_fixes:
