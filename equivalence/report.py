@@ -67,6 +67,8 @@ class InitRow:
     flax_mean: float
     flax_std: float
     ok: bool
+    haiku_kurtosis: float = 0.0  # 3 normal, ~2.37 truncated at 2 sigma, 1.8 uniform
+    flax_kurtosis: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -212,16 +214,15 @@ def _leaf_cells(leaves: list[LeafDiff], name: str) -> tuple[str, ...]:
 def _init_lines(report: Report) -> list[str]:
     if not report.init:
         return []
-    lines = ["Initializers (mean/std over seeds)"]
-    rows = [("flax leaf", "haiku mean", "haiku std", "flax mean", "flax std", "ok")]
+    lines = ["Initializers (moments over seeds: Haiku / Flax)"]
+    rows = [("flax leaf", "mean", "std", "kurtosis", "ok")]
     for r in report.init:
         rows.append(
             (
                 r.flax,
-                f"{r.haiku_mean:.4g}",
-                f"{r.haiku_std:.4g}",
-                f"{r.flax_mean:.4g}",
-                f"{r.flax_std:.4g}",
+                f"{r.haiku_mean:.4g} / {r.flax_mean:.4g}",
+                f"{r.haiku_std:.4g} / {r.flax_std:.4g}",
+                f"{r.haiku_kurtosis:.3g} / {r.flax_kurtosis:.3g}",
                 "ok" if r.ok else "FAIL",
             )
         )

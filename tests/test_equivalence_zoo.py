@@ -114,3 +114,21 @@ def test_multi_transform_with_unnamed_methods_pairs_flax_methods_in_order():
     report = compare(haiku, flax, inputs, devices="cpu", init_seeds=0, run_probes=False)
     assert report.equivalent and report.bitexact, report.format_table()
     assert {c.method for c in report.checks} == {"encode", "decode"}
+
+
+def test_initializer_shape_not_just_std_is_compared():
+    # An untruncated normal with the std of Haiku's truncated normal: same mean
+    # and std, different distribution (kurtosis 3.0 vs ~2.37).
+    import flax.linen as nn
+    import haiku as hk
+
+    class Normal(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            init = nn.initializers.normal(0.87962566103423978 / 64**0.5)
+            return nn.Dense(64, kernel_init=init, name="linear")(x)
+
+    net = hk.without_apply_rng(hk.transform(lambda x: hk.Linear(64)(x)))
+    report = compare(net, Normal(), [parse_spec("f32[2,64]")], devices="cpu", run_probes=False)
+    assert report.outputs_equivalent and not report.init_equivalent
+    assert [r.flax for r in report.init if not r.ok] == ["params/linear/kernel"]
