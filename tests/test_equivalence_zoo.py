@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import flax.linen as nn
+import haiku as hk
 import pytest
 
 from flaxify.equivalence import compare, parse_spec
@@ -119,9 +121,6 @@ def test_multi_transform_with_unnamed_methods_pairs_flax_methods_in_order():
 def test_initializer_shape_not_just_std_is_compared():
     # An untruncated normal with the std of Haiku's truncated normal: same mean
     # and std, different distribution (kurtosis 3.0 vs ~2.37).
-    import flax.linen as nn
-    import haiku as hk
-
     class Normal(nn.Module):
         @nn.compact
         def __call__(self, x):
