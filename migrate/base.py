@@ -18,11 +18,15 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.layers import helper_class
-from flaxify.migrate.recurrent import DEPENDENCIES as HELPER_DEPENDENCIES
+from flaxify.migrate.lifted import DEPENDENCIES as LIFTED_DEPENDENCIES
+from flaxify.migrate.recurrent import DEPENDENCIES as RECURRENT_DEPENDENCIES
 from flaxify.migrate.rewrite import ImportSpec
 
 if TYPE_CHECKING:
     from flaxify.migrate.project import ProjectIndex
+
+# Helpers another emitted helper refers to (LSTM -> LSTMState, layer_stack -> LayerStackBody).
+HELPER_DEPENDENCIES = {**RECURRENT_DEPENDENCIES, **LIFTED_DEPENDENCIES}
 
 STATE_KEY = "flaxify"
 
@@ -46,7 +50,7 @@ NOT_MODULES = frozenset(
 )
 
 # Haiku calls that create or read variables of the current module (or, for
-# hk.dropout, become an inline nn.Dropout): a method using one of them needs a
+# hk.dropout, hk.remat and hk.layer_stack, become inline Linen modules): a method using one of them needs a
 # Linen compact scope, like one that builds layers. RNG key calls become
 # self.make_rng, which works in any method.
 VARIABLE_CALLS = frozenset(
@@ -55,6 +59,10 @@ VARIABLE_CALLS = frozenset(
         "haiku.get_state",
         "haiku.set_state",
         "haiku.dropout",
+        "haiku.remat",
+        "haiku.checkpoint",
+        "haiku.layer_stack",
+        "haiku.experimental.layer_stack",
     }
 )
 

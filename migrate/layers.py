@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, layers_batchnorm, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
+from flaxify.migrate import attention, layers_batchnorm, lifted, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
@@ -83,7 +83,9 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         return "Bias", layers_linear.bias_class_source(nn, jnp), layers_linear.BIAS_CLASS_IMPORTS
     if tail == "MultiHeadAttention":
         return "MultiHeadAttention", attention.class_source(nn, jnp), attention.CLASS_IMPORTS
-    return recurrent.helper_source(tail, nn=nn, jnp=jnp) if tail else None
+    if not tail:
+        return None
+    return recurrent.helper_source(tail, nn=nn, jnp=jnp) or lifted.helper_source(tail, nn=nn)
 
 
 def _tail(qualname: str) -> str | None:

@@ -52,12 +52,14 @@ class MarkLeftoversCommand(FlaxifyCommand):
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         """Emits the helper classes the rewrites construct (``MLP``, ``Bias``), once each."""
         classes = []
+        emitted: set[str] = set()
         for qualname in sorted(self.state.helper_classes):
             found = helper_class(qualname, nn=self.state.nn, jnp=self.state.jnp)
             assert found is not None
             name, source, imports = found
-            if _defines(updated_node, name):
-                continue
+            if _defines(updated_node, name) or name in emitted:
+                continue  # e.g. hk.layer_stack and hk.experimental.layer_stack share one helper
+            emitted.add(name)
             for spec in imports:
                 self.need_import(spec)
             if f"{self.state.jnp}." in source:

@@ -46,7 +46,7 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
-from flaxify.migrate import layers_batchnorm, rng, state
+from flaxify.migrate import layers_batchnorm, lifted, rng, state
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import code
@@ -99,6 +99,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._skipped: set[int] = set()  # calls inside methods left as they were (TODO)
         self._statement_calls: set[int] = set()  # calls that are a whole expression statement
         self._guarded: set[int] = set()  # rewritten set_state calls whose statement gets a guard
+        self._stack_names: dict[int, str] = {}  # id(original hk.layer_stack call) -> Haiku name
+        self._in_stack_body: set[int] = set()  # calls inside an @hk.layer_stack body
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -162,6 +164,7 @@ class ConvertModulesCommand(FlaxifyCommand):
                 continue
             self._names.update({c.key: None for c in namer.constructions})
             per_method[method_name] = namer.names()
+            self._name_layer_stacks(method)
             if needs_scope and method_name == "__call__":
                 plan.decorators[method_name] = "compact"
         # Haiku keeps `~/linear` (built in __init__) apart from `linear` (built in
@@ -177,6 +180,15 @@ class ConvertModulesCommand(FlaxifyCommand):
         """Records constructions in evaluation order; True if the scope needs a compact scope."""
         needs = False
         for child in node.children:
+            if isinstance(child, cst.FunctionDef) and self._is_layer_stack_body(child):
+                # Haiku names the body's modules in the stack's own scope, fresh counters.
+                body_namer = ScopeNamer()
+                self._scan(child.body, body_namer, dynamic=False)
+                self._in_stack_body.update(id(n) for n in _walk(child) if isinstance(n, cst.Call))
+                self._names.update({c.key: None for c in body_namer.constructions})
+                self._names.update(body_namer.names())
+                needs = True
+                continue
             inner_dynamic = dynamic or isinstance(child, _DYNAMIC)
             needs |= self._scan(child, namer, dynamic=inner_dynamic)
         if isinstance(node, cst.Call):
@@ -189,6 +201,19 @@ class ConvertModulesCommand(FlaxifyCommand):
             elif self.haiku_name(node.func) in VARIABLE_CALLS:
                 needs = True
         return needs
+
+    def _name_layer_stacks(self, method: cst.FunctionDef) -> None:
+        """Haiku names each layer stack of a method ``__layer_stack_no_per_layer``, ``..._1``, ... in order."""
+        namer = ScopeNamer()
+        for node in _ordered(method.body):
+            if isinstance(node, cst.Call) and self.haiku_name(node.func) in lifted.LAYER_STACK_CALLS:
+                base = lifted.stack_base(node)
+                namer.add(Construction(id(node), base, False, False))
+        self._stack_names.update(namer.names())
+
+    def _is_layer_stack_body(self, node: cst.FunctionDef) -> bool:
+        """A nested def decorated with ``@hk.layer_stack(n)``."""
+        return any(self.haiku_name(_decorator_target(d)) in lifted.LAYER_STACK_CALLS for d in node.decorators)
 
     def construction_base(self, call: cst.Call) -> str | None | bool:
         """The Haiku base name a module construction gets; False if not a construction."""
@@ -245,6 +270,17 @@ class ConvertModulesCommand(FlaxifyCommand):
             implicit = isinstance(first, cst.Call) and self.haiku_name(first.func) == "haiku.next_rng_key"
             self.state.uses_rng = self.state.uses_rng or implicit
             return self._apply(rng.rewrite_dropout(updated, implicit_key=implicit, nn=nn), qualname, updated)
+        if qualname in lifted.LAYER_STACK_CALLS:
+            return self._apply(lifted.rewrite_layer_stack(updated, self._stack_names.get(id(original))), qualname, updated)
+        if qualname in lifted.REMAT_CALLS and id(original) in self._in_stack_body:
+            self.todo(
+                "hk.remat",
+                "inside an hk.layer_stack body nn.remat must lift the scanned body module, not self: remat the whole"
+                " layer with nn.scan(nn.remat(LayerStackBody), ...) in the layer_stack helper, or drop the remat",
+            )
+            return updated
+        if qualname in lifted.REMAT_CALLS:
+            return self._apply(lifted.rewrite_remat(updated, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None
@@ -442,7 +478,7 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
-_RNG_AND_STATE = rng.KEY_CALLS | {"haiku.dropout", "haiku.get_state", "haiku.set_state"}
+_RNG_AND_STATE = rng.KEY_CALLS | lifted.REMAT_CALLS | lifted.LAYER_STACK_CALLS | {"haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the
 # module is nested (flax 0.12: setup runs before the module is on the stack),
@@ -493,6 +529,13 @@ def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
         current = stack.pop()
         yield current
         stack.extend(current.children)
+
+
+def _ordered(node: cst.CSTNode):  # type: ignore[no-untyped-def]
+    """Nodes in source order (pre-order, children left to right)."""
+    yield node
+    for child in node.children:
+        yield from _ordered(child)
 
 
 def _method(node: cst.ClassDef, name: str) -> cst.FunctionDef | None:

@@ -1,0 +1,170 @@
+"""Haiku's lifted transforms over module-building code -> Linen lifted transforms.
+
+``hk.remat(f)`` inside a module method becomes ``nn.remat`` of ``f`` lifted
+over the calling module (the function form of ``nn.remat``), so the modules
+``f`` builds keep their Haiku names in the caller's scope, as in Haiku::
+
+    y = hk.remat(block, static_argnums=(1,))(x, training)
+    ->
+    y = functools.partial(nn.remat(lambda _, *args, **kwargs: block(*args, **kwargs), static_argnums=(2,)), self)(x, training)
+
+(Flax counts the module as argument 0, so static positions shift by one.)
+
+``hk.layer_stack(n)`` / ``hk.experimental.layer_stack(n)`` becomes the emitted
+helper ``layer_stack(n)``: ``nn.scan`` over a one-layer body module with
+``variable_axes={"params": 0}`` (every leaf stacked on a leading layer axis, as
+in Haiku) and ``split_rngs={"params": True, "dropout": True}`` (a different
+dropout mask per layer, as Haiku splits its key per layer). The body is named
+``__layer_stack_no_per_layer`` / ``__layer_stack_with_per_layer`` like Haiku's::
+
+    @hk.layer_stack(4)                       @layer_stack(4)
+    def stack(x):                    ->      def stack(x):
+      return Block(8)(x)                       return Block(8, name="block")(x)
+
+``transparent``, ``pass_reverse_to_layer_fn`` and ``name`` are not rewritten
+(marked TODO), nor are ``hk.vmap``, ``hk.scan``, ``hk.cond``, ``hk.switch``,
+``hk.while_loop``, ``hk.fori_loop`` and ``hk.map`` (see ``unsupported.py``).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from flaxify.migrate.layers_common import Signature, bind, code, free_name, literal
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
+
+REMAT = Signature("hk.remat", ("fun", "prevent_cse", "policy", "static_argnums"))
+LAYER_STACK = Signature(
+    "hk.layer_stack",
+    ("num_layers", "with_per_layer_inputs", "unroll", "pass_reverse_to_layer_fn", "transparent", "transparency_map", "name"),
+)
+REMAT_CALLS = frozenset({"haiku.remat", "haiku.checkpoint"})
+LAYER_STACK_CALLS = frozenset({"haiku.layer_stack", "haiku.experimental.layer_stack"})
+
+LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False, unroll=1, name=None):
+    """Haiku's hk.layer_stack for functions that build Linen modules: nn.scan over one layer, parameters stacked on axis 0."""
+    name = name or ("__layer_stack_with_per_layer" if with_per_layer_inputs else "__layer_stack_no_per_layer")
+
+    def decorator(fn):
+        def wrapped(*args):
+            carry, per_layer = (args[0], args[1:]) if with_per_layer_inputs else (args, ())
+            scan = {nn}.scan(
+                LayerStackBody,
+                variable_axes={{"params": 0}},
+                split_rngs={{"params": True, "dropout": True}},
+                length=num_layers,
+                unroll=unroll,
+            )
+            carry, ys = scan(fn, with_per_layer_inputs, name=name)(carry, per_layer)
+            if with_per_layer_inputs:
+                return carry, ys
+            return carry if len(args) > 1 else carry[0]
+
+        return wrapped
+
+    return decorator
+'''
+
+LAYER_STACK_BODY_SOURCE = '''class LayerStackBody({nn}.Module):
+    """One layer of layer_stack: runs the layer function, whose modules are named in this scope."""
+
+    fn: Any
+    with_per_layer_inputs: bool
+
+    @{nn}.compact
+    def __call__(self, carry, per_layer):
+        if self.with_per_layer_inputs:
+            return self.fn(carry, *per_layer)
+        out = self.fn(*carry)
+        return (out if len(carry) > 1 else (out,)), None
+'''
+
+HELPERS = {
+    "layer_stack": ("layer_stack", LAYER_STACK_SOURCE, ()),
+    "LayerStackBody": ("LayerStackBody", LAYER_STACK_BODY_SOURCE, (ImportSpec("typing", "Any", None),)),
+}
+DEPENDENCIES = {"layer_stack": ("LayerStackBody",)}
+
+
+def helper_source(tail: str, *, nn: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
+    found = HELPERS.get(tail)
+    if found is None:
+        return None
+    name, template, imports = found
+    return name, template.format(nn=nn), imports
+
+
+def rewrite_remat(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.remat(f, ...)`` -> ``functools.partial(nn.remat(lambda _, *args, **kwargs: f(...), ...), self)``."""
+    bound = bind(call, REMAT)
+    if isinstance(bound, Unsupported):
+        return bound
+    if "fun" not in bound:
+        return Unsupported("hk.remat needs the function to rematerialise")
+    fun = bound["fun"]
+    args, kwargs = free_name("args", fun), free_name("kwargs", fun)
+    target = code(fun)
+    if not isinstance(fun, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
+        target = f"({target})"
+    options = []
+    for key in ("prevent_cse", "policy"):
+        if key in bound:
+            options.append(f"{key}={code(bound[key])}")
+    if "static_argnums" in bound:
+        shifted = _shifted(bound["static_argnums"])
+        if shifted is None:
+            return Unsupported(
+                "hk.remat(static_argnums=...) is not a literal int or tuple; nn.remat counts the module as argument 0,"
+                " so pass the Haiku positions plus one"
+            )
+        options.append(f"static_argnums={shifted}")
+    lam = f"lambda _, *{args}, **{kwargs}: {target}(*{args}, **{kwargs})"
+    text = f"functools.partial({nn}.remat({', '.join([lam, *options])}), self)"
+    return Rewrite(cst.parse_expression(text), (ImportSpec("functools", None, None),))
+
+
+def _shifted(node: cst.BaseExpression) -> str | None:
+    value = literal(node)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value + 1)
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        inner = ", ".join(str(v + 1) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return None
+
+
+def stack_base(call: cst.Call) -> str | None:
+    """Haiku's base name for a layer stack, None when ``with_per_layer_inputs`` is not a literal."""
+    bound = bind(call, LAYER_STACK)
+    if isinstance(bound, Unsupported):
+        return None
+    per_layer = literal(bound["with_per_layer_inputs"]) if "with_per_layer_inputs" in bound else False
+    if not isinstance(per_layer, bool):
+        return None
+    return "__layer_stack_with_per_layer" if per_layer else "__layer_stack_no_per_layer"
+
+
+def rewrite_layer_stack(call: cst.Call, name: str | None = None) -> Rewrite | Unsupported:
+    """``hk.layer_stack(n, with_per_layer_inputs, unroll)`` -> ``layer_stack(...)`` (the emitted helper).
+
+    ``name`` is the Haiku name of the stack when the engine knows it (the second
+    stack in a scope is ``__layer_stack_no_per_layer_1``).
+    """
+    bound = bind(call, LAYER_STACK)
+    if isinstance(bound, Unsupported):
+        return bound
+    if "num_layers" not in bound:
+        return Unsupported("hk.layer_stack needs num_layers")
+    unsupported = [k for k in ("pass_reverse_to_layer_fn", "transparent", "transparency_map", "name") if k in bound and literal(bound[k]) not in (None, False)]
+    if unsupported:
+        return Unsupported(
+            f"hk.layer_stack({', '.join(unsupported)}=...) is not rewritten: write nn.scan(Body, variable_axes={{'params': 0}},"
+            " split_rngs={'params': True, 'dropout': True}, length=n) by hand"
+        )
+    new = call.with_changes(func=cst.Name("layer_stack"))
+    if name is not None and name != stack_base(call):
+        args = list(new.args)
+        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
+        new = new.with_changes(args=[*args, cst.Arg(cst.SimpleString(f'"{name}"'), keyword=cst.Name("name"), equal=equal)])
+    return Rewrite(new)
