@@ -18,6 +18,23 @@ def traced_args(node: ast.Call, ctx: TracedContext, at_least: Taint = Taint.TREE
     return [arg for arg in call_args(node) if ctx.taint(arg) >= at_least]
 
 
+def formats_traced(node: ast.expr, ctx: TracedContext) -> bool:
+    """A string built from a traced value: ``f"{x}"``, ``"%s" % x``, ``"{}".format(x)``."""
+    if isinstance(node, ast.JoinedStr):
+        return any(isinstance(v, ast.FormattedValue) and ctx.taint(v.value) for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant):
+        return bool(ctx.taint(node.right))
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+            and isinstance(node.func.value, ast.Constant)):
+        return bool(traced_args(node, ctx))
+    return False
+
+
+def shows_traced(node: ast.Call, ctx: TracedContext) -> bool:
+    """Some argument is traced, or is a string formatted from a traced value."""
+    return any(ctx.taint(arg) or formats_traced(arg, ctx) for arg in call_args(node))
+
+
 def root_name(node: ast.expr) -> ast.Name | None:
     """``a`` for ``a``, ``a.b``, ``a[0].c``; None for anything else."""
     while isinstance(node, (ast.Attribute, ast.Subscript)):

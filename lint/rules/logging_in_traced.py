@@ -6,7 +6,7 @@ import ast
 
 from flaxify.lint.model import Kind
 from flaxify.lint.rule import Rule, TracedContext
-from flaxify.lint.rules._common import traced_args
+from flaxify.lint.rules._common import shows_traced
 
 LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "critical", "exception", "log"})
 LOGGER_NAMES = frozenset({"logger", "log", "_logger", "LOGGER", "_LOG", "LOG", "logging"})
@@ -58,6 +58,7 @@ class LoggingInTracedCode(Rule):
         "import jax, logging\nlogger = logging.getLogger(__name__)\n@jax.jit\ndef f(x):\n"
         "    logger.warning('x %s', x * 2)\n    return x",
         "import jax\nfrom absl import logging\n@jax.jit\ndef f(x):\n    logging.info('x %s', x)\n    return x",
+        "import jax, logging\n@jax.jit\ndef f(x):\n    logging.info(f'loss={x.mean()}')\n    return x",
     ]
 
     def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
@@ -67,5 +68,5 @@ class LoggingInTracedCode(Rule):
         qualname = ctx.qualname(func) or ""
         is_logging = qualname.startswith(("logging.", "absl.logging."))
         is_logger = isinstance(func.value, ast.Name) and func.value.id in LOGGER_NAMES and not ctx.taint(func.value)
-        if (is_logging or is_logger) and traced_args(node, ctx):
+        if (is_logging or is_logger) and shows_traced(node, ctx):
             ctx.report(node)

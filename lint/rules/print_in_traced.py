@@ -6,7 +6,7 @@ import ast
 
 from flaxify.lint.model import Kind
 from flaxify.lint.rule import Invalid, Rule, TracedContext
-from flaxify.lint.rules._common import name_available, traced_args
+from flaxify.lint.rules._common import name_available, shows_traced
 
 
 class PrintInTracedCode(Rule):
@@ -45,7 +45,7 @@ class PrintInTracedCode(Rule):
     MESSAGE = "`print` of a traced value runs once at trace time and shows a tracer; use `jax.debug.print`"
     MIN_KIND = Kind.STAGE
     VALID = [
-        "import jax\n@jax.jit\ndef f(x):\n    print(x.shape, x.dtype)\n    return x",
+        "import jax\n@jax.jit\ndef f(x):\n    print(x.shape, x.dtype)\n    print(f'tracing for {x.shape}')\n    return x",
         "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x={x}', x=x)\n    return x",
         "import jax\ndef f(x):\n    print(x)\n    return x",
         "import jax\nfrom functools import partial\n@partial(jax.jit, static_argnames='n')\ndef f(x, n):\n"
@@ -56,17 +56,18 @@ class PrintInTracedCode(Rule):
             "import jax\n@jax.jit\ndef f(x):\n    print('x =', x)\n    return x * 2",
             "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x = {}', x)\n    return x * 2",
         ),
+        "import jax\n@jax.jit\ndef f(x):\n    print(f'x = {x}')\n    return x",
         Invalid("import jax\n@jax.jit\ndef f(x):\n    y = x + 1\n    print(y)\n    return y",
                 "import jax\n@jax.jit\ndef f(x):\n    y = x + 1\n    jax.debug.print('{}', y)\n    return y"),
     ]
 
     def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
-        if ctx.builtin(node.func) != "print" or not traced_args(node, ctx):
+        if ctx.builtin(node.func) != "print" or not shows_traced(node, ctx):
             return
         ctx.report(node, fix=self._fix(node, ctx))
 
     def _fix(self, node: ast.Call, ctx: TracedContext):  # type: ignore[no-untyped-def]
-        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+        if node.keywords or any(isinstance(a, (ast.Starred, ast.JoinedStr)) for a in node.args):
             return None
         if not name_available(ctx, "jax", "jax"):
             return None

@@ -1,0 +1,114 @@
+"""Pathological inputs: every file is processed or reported cleanly, never a traceback or an internal error.
+
+Each case is a whole file; the CLI runs on it next to an ordinary Haiku file, which
+must still be migrated (one bad file never stops the others). Cases marked
+``xfail(strict=True)`` are bugs reported to the owning module's author: they flip
+to passing, and so fail here, the day the bug is fixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from flaxify.cli import cli
+from flaxify.migrate import migrate_source
+
+GOOD = b"import haiku as hk\n\n\nclass Mlp(hk.Module):\n    def __call__(self, x):\n        return hk.Linear(4)(x)\n"
+
+CASES: dict[str, bytes] = {
+    "empty": b"",
+    "only-bom": b"\xef\xbb\xbf",
+    "no-final-newline": b"import haiku as hk\nx = hk.Linear(2)",
+    "lone-cr-line-endings": b"import haiku as hk\rclass M(hk.Module):\r    def __call__(self, x):\r        return x\r",
+    "form-feed": b"import haiku as hk\n\x0c\nx = 1\n",
+    "nul-byte": b"import haiku as hk\nx = 1\x00\n",
+    "unknown-coding-cookie": b"# coding: no-such-codec\nimport haiku as hk\n",
+    "latin-1-cookie": b"# -*- coding: latin-1 -*-\nimport haiku as hk\n# caf\xe9\nx = 1\n",
+    "invalid-utf8": b"import haiku as hk\nx = '\xff\xfe'\n",
+    "utf-16": "import haiku as hk\n".encode("utf-16"),
+    "match-statement": b"import haiku as hk\nmatch x:\n    case [1, *rest]:\n        pass\n",
+    "pep-695-generics": b"import haiku as hk\ntype X = int\ndef f[T](x: T) -> T:\n    return x\n",
+    "nested-fstrings": b"import haiku as hk\nx = f\"{'a' + f'{1:>{2}}'}\"\n",
+    "star-import": b"from haiku import *\nx = Linear(3)\n",
+    "haiku-name-rebound": b"import haiku as hk\nhk = 3\nx = hk + 1\n",
+    "async-haiku": b"import haiku as hk\nasync def f(x):\n    async with a as b:\n        return await hk.Linear(2)(x)\n",
+    "haiku-only-in-strings": b"# haiku about autumn\nname = 'haiku'\ndef haiku_poem():\n    return \"haiku\"\n",
+    "deep-parentheses": b"import haiku as hk\nx = " + b"(" * 150 + b"1" + b")" * 150 + b"\n",
+    "deep-lists": b"import haiku as hk\nx = " + b"[" * 1000 + b"]" * 1000 + b"\n",
+    "long-sum": b"import haiku as hk\nx = " + b" + ".join([b"a"] * 3000) + b"\n",
+    "python-2": b"import haiku as hk\nprint 'hello'\n",
+    "unterminated-string": b"import haiku as hk\nx = '''\n",
+    "bad-indentation": b"import haiku as hk\ndef f():\nreturn 1\n",
+}
+
+
+def invoke(*args: str | Path) -> Result:
+    """``flaxify ARGS`` in-process."""
+    return CliRunner().invoke(cli, [*map(str, args)], catch_exceptions=False)
+
+
+def compiles(source: bytes) -> bool:
+    """Whether this Python compiles ``source`` (compiling never runs it)."""
+    try:
+        compile(source, "<case>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_migrate_processes_or_reports_each_case_and_continues(tmp_path: Path, name: str) -> None:
+    odd, good = tmp_path / "odd.py", tmp_path / "good.py"
+    odd.write_bytes(CASES[name])
+    good.write_bytes(GOOD)
+    result = invoke("migrate", tmp_path)
+    assert "internal error" not in result.stderr, result.stderr
+    assert result.exit_code in (0, 1), result.stderr
+    assert good.read_bytes() == migrate_source(GOOD, str(good)).source != GOOD
+    if f"{odd}:" in result.stderr and "error:" in result.stderr:
+        assert odd.read_bytes() == CASES[name]  # reported files are left as they were
+        return
+    if b"import haiku" not in CASES[name] and b"from haiku" not in CASES[name]:
+        assert odd.read_bytes() == CASES[name]
+    if compiles(CASES[name]):  # (3.11 rejects PEP 695, NUL bytes...: then only "untouched" is asked)
+        assert compiles(odd.read_bytes()), odd.read_bytes()
+    assert invoke("migrate", "--check", odd).exit_code == 0, "a second run would change it"
+
+
+LINT_CRASHES = {
+    "long-sum": "lint/engine.py parse() catches SyntaxError/ValueError but not the RecursionError that "
+    "ast.parse raises on a ~3000-term expression: the whole run dies with a traceback",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LINT_CRASHES[name]))
+        if name in LINT_CRASHES
+        else name
+        for name in sorted(CASES)
+    ],
+)
+def test_lint_reports_each_case_and_still_lints_the_rest(tmp_path: Path, name: str) -> None:
+    (tmp_path / "odd.py").write_bytes(CASES[name])
+    (tmp_path / "traced.py").write_bytes(b"import jax\n\n\n@jax.jit\ndef f(x):\n    print(x)\n    return x\n")
+    result = CliRunner().invoke(cli, ["lint", "--no-cache", str(tmp_path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1, result.output
+    assert "traced.py:6:5: JX101" in result.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lint/files.py read_source decodes every file as UTF-8 and ignores PEP 263 cookies: a valid "
+    "latin-1 file is reported JX001 'cannot read file as UTF-8 text' and never linted",
+)
+def test_lint_reads_a_pep_263_latin_1_file_like_python_does(tmp_path: Path) -> None:
+    path = tmp_path / "latin.py"
+    path.write_bytes(b"# -*- coding: latin-1 -*-\nimport jax\n\n\n@jax.jit\ndef f(x):\n    print('caf\xe9')\n    return x\n")
+    result = CliRunner().invoke(cli, ["lint", "--no-cache", str(path)])
+    assert "JX001" not in result.stdout
