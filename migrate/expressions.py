@@ -17,7 +17,7 @@ import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
-from flaxify.migrate import lifted, recurrent
+from flaxify.migrate import lifted, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite, Unsupported
 
@@ -54,6 +54,8 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             return self._apply(result, qualname, updated_node)
         if qualname in lifted.LAYER_STACK_CALLS:
             return self._apply(lifted.rewrite_layer_stack(updated_node), qualname, updated_node)
+        if qualname in utilities.TREE_SUMS:
+            return self._apply(utilities.rewrite_tree_sum(updated_node, qualname), qualname, updated_node)
         if qualname in recurrent.FUNCTIONS:
             # An emitted helper of the same name and signature (recurrent.py).
             name = cst.Name(qualname.rsplit(".", 1)[-1])

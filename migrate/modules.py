@@ -46,7 +46,7 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
-from flaxify.migrate import layers_batchnorm, lifted, rng, state
+from flaxify.migrate import layers_batchnorm, lifted, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import code
@@ -270,6 +270,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             implicit = isinstance(first, cst.Call) and self.haiku_name(first.func) == "haiku.next_rng_key"
             self.state.uses_rng = self.state.uses_rng or implicit
             return self._apply(rng.rewrite_dropout(updated, implicit_key=implicit, nn=nn), qualname, updated)
+        if qualname == "haiku.running_init":
+            return self._apply(utilities.rewrite_running_init(updated), qualname, updated)
         if qualname in lifted.LAYER_STACK_CALLS:
             return self._apply(lifted.rewrite_layer_stack(updated, self._stack_names.get(id(original))), qualname, updated)
         if qualname in lifted.REMAT_CALLS and id(original) in self._in_stack_body:
@@ -478,7 +480,7 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
-_RNG_AND_STATE = rng.KEY_CALLS | lifted.REMAT_CALLS | lifted.LAYER_STACK_CALLS | {"haiku.dropout", "haiku.get_state", "haiku.set_state"}
+_RNG_AND_STATE = rng.KEY_CALLS | lifted.REMAT_CALLS | lifted.LAYER_STACK_CALLS | {"haiku.running_init", "haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the
 # module is nested (flax 0.12: setup runs before the module is on the stack),

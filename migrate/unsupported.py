@@ -64,7 +64,6 @@ APIS = {
         "net.apply({'params': params}, x, method='encode') for each"
     ),
     "multi_transform_with_state": "not rewritten yet: as hk.multi_transform, with mutable= for the state collections",
-    "running_init": "use self.is_initializing() inside the Linen module",
     "vmap": (
         "nn.vmap(Target, variable_axes={'params': None}, split_rngs={'params': False, 'dropout': split_rng}, "
         "in_axes=..., out_axes=...) over a module class (Haiku never maps parameters)"
@@ -109,8 +108,9 @@ APIS = {
     "data_structures.to_mutable_dict": "Linen init returns plain dicts already: drop the call (or flax.core.unfreeze)",
     "data_structures.to_immutable_dict": "flax.core.freeze(tree) (or keep the plain dict Linen returns)",
     "data_structures.to_haiku_dict": "Linen trees are plain nested dicts: drop the call",
-    "data_structures.tree_size": "sum(x.size for x in jax.tree.leaves(tree))",
-    "data_structures.tree_bytes": "sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))",
+    "data_structures.tree_size": "only a call with one tree is rewritten: sum(x.size for x in jax.tree.leaves(tree))",
+    "data_structures.tree_bytes": "only a call with one tree is rewritten: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))",
+    "running_init": "only rewritten inside module methods: self.is_initializing()",
     "data_structures.traverse": (
         "Linen trees nest one level per module: iterate flax.traverse_util.flatten_dict(tree, sep='/') and split "
         "each key with k.rsplit('/', 1) into (module_name, name)"
@@ -137,4 +137,6 @@ def reason(api: str) -> str:
             return APIS[key]
         if key in MODULES:
             return MODULES[key]
+    if api.rsplit(".", 1)[-1][:1].isupper():
+        return "a Haiku class used as a value (not constructed or called here); use its Flax counterpart by hand"
     return GENERIC
