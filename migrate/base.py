@@ -96,6 +96,9 @@ class MigrationState:
     # Haiku APIs whose rewrite constructs a helper class emitted once per file
     # (hk.nets.MLP → MLP, hk.Bias → Bias; see layers.helper_class).
     helper_classes: set[str] = field(default_factory=set)
+    # Module classes that are only ever the Flax root (an hk.multi_transform
+    # template's module): their other methods may get nn.compact_name_scope.
+    root_classes: set[str] = field(default_factory=set)
     # Transformed names of the other files being migrated (project.py).
     project: "ProjectIndex | None" = None
 

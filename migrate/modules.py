@@ -159,6 +159,13 @@ class ConvertModulesCommand(FlaxifyCommand):
             # no static name, and it needs no compact scope of its own.
             needs_scope = self._scan(method.body, namer, dynamic=transparent)
             if needs_scope and method_name not in ("__init__", "__call__") and not transparent:
+                if node.name.value in self.state.root_classes and not self._creates_variables(method):
+                    # Haiku's `~encode/linear` is Linen's compact_name_scope `encode/linear`;
+                    # flax places that scope correctly only on the root module.
+                    plan.decorators[method_name] = "compact_name_scope"
+                    self._names.update({c.key: None for c in namer.constructions})
+                    self._names.update(namer.names())
+                    continue
                 plan.todo_methods[method_name] = _SCOPED_METHOD_REASON
                 self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
                 continue
@@ -201,6 +208,11 @@ class ConvertModulesCommand(FlaxifyCommand):
             elif self.haiku_name(node.func) in VARIABLE_CALLS:
                 needs = True
         return needs
+
+    def _creates_variables(self, method: cst.FunctionDef) -> bool:
+        """Haiku puts a method's own parameters in the module's bucket, not under ``~method``."""
+        calls = ("haiku.get_parameter", "haiku.get_state", "haiku.set_state")
+        return any(isinstance(n, cst.Call) and self.haiku_name(n.func) in calls for n in _walk(method))
 
     def _name_layer_stacks(self, method: cst.FunctionDef) -> None:
         """Haiku names each layer stack of a method ``__layer_stack_no_per_layer``, ``..._1``, ... in order."""

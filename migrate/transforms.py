@@ -175,6 +175,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         class_name = template.construction.func.value  # type: ignore[attr-defined]
         info = TransformInfo(class_name, chain.apply_rng, chain.with_state, False, template.init_method, template.methods)
         self.state.transformed[target] = info
+        if self._name_uses.get(class_name, 0) == 2:  # the class statement and the template's construction
+            self.state.root_classes.add(class_name)
         return stmt.with_changes(body=[assign.with_changes(value=template.construction)])
 
     def _from_lambda(self, stmt, assign, target: str, chain: Chain):  # type: ignore[no-untyped-def]
