@@ -46,7 +46,7 @@ def test_json_sarif_github(project: Path, capsys: pytest.CaptureFixture[str]) ->
     assert {k: item[k] for k in ("path", "line", "column", "end_line", "end_column", "code")} == {
         "path": "bad.py", "line": 5, "column": 5, "end_line": 5, "end_column": 18, "code": "JX101"}
     assert item["fix"]["applicability"] == "safe"
-    assert item["fix"]["edits"][0]["content"] == "jax.debug.print('x {}', x)"
+    assert item["fix"]["edits"][0]["content"] == "jax.debug.print('x {x}', x=x)"
     _, out, _ = _run(["bad.py", "--format", "sarif"], capsys)
     log = json.loads(out)
     assert log["version"] == "2.1.0"
@@ -109,7 +109,7 @@ def test_fix_safe_and_unsafe(project: Path, capsys: pytest.CaptureFixture[str]) 
     path.write_text(source)
     code, out, err = _run(["m.py", "--fix"], capsys)
     fixed = path.read_text()
-    assert "jax.debug.print('x {}', x)" in fixed and "jax.debug.print('y={x}', x=x)" in fixed
+    assert "jax.debug.print('x {x}', x=x)" in fixed and "jax.debug.print('y={x}', x=x)" in fixed
     assert "np.sin(x)" in fixed  # unsafe: left alone without --unsafe-fixes
     assert code == 1 and "JX206" in out and "Fixed 2 findings" in err
     code, _, _ = _run(["m.py", "--fix", "--unsafe-fixes"], capsys)

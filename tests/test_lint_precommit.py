@@ -79,7 +79,7 @@ def test_hooks_run_under_pre_commit(tmp_path: Path) -> None:
     assert no_haiku.returncode == 1 and "model.py:1:1: JX901" in no_haiku.stdout
     fixed = _run(repo, env, "run", "flaxify-lint-fix", "--all-files")
     assert fixed.returncode == 1 and "files were modified by this hook" in fixed.stdout
-    assert "jax.debug.print('{}', x)" in (repo / "bad.py").read_text()
+    assert "jax.debug.print('{x}', x=x)" in (repo / "bad.py").read_text()
     (repo / "model.py").write_text("import flax.linen as nn\n", encoding="utf-8")
     subprocess.run(["git", "add", "."], cwd=repo, check=True)
     assert _run(repo, env, "run", "flaxify-no-haiku", "--all-files").returncode == 0

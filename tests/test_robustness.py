@@ -54,7 +54,7 @@ def compiles(source: bytes) -> bool:
     """Whether this Python compiles ``source`` (compiling never runs it)."""
     try:
         compile(source, "<case>", "exec")
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
 
@@ -78,21 +78,7 @@ def test_migrate_processes_or_reports_each_case_and_continues(tmp_path: Path, na
     assert invoke("migrate", "--check", odd).exit_code == 0, "a second run would change it"
 
 
-LINT_CRASHES = {
-    "long-sum": "lint/engine.py parse() catches SyntaxError/ValueError but not the RecursionError that "
-    "ast.parse raises on a ~3000-term expression: the whole run dies with a traceback",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LINT_CRASHES[name]))
-        if name in LINT_CRASHES
-        else name
-        for name in sorted(CASES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_lint_reports_each_case_and_still_lints_the_rest(tmp_path: Path, name: str) -> None:
     (tmp_path / "odd.py").write_bytes(CASES[name])
     (tmp_path / "traced.py").write_bytes(b"import jax\n\n\n@jax.jit\ndef f(x):\n    print(x)\n    return x\n")
@@ -100,6 +86,7 @@ def test_lint_reports_each_case_and_still_lints_the_rest(tmp_path: Path, name: s
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1, result.output
     assert "traced.py:6:5: JX101" in result.stdout
+    assert "internal error" not in result.output
 
 
 @pytest.mark.xfail(
@@ -112,3 +99,14 @@ def test_lint_reads_a_pep_263_latin_1_file_like_python_does(tmp_path: Path) -> N
     path.write_bytes(b"# -*- coding: latin-1 -*-\nimport jax\n\n\n@jax.jit\ndef f(x):\n    print('caf\xe9')\n    return x\n")
     result = CliRunner().invoke(cli, ["lint", "--no-cache", str(path)])
     assert "JX001" not in result.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="migrate/project.py index_sources catches SyntaxError/ValueError from ast.parse but not the "
+    "RecursionError it raises on a ~3000-term expression (runner.index_project now works around it per file)",
+)
+def test_project_index_skips_a_file_ast_cannot_build() -> None:
+    from flaxify.migrate.project import index_sources
+
+    assert index_sources([(Path("odd.py"), CASES["long-sum"])]).transformed == {}

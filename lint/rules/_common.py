@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from flaxify.lint.model import Taint
-from flaxify.lint.rule import TracedContext
+from flaxify.lint.rule import ModuleContext, TracedContext
 
 
 def call_args(node: ast.Call) -> list[ast.expr]:
@@ -45,3 +45,49 @@ def root_name(node: ast.expr) -> ast.Name | None:
 def name_available(ctx: TracedContext, name: str, qualname: str) -> bool:
     """True when ``name`` is bound in the module to ``qualname`` (e.g. ``jax`` -> ``jax``)."""
     return ctx.module.imports.bound.get(name) == qualname
+
+
+class FormatBuilder:
+    """Builds a ``str.format`` template and its arguments, as ``jax.debug.print`` takes them.
+
+    ``f"x={x:.3f} y={y + 1}"`` becomes ``"x={x:.3f} y={}"`` with ``y + 1`` positional and
+    ``x=x`` as a keyword (str.format allows mixing automatic and named fields).
+    """
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self.text: list[str] = []
+        self.positional: list[str] = []
+        self.keywords: dict[str, str] = {}
+
+    def literal(self, value: str) -> None:
+        self.text.append(value.replace("{", "{{").replace("}", "}}"))
+
+    def value(self, node: ast.expr, conversion: int = -1, spec: str = "") -> None:
+        tail = (f"!{chr(conversion)}" if conversion != -1 else "") + (f":{spec}" if spec else "")
+        if isinstance(node, ast.Name):
+            self.keywords[node.id] = node.id
+            self.text.append("{" + node.id + tail + "}")
+        else:
+            self.positional.append(self.ctx.segment(node))
+            self.text.append("{" + tail + "}")
+
+    def joined(self, node: ast.JoinedStr) -> bool:
+        """Adds an f-string's parts; False when a format spec is itself computed."""
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                self.literal(str(part.value))
+                continue
+            assert isinstance(part, ast.FormattedValue)
+            spec = ""
+            if part.format_spec is not None:
+                pieces = part.format_spec.values  # type: ignore[attr-defined]
+                if not all(isinstance(v, ast.Constant) for v in pieces):
+                    return False
+                spec = "".join(str(v.value) for v in pieces)
+            self.value(part.value, part.conversion, spec)
+        return True
+
+    def call(self, func: str) -> str:
+        args = [repr("".join(self.text)), *self.positional, *(f"{k}={v}" for k, v in self.keywords.items())]
+        return f"{func}({', '.join(args)})"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from flaxify.lint.model import Fix
 from flaxify.lint.rule import Invalid, ModuleContext, Rule
+from flaxify.lint.rules._common import FormatBuilder
 
 DEBUG_PRINT = "jax.debug.print"
 
@@ -30,8 +32,8 @@ class DebugPrintFString(Rule):
     ```
 
     ## Fix safety
-    Safe when every interpolated field is a plain name (it becomes a keyword argument);
-    otherwise the fields become positional ``{}`` arguments, also safe.
+    Safe: plain names become keyword arguments (``{x}`` with ``x=x``), other expressions
+    positional ``{}`` arguments; conversions and format specs are kept.
     """
 
     CODE = "JX109"
@@ -72,32 +74,11 @@ class DebugPrintFString(Rule):
             return isinstance(fmt.func.value, ast.Constant)
         return isinstance(fmt, ast.BinOp) and isinstance(fmt.op, ast.Mod) and isinstance(fmt.left, ast.Constant)
 
-    def _fix(self, call: ast.Call, fmt: ast.JoinedStr, ctx: ModuleContext):  # type: ignore[no-untyped-def]
+    def _fix(self, call: ast.Call, fmt: ast.JoinedStr, ctx: ModuleContext) -> Fix | None:
         if len(call.args) > 1 or call.keywords:
             return None
-        text: list[str] = []
-        positional: list[str] = []
-        keywords: dict[str, str] = {}
-        for part in fmt.values:
-            if isinstance(part, ast.Constant):
-                text.append(str(part.value).replace("{", "{{").replace("}", "}}"))
-                continue
-            assert isinstance(part, ast.FormattedValue)
-            if part.conversion != -1:
-                return None
-            spec = ""
-            if part.format_spec is not None:
-                if not all(isinstance(v, ast.Constant) for v in part.format_spec.values):  # type: ignore[attr-defined]
-                    return None
-                spec = ":" + "".join(str(v.value) for v in part.format_spec.values)  # type: ignore[attr-defined]
-            if isinstance(part.value, ast.Name) and not positional:
-                keywords[part.value.id] = part.value.id
-                text.append("{" + part.value.id + spec + "}")
-            else:
-                if keywords:
-                    return None
-                positional.append(ctx.segment(part.value))
-                text.append("{" + spec + "}")
-        args = [repr("".join(text)), *positional, *(f"{k}={v}" for k, v in keywords.items())]
-        content = f"{ctx.segment(call.func)}({', '.join(args)})"
+        builder = FormatBuilder(ctx)
+        if not builder.joined(fmt):
+            return None
+        content = builder.call(ctx.segment(call.func))
         return ctx.replace(call, content, "Pass the values as arguments of `jax.debug.print`")

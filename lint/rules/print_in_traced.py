@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from flaxify.lint.model import Kind
+from flaxify.lint.model import Fix, Kind
 from flaxify.lint.rule import Invalid, Rule, TracedContext
-from flaxify.lint.rules._common import name_available, shows_traced
+from flaxify.lint.rules._common import FormatBuilder, name_available, shows_traced
 
 
 class PrintInTracedCode(Rule):
@@ -31,13 +31,14 @@ class PrintInTracedCode(Rule):
     ```python
     @jax.jit
     def f(x):
-        jax.debug.print("x = {}", x)
+        jax.debug.print("x = {x}", x=x)
         return x * 2
     ```
 
     ## Fix safety
-    Safe: the original never printed a value; the fix prints the runtime values on every call.
-    Offered only when ``jax`` is imported and ``print`` has no ``sep``/``end``/``file`` arguments.
+    Safe: the original never printed a value; the fix prints the runtime values on every call
+    (names become ``{x}`` fields with ``x=x``, f-strings keep their format specs). Offered only
+    when ``jax`` is imported and ``print`` has no ``sep``/``end``/``file`` arguments.
     """
 
     CODE = "JX101"
@@ -54,11 +55,12 @@ class PrintInTracedCode(Rule):
     INVALID = [
         Invalid(
             "import jax\n@jax.jit\ndef f(x):\n    print('x =', x)\n    return x * 2",
-            "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x = {}', x)\n    return x * 2",
+            "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x = {x}', x=x)\n    return x * 2",
         ),
-        "import jax\n@jax.jit\ndef f(x):\n    print(f'x = {x}')\n    return x",
+        Invalid("import jax\n@jax.jit\ndef f(x):\n    print(f'x = {x:.3f}', x.sum())\n    return x",
+                "import jax\n@jax.jit\ndef f(x):\n    jax.debug.print('x = {x:.3f} {}', x.sum(), x=x)\n    return x"),
         Invalid("import jax\n@jax.jit\ndef f(x):\n    y = x + 1\n    print(y)\n    return y",
-                "import jax\n@jax.jit\ndef f(x):\n    y = x + 1\n    jax.debug.print('{}', y)\n    return y"),
+                "import jax\n@jax.jit\ndef f(x):\n    y = x + 1\n    jax.debug.print('{y}', y=y)\n    return y"),
     ]
 
     def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
@@ -66,19 +68,20 @@ class PrintInTracedCode(Rule):
             return
         ctx.report(node, fix=self._fix(node, ctx))
 
-    def _fix(self, node: ast.Call, ctx: TracedContext):  # type: ignore[no-untyped-def]
-        if node.keywords or any(isinstance(a, (ast.Starred, ast.JoinedStr)) for a in node.args):
+    def _fix(self, node: ast.Call, ctx: TracedContext) -> Fix | None:
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             return None
         if not name_available(ctx, "jax", "jax"):
             return None
-        parts: list[str] = []
-        args: list[str] = []
-        for arg in node.args:
+        builder = FormatBuilder(ctx)
+        for index, arg in enumerate(node.args):
+            if index:
+                builder.literal(" ")  # print's default separator
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                parts.append(arg.value.replace("{", "{{").replace("}", "}}"))
+                builder.literal(arg.value)
+            elif isinstance(arg, ast.JoinedStr):
+                if not builder.joined(arg):
+                    return None
             else:
-                parts.append("{}")
-                args.append(ctx.segment(arg))
-        fmt = repr(" ".join(parts))
-        content = f"jax.debug.print({', '.join([fmt, *args])})"
-        return ctx.replace(node, content, "Replace `print` with `jax.debug.print`")
+                builder.value(arg)
+        return ctx.replace(node, builder.call("jax.debug.print"), "Replace `print` with `jax.debug.print`")
