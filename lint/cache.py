@@ -22,6 +22,7 @@ from flaxify.lint.model import Applicability, Edit, Finding, Fix
 from flaxify.lint.settings import LintSettings
 
 FORMAT = 1
+KEEP = 32
 
 
 def default_dir() -> Path:
@@ -61,8 +62,16 @@ def store(folder: Path, key: str, result: LintResult) -> None:
         with tempfile.NamedTemporaryFile("w", dir=target, delete=False, suffix=".tmp", encoding="utf-8") as handle:
             json.dump(payload, handle)
         os.replace(handle.name, target / f"{key}.json")
+        _prune(target)
     except OSError:
         pass  # a read-only tree just runs without a cache
+
+
+def _prune(folder: Path, keep: int = KEEP) -> None:
+    """Keeps the ``keep`` most recently written results; each edit of the project makes a new key."""
+    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def _finding(item: dict) -> Finding:  # type: ignore[type-arg]
