@@ -16,34 +16,38 @@ class FlaxIndex:
         self.flat = flatten_flax(template)
         self.modules = dict(modules or {})
         self.consumed: set[tuple[str, FlaxPath]] = set()
+        # Indexed once: rules ask for a node's leaves or children once per Haiku bucket.
+        self._leaves: dict[tuple[str, FlaxPath], dict[str, tuple[int, ...]]] = {}
+        self._children: dict[tuple[str, FlaxPath], set[str]] = {}
+        for (collection, path), leaf in self.flat.items():
+            self._leaves.setdefault((collection, path[:-1]), {})[path[-1]] = shape_of(leaf)
+            for n in range(len(path) - 1):
+                self._children.setdefault((collection, path[:n]), set()).add(path[n])
+        self._order = {node: i for i, node in enumerate(self.modules)}
 
     def collections(self) -> list[str]:
         return sorted({c for c, _ in self.flat})
 
     def leaves_at(self, collection: str, node: FlaxPath) -> dict[str, tuple[int, ...]]:
         """Direct leaves (name → shape) of ``node`` not consumed yet."""
-        return {
-            path[-1]: shape_of(leaf)
-            for (c, path), leaf in self.flat.items()
-            if c == collection and path[:-1] == node and (c, path) not in self.consumed
-        }
+        leaves = self._leaves.get((collection, node), {})
+        return {name: shape for name, shape in leaves.items() if (collection, (*node, name)) not in self.consumed}
 
     def children(self, collection: str, node: FlaxPath) -> set[str]:
-        n = len(node)
-        return {path[n] for (c, path) in self.flat if c == collection and len(path) > n + 1 and path[:n] == node}
+        """Names of the sub-modules (nodes, not leaves) directly under ``node``."""
+        return set(self._children.get((collection, node), set()))
 
     def nodes(self, collection: str) -> list[FlaxPath]:
         """Every node holding direct leaves, in creation order when known, else natural order."""
-        found = {path[:-1] for (c, path) in self.flat if c == collection}
-        return sorted(found, key=self._order_key)
+        found = {node for (c, node) in self._leaves if c == collection}
+        return sorted(found, key=self.order_key)
 
     def module_type(self, node: FlaxPath) -> str | None:
         return self.modules.get(node)
 
-    def _order_key(self, node: FlaxPath) -> tuple:
-        order = list(self.modules)
-        known = order.index(node) if node in self.modules else len(order)
-        return (known, [_natural(part) for part in node])
+    def order_key(self, node: FlaxPath) -> tuple:
+        """Creation order where the module table knows it, then natural name order."""
+        return (self._order.get(node, len(self._order)), [_natural(part) for part in node])
 
 
 def _natural(text: str) -> tuple:

@@ -197,7 +197,7 @@ class _Mapper:
                 return
 
     def _by_order(self, pending: list[int]) -> None:
-        units = [u for u in self._free_units()]
+        units = self._free_units()
         groups: dict[FlaxPath, list[int]] = {}
         for i in pending:
             groups.setdefault(self.target(self.buckets[i])[:-1], []).append(i)
@@ -211,18 +211,14 @@ class _Mapper:
         """Flax nodes none of whose leaves are mapped yet (LSTM cells count as one node)."""
         nodes = self.index.nodes("params")
         cells = {n[:-1] for n in nodes if n[:-1] and rule_lstm.is_gate_node(n[:-1], self.index)}
-        units = []
-        for n in nodes:
-            if n[:-1] in cells:
-                n = n[:-1]
-                if n in units:
-                    continue
-            if all(
-                key not in self.index.consumed
-                for key in self.index.flat
-                if key[0] == "params" and key[1][: len(n)] == n
-            ):
-                units.append(n)
+        consumed = [path for c, path in self.index.consumed if c == "params"]
+        holders = {path[:-1] for path in consumed}  # nodes with a mapped leaf of their own
+        touched = {path[:k] for path in consumed for k in range(len(path))}  # ... or anywhere below
+        units: list[FlaxPath] = []
+        for node in nodes:
+            unit, taken = (node[:-1], touched) if node[:-1] in cells else (node, holders)
+            if unit not in units and unit not in taken:
+                units.append(unit)
         return units
 
     def _align(self, members: list[int], units: list[FlaxPath], *, all_or_nothing: bool) -> None:
@@ -245,7 +241,7 @@ class _Mapper:
                 if r
             ]
             if len(fits) > 1 and self.flax_modules:
-                fits = [min(fits, key=lambda f: self.index._order_key(queues[f[0]][0]))]
+                fits = [min(fits, key=lambda f: self.index.order_key(queues[f[0]][0]))]
             if len(fits) != 1:
                 break
             queue, result = fits[0]

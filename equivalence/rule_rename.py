@@ -38,7 +38,7 @@ def is_transpose_conv(bucket: HaikuBucket, target: FlaxPath, index: FlaxIndex) -
     kind = index.module_type(target)
     if kind is not None:
         return kind == "ConvTranspose"
-    return bucket.module.rsplit("/", 1)[-1].split("_transpose")[0] != bucket.module.rsplit("/", 1)[-1]
+    return "_transpose" in bucket.module.rsplit("/", 1)[-1]  # conv2_d_transpose, conv1_d_transpose_1
 
 
 def apply(
