@@ -34,6 +34,7 @@ from flaxify.migrate.project import ProjectIndex, index_sources
 # Folders a walk never enters; any other hidden (``.``-prefixed) folder is skipped too.
 SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "build", "dist", ".tox", "node_modules"})
 TEMP_SUFFIX = ".flaxify-tmp"
+TOO_DEEP = "expressions nested too deeply to rewrite (over Python's recursion limit); file left as it was"
 
 
 class Mode(enum.Enum):
@@ -252,8 +253,17 @@ def run(jobs: Sequence[Job], workers: int = 1) -> Iterator[FileResult]:
 
 
 def index_project(jobs: Sequence[Job]) -> ProjectIndex:
-    """Records the transformed models of every file (a cheap ``ast`` read of Haiku files)."""
-    return index_sources((Path(job.display), source) for job, source in _contents(jobs))
+    """Records the transformed models of every file (a cheap ``ast`` read of Haiku files).
+
+    Files are indexed one at a time so that one the ``ast`` module cannot build (a
+    3,000-term expression overflows its recursion limit) only drops out of the index;
+    its own migration then reports it.
+    """
+    transformed: dict[tuple[str, str], TransformInfo] = {}
+    for job, source in _contents(jobs):
+        with contextlib.suppress(RecursionError, MemoryError):
+            transformed.update(index_sources([(Path(job.display), source)]).transformed)
+    return ProjectIndex(MappingProxyType(transformed))
 
 
 def _contents(jobs: Sequence[Job]) -> Iterator[tuple[Job, bytes]]:
@@ -296,6 +306,10 @@ def migrate_file(job: Job, project: ProjectIndex | None = None) -> FileResult:
         return FileResult(job.display, "failed", error=f"cannot decode the file: {err}")
     except OSError as err:
         return FileResult(job.display, "failed", error=_os_message(err))
+    except RecursionError:
+        # LibCST visits trees recursively: a chain of ~500 `a + b + ...` or deeply nested
+        # brackets exceeds Python's recursion limit. A limit of the tool, not an engine bug.
+        return FileResult(job.display, "failed", error=TOO_DEEP)
     except Exception as err:  # noqa: BLE001 - one engine bug must not stop the other files
         return FileResult(job.display, "failed", error=f"internal error, file left as it was: {err!r}")
     output = str(job.target) if job.target is not None else None
