@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import tokenize
 from pathlib import Path
 from collections.abc import Iterable
 
@@ -46,9 +48,15 @@ def display_path(path: Path) -> str:
 
 
 def read_source(path: Path) -> str | None:
-    """The file's text, or None when it is not UTF-8 (reported as JX001)."""
+    """The file's text, decoded as Python does (BOM, PEP 263 cookie, else UTF-8); None if it cannot be."""
     try:
         data = path.read_bytes()
-        return data.decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        return decode_source(data)[0]
+    except (OSError, UnicodeDecodeError, SyntaxError, LookupError):
         return None
+
+
+def decode_source(data: bytes) -> tuple[str, str]:
+    """(text, encoding) per PEP 263; raises UnicodeDecodeError, SyntaxError or LookupError."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    return data.decode(encoding), encoding

@@ -92,7 +92,7 @@ def test_pyproject_config(project: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_unparsable_file_is_reported_and_others_still_lint(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "broken.py").write_text("def f(:\n")
     (project / "bad.py").write_text(BAD)
-    (project / "latin.py").write_bytes(b"x = '\xe9'\n")
+    (project / "latin.py").write_bytes(b"x = '\xe9'\n")  # no coding cookie: not UTF-8, so not Python
     code, out, err = _run(["."], capsys)
     assert code == 1
     lines = out.splitlines()
@@ -162,3 +162,13 @@ def test_selection_semantics() -> None:
     assert not LintSettings(select=("JX1",), ignore=("JX101",)).enabled("JX101", True)
     assert LintSettings(select=("JX101",), ignore=("JX1",)).enabled("JX101", True)  # more specific wins
     assert not LintSettings(select=("JX1",), ignore=("JX1",)).enabled("JX102", True)  # tie goes to ignore
+
+
+def test_pep_263_encodings_are_read_and_fixed_in_place(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project / "latin.py"
+    path.write_bytes(b"# -*- coding: latin-1 -*-\nimport jax\n\n@jax.jit\ndef f(x):\n    print('caf\xe9', x)\n"
+                     b"    return x\n")
+    code, out, _ = _run(["latin.py"], capsys)
+    assert code == 1 and out.startswith("latin.py:6:5: JX101")
+    assert _run(["latin.py", "--fix"], capsys)[0] == 0
+    assert b"jax.debug.print('caf\xe9 {x}', x=x)" in path.read_bytes()

@@ -12,6 +12,7 @@ from flaxify.config import ConfigError, find_pyproject, load_config
 from flaxify.lint.api import lint_paths
 from flaxify.lint.cache import default_dir
 from flaxify.lint.engine import LintResult
+from flaxify.lint.files import decode_source
 from flaxify.lint.fixes import apply_fixes, fixable
 from flaxify.lint.output import FORMATS, render
 from flaxify.lint.rules import ALL_CODES
@@ -88,10 +89,10 @@ def _apply(result: LintResult, unsafe: bool) -> int:
     total = 0
     for path, findings in by_path.items():
         file = Path(path)
-        source = file.read_text(encoding="utf-8")
+        source, encoding = decode_source(file.read_bytes())  # written back in the file's own encoding
         fixed, count = apply_fixes(source, findings, unsafe)
         if count and fixed != source:
-            file.write_text(fixed, encoding="utf-8")
+            file.write_bytes(fixed.encode(encoding))
             total += count
     return total
 
