@@ -59,7 +59,8 @@ def parse(files: Iterable[SourceFile]) -> tuple[list[ModuleInfo], list[Finding]]
     errors: list[Finding] = []
     for item in files:
         if item.source is None:
-            errors.append(Finding(item.display, 1, 1, 1, 1, PARSE_ERROR, "cannot decode the file (not UTF-8 and no valid PEP 263 coding cookie)"))
+            message = "cannot decode the file (not UTF-8 and no valid PEP 263 coding cookie)"
+            errors.append(Finding(item.display, 1, 1, 1, 1, PARSE_ERROR, message))
             continue
         try:
             tree = ast.parse(item.source, filename=item.display)
