@@ -35,6 +35,11 @@ def shows_traced(node: ast.Call, ctx: TracedContext) -> bool:
     return any(ctx.taint(arg) or formats_traced(arg, ctx) for arg in call_args(node))
 
 
+def maybe_static_field(node: ast.expr, ctx: TracedContext) -> bool:
+    """``cfg.num_layers`` on a traced pytree may be a static field (``pytree_node=False``): don't guess."""
+    return isinstance(node, ast.Attribute) and ctx.taint(node) == Taint.TREE
+
+
 def root_name(node: ast.expr) -> ast.Name | None:
     """``a`` for ``a``, ``a.b``, ``a[0].c``; None for anything else."""
     while isinstance(node, (ast.Attribute, ast.Subscript)):

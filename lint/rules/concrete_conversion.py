@@ -6,6 +6,7 @@ import ast
 
 from flaxify.lint.model import Kind, Taint
 from flaxify.lint.rule import Rule, TracedContext
+from flaxify.lint.rules._common import maybe_static_field
 
 CONVERSIONS = frozenset({"bool", "int", "float", "complex"})
 
@@ -59,5 +60,5 @@ class ConcreteConversionOfTracedValue(Rule):
             return
         taint = ctx.taint(node.args[0])
         needed = Taint.ARRAY if name == "bool" else Taint.TREE
-        if taint >= needed:
+        if taint >= needed and not maybe_static_field(node.args[0], ctx):
             ctx.report(node, self.MESSAGE.format(name=name))

@@ -6,6 +6,7 @@ import ast
 
 from flaxify.lint.model import Kind, Taint
 from flaxify.lint.rule import Rule, TracedContext
+from flaxify.lint.rules._common import maybe_static_field
 
 # jax.numpy constructors and their shape argument (position, keyword).
 SHAPE_ARGS: dict[str, tuple[int, str]] = {
@@ -57,6 +58,7 @@ class TracedValueAsStaticInt(Rule):
         "def f(n, v):\n    return jnp.ones((n,)) * v",
         "import jax, jax.numpy as jnp\nL = [1, 2, 3]\n@jax.jit\ndef f(i):\n    return jnp.asarray(L)[i]",
         "import jax\n@jax.jit\ndef f(x):\n    for i in range(x.shape[0]):\n        x = x + i\n    return x",
+        "import jax\n@jax.jit\ndef f(x, cfg):\n    for _ in range(cfg.num_layers):\n        x = x * 2\n    return x",
     ]
     INVALID = [
         "import jax, jax.numpy as jnp\n@jax.jit\ndef f(n, v):\n    return jnp.ones((n,)) * v",
@@ -67,7 +69,7 @@ class TracedValueAsStaticInt(Rule):
 
     def visit_Call(self, node: ast.Call, ctx: TracedContext) -> None:
         if ctx.builtin(node.func) == "range":
-            if any(ctx.taint(arg) for arg in node.args):
+            if any(ctx.taint(arg) and not maybe_static_field(arg, ctx) for arg in node.args):
                 ctx.report(node, self.MESSAGE.format(what="a `range` bound", alt="use `lax.fori_loop`"))
             return
         func = node.func
@@ -88,8 +90,8 @@ class TracedValueAsStaticInt(Rule):
     @staticmethod
     def _traced_shape(arg: ast.expr, ctx: TracedContext) -> bool:
         if isinstance(arg, (ast.Tuple, ast.List)):
-            return any(ctx.taint(elt) for elt in arg.elts)
-        return ctx.taint(arg) != Taint.NONE
+            return any(ctx.taint(elt) and not maybe_static_field(elt, ctx) for elt in arg.elts)
+        return ctx.taint(arg) != Taint.NONE and not maybe_static_field(arg, ctx)
 
     def visit_Subscript(self, node: ast.Subscript, ctx: TracedContext) -> None:
         if not isinstance(node.ctx, ast.Load) or not isinstance(node.value, ast.Name):
