@@ -81,5 +81,5 @@ def _rate_and_mode(rate: cst.BaseExpression) -> tuple[str, str]:
                 return code(rate.body), code(rate.test.expression)
             return code(rate.body), f"not {test}" if simple else f"not ({test})"
         if literal(rate.body) == 0 and literal(rate.orelse) != 0:
-            return code(rate.orelse), test if simple else f"({test})"
+            return code(rate.orelse), test
     return code(rate), "False"
