@@ -110,3 +110,23 @@ def test_project_index_skips_a_file_ast_cannot_build() -> None:
     from flaxify.migrate.project import index_sources
 
     assert index_sources([(Path("odd.py"), CASES["long-sum"])]).transformed == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="migrate (leftovers.py _import_emitted) adds `import jax` to a file that uses `jax.` without "
+    "importing it, though the file has no Haiku usage at all (it only says 'haiku' in a comment)",
+)
+def test_a_file_without_haiku_usage_is_byte_identical_even_with_a_free_jax_name() -> None:
+    source = b"# haiku here\n@jax.jit\ndef f(x):\n    return x\n"
+    assert migrate_source(source, "f.py").source == source
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="migrate (leftovers.py) marks a plain variable or function named `haiku` with a "
+    "'TODO(flaxify): haiku: no exact Flax rewrite' comment though nothing imports Haiku",
+)
+def test_a_local_name_haiku_is_not_taken_for_the_haiku_module() -> None:
+    source = b"haiku = 'five seven five'\n\n\ndef haiku_len():\n    return len(haiku)\n"
+    assert migrate_source(source, "poems.py").source == source
