@@ -6,8 +6,8 @@ here; the engine itself is single-threaded and pure.
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from flaxify.lint import cache as result_cache
 from flaxify.lint.engine import LintResult, SourceFile, lint_sources

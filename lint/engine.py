@@ -10,9 +10,9 @@ import ast
 import gc
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterable
 
 from flaxify.lint.analysis import Analysis, Context
 from flaxify.lint.model import Finding
@@ -32,7 +32,7 @@ _SKIP_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 class LintResult:
     """Findings of one run, sorted; ``failed`` lists files that could not be parsed.
 
-    ``internal`` holds "path: rule: error" lines for rules that crashed on a file (a bug in
+    ``internal`` holds "path: error" lines for rule work that crashed on a file (a bug in
     flaxify, reported on stderr; the other rules and files still ran).
     """
 

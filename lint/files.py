@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import os
 import tokenize
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 DEFAULT_EXCLUDES = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", "build", "dist", "node_modules",

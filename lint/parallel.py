@@ -16,10 +16,16 @@ import gc
 import pickle
 import re
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
-from flaxify.lint.engine import LintResult, SourceFile, lint_modules, lint_sources, parse
+from flaxify.lint.engine import (
+    LintResult,
+    SourceFile,
+    lint_modules,
+    lint_sources,
+    parse,
+)
 from flaxify.lint.model import Finding
 from flaxify.lint.project import ModuleInfo, module_name
 from flaxify.lint.settings import LintSettings

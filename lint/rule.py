@@ -10,9 +10,9 @@ reaches; module rules (``SCOPE = "module"``) see the whole file.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
-from collections.abc import Callable
 
 from flaxify.lint.model import Applicability, Edit, Finding, Fix, Kind, Taint
 

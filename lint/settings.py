@@ -9,10 +9,10 @@ folder of ``pyproject.toml`` (or bare file names).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable, Mapping
 
 from flaxify.config import ConfigError
 

@@ -6,7 +6,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from flaxify.lint.engine import SourceFile, lint_sources
 from flaxify.lint.settings import LintSettings
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from flaxify.lint.api import lint_paths
 from flaxify.lint.settings import LintSettings
 

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from flaxify.lint.engine import SourceFile, lint_sources
 from flaxify.lint.fixes import apply_fixes
 from flaxify.lint.model import Finding

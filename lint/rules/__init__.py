@@ -21,23 +21,23 @@ from flaxify.lint.rules.host_randomness import HostRandomnessInTracedCode
 from flaxify.lint.rules.host_side_effect import HostSideEffectInTracedCode
 from flaxify.lint.rules.inplace_update import InplaceUpdateOfArray
 from flaxify.lint.rules.item_tolist import ItemOnTracedValue
+from flaxify.lint.rules.iterator_in_traced import IteratorConsumedInTracedCode
+from flaxify.lint.rules.jit_in_loop import JitInLoop
 from flaxify.lint.rules.jit_method_self import JitMethodWithoutStaticSelf
+from flaxify.lint.rules.linen_attribute_mutation import LinenAttributeMutation
 from flaxify.lint.rules.linen_raw_transform import RawJaxTransformInLinen
 from flaxify.lint.rules.linen_submodule_outside_setup import LinenSubmoduleOutsideSetup
 from flaxify.lint.rules.list_to_jnp import ListToJnpFunction
-from flaxify.lint.rules.mutable_global_read import MutableGlobalRead
-from flaxify.lint.rules.static_self_mutation import StaticSelfMutated
-from flaxify.lint.rules.unhashable_static_arg import UnhashableStaticArgument
-from flaxify.lint.rules.iterator_in_traced import IteratorConsumedInTracedCode
-from flaxify.lint.rules.jit_in_loop import JitInLoop
-from flaxify.lint.rules.linen_attribute_mutation import LinenAttributeMutation
 from flaxify.lint.rules.logging_in_traced import LoggingInTracedCode
+from flaxify.lint.rules.mutable_global_read import MutableGlobalRead
 from flaxify.lint.rules.numpy_on_traced import NumpyOnTracedValue
 from flaxify.lint.rules.outer_state_mutation import OuterStateMutation
 from flaxify.lint.rules.print_in_traced import PrintInTracedCode
 from flaxify.lint.rules.prng_key_reuse import PrngKeyReuse
 from flaxify.lint.rules.self_mutation import SelfMutationInTracedMethod
+from flaxify.lint.rules.static_self_mutation import StaticSelfMutated
 from flaxify.lint.rules.traced_static_int import TracedValueAsStaticInt
+from flaxify.lint.rules.unhashable_static_arg import UnhashableStaticArgument
 
 RULES: list[type[Rule]] = sorted(
     [
