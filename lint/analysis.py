@@ -538,7 +538,7 @@ def _module_params(fn: FunctionInfo, skip_first: bool) -> dict[str, Taint]:
     for arg in params:
         taint = annotation_taint(arg.annotation)
         if taint is None:
-            taint = Taint.NONE if _has_default(fn, arg.arg) else Taint.TREE
+            taint = Taint.NONE if _has_static_default(fn, arg.arg) else Taint.TREE
         if taint:
             result[arg.arg] = taint
     return result
@@ -552,16 +552,17 @@ def _defaults(fn: FunctionInfo) -> dict[str, ast.expr]:
     return table
 
 
-def _has_default(fn: FunctionInfo, name: str) -> bool:
-    return name in _defaults(fn)
-
-
 def _has_static_default(fn: FunctionInfo, name: str) -> bool:
-    """``flag=False``, ``axis=-1``, ``x=None``: a constant default is baked in unless passed (precision first)."""
+    """``flag=False``, ``axis=-1``, ``mode="x"``: a constant default is baked in unless passed (precision first).
+
+    ``None`` is the exception: ``mask=None`` is how optional *arrays* are spelled.
+    """
     default = _defaults(fn).get(name)
     if isinstance(default, ast.UnaryOp) and isinstance(default.op, ast.USub):
         default = default.operand
-    return isinstance(default, (ast.Constant, ast.Tuple)) and not isinstance(default, ast.JoinedStr)
+    if isinstance(default, ast.Constant) and default.value is None:
+        return False
+    return isinstance(default, (ast.Constant, ast.Tuple))
 
 
 def _ints(node: ast.expr | None) -> set[int]:

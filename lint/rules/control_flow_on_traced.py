@@ -57,6 +57,8 @@ class ControlFlowOnTracedValue(Rule):
         "import jax\n@jax.jit\ndef f(x):\n    if x > 0:\n        return x\n    return -x",
         "import jax\n@jax.jit\ndef f(x):\n    while x < 10:\n        x = x * 2\n    return x",
         "import jax\n@jax.vmap\ndef f(x):\n    return x if x.sum() > 0 else -x",
+        "import jax\n@jax.jit\ndef f(x, mask=None):\n    if mask is not None and mask.any():\n        x = x * 2\n"
+        "    return x",
     ]
 
     def visit_If(self, node: ast.If, ctx: TracedContext) -> None:
@@ -70,7 +72,9 @@ class ControlFlowOnTracedValue(Rule):
 
     def _check(self, test: ast.expr, stmt: str, ctx: TracedContext) -> None:
         if isinstance(test, ast.BoolOp):
-            return  # JX202 reports the operand that breaks
+            # JX202 reports the operands `and`/`or` convert; the last one is converted by the `if`.
+            self._check(test.values[-1], stmt, ctx)
+            return
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             return
         if ctx.taint(test) == Taint.ARRAY:
