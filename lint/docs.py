@@ -37,7 +37,8 @@ trainer/metrics.py:12:5: JX101 `print` of a traced value runs once at trace time
 
 `static_argnums`/`static_argnames` (and `partial(f, ...)`-bound arguments) are static; so are
 `.shape`, `.ndim`, `.dtype`, `len()`, `is None` tests, comparisons with strings, constants, and
-parameters with constant defaults or Python-type annotations (`bool`, `int`, `Sequence[int]`).
+parameters with constant defaults other than `None` (`train=False`, `axis=-1`) or Python-type
+annotations (`bool`, `int`, `Sequence[int]`).
 Rules about Python control flow apply under `jit`/`vmap`/`lax` bodies, not under `grad` alone.
 When the linter is unsure whether a value is traced, it does not flag (precision first).
 Framework packages themselves (`jax`, `flax`, `haiku`, `optax`, ...) are checked where they are
