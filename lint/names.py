@@ -15,6 +15,7 @@ _CANONICAL: dict[str, str] = {
     "flax.linen.module.Module": "flax.linen.Module",
     "flax.linen.module.compact": "flax.linen.compact",
     "flax.linen.module.nowrap": "flax.linen.nowrap",
+    "flax.linen.module.compact_name_scope": "flax.linen.compact_name_scope",
     "flax.nnx.module.Module": "flax.nnx.Module",
     "flax.nnx.Module": "flax.nnx.Module",
     "flax.experimental.nnx.Module": "flax.nnx.Module",

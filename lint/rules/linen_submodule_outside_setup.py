@@ -8,14 +8,15 @@ from flaxify.lint.project import ClassInfo
 from flaxify.lint.rule import Rule, TracedContext
 from flaxify.lint.transforms import LINEN_COMPACT
 
-EXEMPT = frozenset({"flax.linen.nowrap", "staticmethod", "classmethod"})
+# nowrap helpers run from setup; compact_name_scope methods may create submodules like @compact.
+EXEMPT = frozenset({"flax.linen.nowrap", "flax.linen.compact_name_scope", "staticmethod", "classmethod"})
 
 
 class LinenSubmoduleOutsideSetup(Rule):
     """
     ## What it does
     Flags ``nn.Dense(...)`` (any Linen module class) constructed in a Linen method that is
-    neither ``setup`` nor decorated with ``@nn.compact``.
+    neither ``setup`` nor decorated with ``@nn.compact`` (or ``@nn.compact_name_scope``).
 
     ## Why is this bad?
     ``AssignSubModuleError: Submodule Dense must be defined in `setup()` or in a method
@@ -51,6 +52,8 @@ class LinenSubmoduleOutsideSetup(Rule):
     VALID = [
         "import flax.linen as nn\nclass M(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
         "        return nn.Dense(2)(x)",
+        "import flax.linen as nn\nclass M(nn.Module):\n    def setup(self):\n        self.a = nn.Dense(2)\n"
+        "    @nn.compact_name_scope\n    def decode(self, z):\n        return nn.Dense(2)(self.a(z))",
         "import flax.linen as nn\nclass M(nn.Module):\n    def setup(self):\n        self.d = nn.Dense(2)\n"
         "    def __call__(self, x):\n        return self.d(x)",
     ]
