@@ -80,6 +80,7 @@ class ClassPlan:
     initial_state: set[str] = field(default_factory=set)
     # `self.bn` / `bn` bound to hk.BatchNorm(...): their calls take is_training.
     batch_norms: set[str] = field(default_factory=set)
+    has_layer_stack: bool = False
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -134,8 +135,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             return
         self._classes.append(node.name.value)
         self._method_ids.update(id(method) for method in _methods(node))
-        self._name_constructions(node, plan)
         self._find_state_and_batch_norms(node, plan)
+        self._name_constructions(node, plan)
 
     def _find_state_and_batch_norms(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         for sub in _walk(node):
@@ -144,6 +145,8 @@ class ConvertModulesCommand(FlaxifyCommand):
                 name = state.literal_name(sub, state.GET_STATE)
                 if name is not None and bound is not None and code(bound.get("init", cst.Name("None"))) != "None":
                     plan.initial_state.add(name)
+            elif isinstance(sub, cst.Call) and self.haiku_name(sub.func) in lifted.LAYER_STACK_CALLS:
+                plan.has_layer_stack = True
             elif isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.value, cst.Call):
                 if self.haiku_name(sub.value.func) == "haiku.BatchNorm":
                     plan.batch_norms.add(code(sub.targets[0].target))
@@ -171,7 +174,8 @@ class ConvertModulesCommand(FlaxifyCommand):
                 continue
             self._names.update({c.key: None for c in namer.constructions})
             per_method[method_name] = namer.names()
-            self._name_layer_stacks(method)
+            if plan.has_layer_stack:
+                self._name_layer_stacks(method)
             if needs_scope and method_name == "__call__":
                 plan.decorators[method_name] = "compact"
         # Haiku keeps `~/linear` (built in __init__) apart from `linear` (built in

@@ -64,6 +64,11 @@ def _transformed(tree: ast.Module) -> dict[str, TransformInfo]:
     uses_rng = _uses_rng(tree, haiku)
     result: dict[str, TransformInfo] = {}
     for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.decorator_list:
+            decorated = _decorated(node, haiku)
+            if decorated is not None:
+                apply_rng, with_state = decorated
+                result[node.name] = TransformInfo(snake_to_camel(node.name), apply_rng, with_state, uses_rng)
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             chain = _chain(node.value, haiku)
             if chain is not None:
@@ -105,6 +110,14 @@ def _chain(value: ast.expr, haiku: Mapping[str, str]) -> tuple[str, bool, bool] 
     if api in TRANSFORMS and isinstance(value.args[0], ast.Name):
         return value.args[0].id, True, TRANSFORMS[api]
     return None
+
+
+def _decorated(node: ast.FunctionDef, haiku: Mapping[str, str]) -> tuple[bool, bool] | None:
+    """``@hk.transform`` / ``@hk.transform_with_state`` under an optional ``@hk.without_apply_rng``."""
+    apis = [_api(d, haiku) for d in node.decorator_list]
+    if not apis or len(apis) > 2 or apis[-1] not in TRANSFORMS or any(a != "without_apply_rng" for a in apis[:-1]):
+        return None
+    return len(apis) == 1, TRANSFORMS[apis[-1]]
 
 
 def _uses_rng(tree: ast.Module, haiku: Mapping[str, str]) -> bool:

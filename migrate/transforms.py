@@ -15,7 +15,8 @@ After (``modules.py`` then adds ``@nn.compact`` and the layers)::
 
     net = Forward()
 
-The variable keeps its name and becomes the module instance; ``callsites.py``
+The decorator form ``@hk.transform`` (under ``@hk.without_apply_rng`` or not)
+becomes the class plus ``net = Net()``. The variable keeps its name and becomes the module instance; ``callsites.py``
 rewrites ``net.init`` / ``net.apply``. A function that is also used outside
 the transform keeps its ``def`` and the class calls it. A lambda becomes a
 class named after the variable. Forms that cannot be rewritten exactly (the
@@ -77,6 +78,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         self._def_nodes: dict[str, cst.FunctionDef] = {}
         self._class_names: set[str] = set()
         self._multi_plans: dict[str, tuple[MultiTemplate, bool]] = {}  # template fn -> (template, keep_def)
+        self._top_level_defs: set[int] = set()
 
     # -- analysis ---------------------------------------------------------
     def chain(self, expr: cst.BaseExpression) -> Chain | None:
@@ -97,6 +99,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
 
     def visit_Module(self, node: cst.Module) -> None:
         # Plans are made up front: a def is left before the assignment below it is seen.
+        self._top_level_defs = {id(s) for s in node.body if isinstance(s, cst.FunctionDef)}
         statements = []
         for sub in _walk(node):
             if isinstance(sub, (cst.ClassDef, cst.FunctionDef)):
@@ -192,7 +195,35 @@ class ConvertTransformsCommand(FlaxifyCommand):
         return cst.FlattenSentinel([klass.with_changes(leading_lines=stmt.leading_lines), new_stmt])
 
     # -- `def f` → `class F(nn.Module)` -------------------------------------------
+    def _decorator_chain(self, node: cst.FunctionDef) -> Chain | None:
+        """``@hk.transform`` / ``@hk.transform_with_state``, optionally under ``@hk.without_apply_rng``."""
+        names = [self.haiku_name(d.decorator) for d in node.decorators]
+        if not names or len(names) > 2:
+            return None
+        *outer, inner = names
+        if inner not in ("haiku.transform", "haiku.transform_with_state") or any(o != "haiku.without_apply_rng" for o in outer):
+            return None
+        return Chain(node.name, not outer, inner.endswith("_with_state"))
+
+    def _from_decorated(self, node: cst.FunctionDef, chain: Chain):  # type: ignore[no-untyped-def]
+        """``@hk.transform def net(x): ...`` -> ``class Net(nn.Module)`` and ``net = Net()``."""
+        target = node.name.value
+        name = self.fresh_class_name(target)
+        info = TransformInfo(name, chain.apply_rng, chain.with_state)
+        self.state.transformed[target] = info
+        self.state.wrapper_classes.add(name)
+        klass = self._class(name, _method_params(node.params), node.body).with_changes(leading_lines=node.leading_lines)
+        instance = cst.SimpleStatementLine(
+            [cst.Assign([cst.AssignTarget(cst.Name(target))], _instantiate(name))],
+            leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False)],
+        )
+        return cst.FlattenSentinel([klass, instance])
+
     def leave_FunctionDef(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        if id(original_node) in self._top_level_defs and not updated_node.asynchronous:
+            chain = self._decorator_chain(original_node)
+            if chain is not None:
+                return self._from_decorated(updated_node, chain)
         multi = self._multi_plans.get(updated_node.name.value)
         if multi is not None and not multi[1] and original_node is self._def_nodes.get(updated_node.name.value):
             return cst.RemoveFromParent()  # the template's module is now the model itself

@@ -178,3 +178,24 @@ NOOPS = [
 @pytest.mark.parametrize("source", NOOPS)
 def test_non_haiku_code_is_untouched(source: str) -> None:
     assert not migrate_source(source.encode(), "case.py").changed
+
+
+DECORATED = HEADER + textwrap.dedent(
+    """\
+    @hk.without_apply_rng
+    @hk.transform
+    def head(x):
+        return hk.Linear(3)(x)
+
+
+    def use(rng, x):
+        return head.apply(head.init(rng, x), x)
+    """
+)
+
+
+def test_decorated_transform_becomes_class_and_instance() -> None:
+    out, todos = _migrate(DECORATED)
+    assert "class Head(nn.Module):" in out and "\nhead = Head()\n" in out
+    assert 'head.apply({"params": head.init(rng, x)["params"]}, x)' in out
+    assert todos == []
