@@ -238,21 +238,36 @@ def run(jobs: Sequence[Job], workers: int = 1) -> Iterator[FileResult]:
 
     Every file is first indexed (:func:`index_project`) so that a call site in one file
     follows a model defined in another, whichever process migrates either.
+
+    With workers, only the files that need the rewrite engine go to the pool, one per
+    task, largest first: they cost 10-1000x a file without Haiku, which the parent
+    answers itself (a substring test). Chunking the job list instead would hand one
+    worker a whole folder of Haiku files while the other idles.
     """
     project = index_project(jobs)
-    workers = min(workers, len(jobs))
-    if workers <= 1:
-        yield from (migrate_file(job, project) for job in jobs)
+    heavy = [job for job in jobs if job.source in project.needs_engine]
+    if workers <= 1 or len(heavy) <= 1:
+        yield from (migrate_file(job, project.index) for job in jobs)
         return
-    # Chunks amortise the inter-process round trip; several per worker keep them all busy.
-    chunksize = max(1, len(jobs) // (workers * 4))
     # The index goes over once per worker, as a plain dict: a mappingproxy cannot be pickled.
-    adopt = (dict(project.transformed),)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_adopt_project, initargs=adopt) as pool:
-        yield from pool.map(_migrate_in_worker, jobs, chunksize=chunksize)
+    adopt = (dict(project.index.transformed),)
+    with ProcessPoolExecutor(max_workers=min(workers, len(heavy)), initializer=_adopt_project, initargs=adopt) as pool:
+        largest_first = sorted(heavy, key=lambda job: -project.needs_engine[job.source])
+        futures = {job.source: pool.submit(_migrate_in_worker, job) for job in largest_first}
+        for job in jobs:
+            future = futures.get(job.source)
+            yield future.result() if future is not None else migrate_file(job, project.index)
 
 
-def index_project(jobs: Sequence[Job]) -> ProjectIndex:
+@dataclass(frozen=True)
+class IndexedProject:
+    """The cross-file index, and the files that need the engine (real path → size in bytes)."""
+
+    index: ProjectIndex
+    needs_engine: dict[Path, int]
+
+
+def index_project(jobs: Sequence[Job]) -> IndexedProject:
     """Records the transformed models of every file (a cheap ``ast`` read of Haiku files).
 
     Files are indexed one at a time so that one the ``ast`` module cannot build (a
@@ -260,10 +275,19 @@ def index_project(jobs: Sequence[Job]) -> ProjectIndex:
     its own migration then reports it.
     """
     transformed: dict[tuple[str, str], TransformInfo] = {}
+    heavy: dict[Path, int] = {}
     for job, source in _contents(jobs):
+        if b"haiku" in source:
+            heavy[job.source] = len(source)
         with contextlib.suppress(RecursionError, MemoryError):
             transformed.update(index_sources([(Path(job.display), source)]).transformed)
-    return ProjectIndex(MappingProxyType(transformed))
+    index = ProjectIndex(MappingProxyType(transformed))
+    if transformed:  # `from model import net` makes a file without Haiku need the engine too
+        rest = [job for job in jobs if job.source not in heavy]
+        heavy.update((job.source, len(source)) for job, source in _contents(rest) if index.imported_by(source))
+    # The same pre-check as migrate_source's; a file that changes between the two reads
+    # only moves between the parent and a worker, its result is the same.
+    return IndexedProject(index, heavy)
 
 
 def _contents(jobs: Sequence[Job]) -> Iterator[tuple[Job, bytes]]:
