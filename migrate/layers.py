@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, layers_batchnorm, lifted, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
+from flaxify.migrate import attention, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "GRU": (recurrent.GRU, recurrent.gru),
     "VanillaRNN": (recurrent.VANILLA_RNN, recurrent.vanilla_rnn),
     "MultiHeadAttention": (attention.MULTI_HEAD_ATTENTION, attention.multi_head_attention),
+    "ExponentialMovingAverage": (moving_averages.EMA, moving_averages.exponential_moving_average),
     "Flatten": (layers_shape.FLATTEN, layers_shape.flatten),
     "Reshape": (layers_shape.RESHAPE, layers_shape.reshape),
     "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
@@ -81,6 +82,8 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         return "MLP", layers_combinators.mlp_class_source(nn), layers_combinators.MLP_CLASS_IMPORTS
     if tail == "Bias":
         return "Bias", layers_linear.bias_class_source(nn, jnp), layers_linear.BIAS_CLASS_IMPORTS
+    if tail == "ExponentialMovingAverage":
+        return tail, moving_averages.class_source(nn, jnp), moving_averages.CLASS_IMPORTS
     if tail == "MultiHeadAttention":
         return "MultiHeadAttention", attention.class_source(nn, jnp), attention.CLASS_IMPORTS
     if not tail:

@@ -27,10 +27,6 @@ MODULES = {
     "Conv1DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
     "Conv2DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
     "Conv3DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
-    "ExponentialMovingAverage": (
-        "no Linen module: keep counter/hidden/average in self.variable('state', ...) with Haiku's debiased update "
-        "(average = hidden / (1 - decay**counter)), or optax.ema(decay, debias=True) outside the model"
-    ),
     "EMAParamsTree": "use optax.ema(decay, debias=True) on the params tree outside the model (same zero-init and debias)",
     "nets.VectorQuantizer": "no Flax built-in: port the codebook as self.param and the straight-through estimator by hand",
     "nets.VectorQuantizerEMA": (
