@@ -49,6 +49,7 @@ REWRITES = [
     ("hk.LSTM(8)", 'LSTM(8, name="lstm")'),
     ("hk.VanillaRNN(8, double_bias=False)", 'VanillaRNN(8, double_bias=False, name="vanilla_rnn")'),
     ("hk.GRU(8, b_init=hk.initializers.Constant(1.0))", 'GRU(8, b_init=nn.initializers.constant(1.0), name="gru")'),
+    ("hk.ExponentialMovingAverage(0.9, warmup_length=3, zero_debias=False)(x)", 'ExponentialMovingAverage(0.9, zero_debias=False, warmup_length=3, name="exponential_moving_average")(x)'),
 ]
 
 
@@ -69,7 +70,8 @@ TODOS = [
     ("hk.scan(lambda c, y: (c, y), x, x)", "hk.scan", "nn.scan"),
     ("hk.fori_loop(0, 3, lambda i, y: y, x)", "hk.fori_loop", "nn.while_loop"),
     ("hk.DeepRNN([hk.LSTM(3)])", "hk.DeepRNN", "compose the cells"),
-    ("hk.ExponentialMovingAverage(0.9)(x)", "hk.ExponentialMovingAverage", "debiased"),
+    ("hk.EMAParamsTree(0.9)(x)", "hk.EMAParamsTree", "optax.ema"),
+    ("hk.nets.VectorQuantizerEMA(4, 8, 0.25, 0.9)(x, is_training=training)", "hk.nets.VectorQuantizerEMA", "codebook"),
 ]
 
 
