@@ -175,6 +175,17 @@ def _time_passes() -> dict[str, float]:
     return spent
 
 
+def per_file(items: list[tuple[Path, bytes]], project: ProjectIndex) -> list[dict[str, Any]]:
+    """Floor and migrate seconds of each file, measured back to back (for totals and the scaling plot)."""
+    rows = []
+    for path, source in items:
+        rows.append({
+            "path": str(path), "lines": source.count(b"\n"), "bytes": len(source),
+            "floor": timed(lambda: floor([source])), "migrate": timed(lambda: tool([(path, source)], project)),
+        })
+    return rows
+
+
 def sample(items: list[tuple[Path, bytes]], count: int) -> list[tuple[Path, bytes]]:
     """``count`` files spread evenly over the size range of ``items`` (small to large)."""
     by_size = sorted(items, key=lambda item: len(item[1]))
@@ -201,9 +212,10 @@ def measure(repeat: int, sample_size: int, roots: list[Path]) -> dict[str, Any]:
         }
     }
     # Every Haiku file once (minutes), then a size-spread sample `repeat` times for the medians.
-    result["haiku_files"] = side_by_side(
-        {"floor": lambda: floor([s for _, s in haiku]), "migrate": lambda: tool(haiku, project)}, 1
-    )
+    result["per_file"] = per_file(haiku, project)
+    result["haiku_files"] = {
+        name: {"median": sum(row[name] for row in result["per_file"])} for name in ("floor", "migrate")
+    }
     result["haiku_sample"] = side_by_side(
         {"floor": lambda: floor([s for _, s in few]), "migrate": lambda: tool(few, project)}, repeat
     )
