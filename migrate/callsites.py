@@ -16,8 +16,9 @@ The surrounding program keeps a plain parameter dict, so optax updates,
 becomes ``rngs={"dropout": rng}`` when the file's modules draw random numbers,
 and is dropped otherwise; a literal ``None`` is always dropped. An integer
 seed given to ``init`` becomes ``jax.random.PRNGKey(seed)`` (Flax needs a key).
-``net.init`` / ``net.apply`` used as values (``jax.jit(net.apply)``) cannot
-keep their signature and are marked TODO.
+``net.init`` / ``net.apply`` used as values (``jax.jit(net.apply)``) become a
+lambda with Haiku's signature that calls Flax's (``lambda params, *args,
+**kwargs: net.apply({"params": params}, *args, **kwargs)``).
 
 With ``hk.transform_with_state`` the program keeps its ``params`` and
 ``state`` (a dict of Linen collections)::
@@ -117,6 +118,9 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         target = self._target(original_node)
         if target is not None and id(original_node) not in self._called:
             variable = cst.Module([]).code_for_node(original_node.value)
+            adapter = _adapter(variable, target[0], target[1], self.state.uses_rng)
+            if adapter is not None:
+                return adapter  # type: ignore[return-value]
             self.todo(
                 f"{variable}.{target[0]}",
                 f"used as a function value; Flax's {target[0]} has another signature"
@@ -210,6 +214,34 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             mutable = cst.Call(cst.Name("list"), [cst.Arg(state)])
             args.append(cst.Arg(mutable, keyword=cst.Name("mutable"), equal=_EQUAL))
         return call.with_changes(args=_commas(args))
+
+
+_ADAPTER_NAMES = frozenset({"params", "state", "rng", "args", "kwargs", "variables"})
+
+
+def _adapter(variable: str, method: str, info: TransformInfo, file_uses_rng: bool) -> cst.BaseExpression | None:
+    """``net.apply`` / ``net.init`` used as a value -> a lambda with Haiku's signature calling Flax's.
+
+    ``jax.jit(net.apply)`` keeps working: the lambda takes ``(params[, state][, rng], *args)``
+    as Haiku's apply did. None (a TODO) for multi_transform applies and receivers
+    whose name a lambda parameter would shadow.
+    """
+    if info.methods and method == "apply" or variable.split(".")[0] in _ADAPTER_NAMES:
+        return None
+    method_kw = f', method="{info.init_method}"' if info.init_method != "__call__" else ""
+    if method == "init":
+        call = f"{variable}.init(rng, *args{method_kw}, **kwargs)"
+        body = f'(lambda variables: (variables.pop("params"), variables))({call})' if info.with_state else f'{call}["params"]'
+        return cst.parse_expression(f"(lambda rng, *args, **kwargs: {body})")
+    params = ["params"] + (["state"] if info.with_state else []) + (["rng"] if info.apply_rng else [])
+    variables = '{"params": params, **state}' if info.with_state else '{"params": params}'
+    extra = ""
+    if info.apply_rng and (info.uses_rng or file_uses_rng):
+        extra += ', rngs=None if rng is None else {"dropout": rng}'
+    if info.with_state:
+        extra += ", mutable=list(state)"
+    body = f"{variable}.apply({variables}, *args{extra}, **kwargs)"
+    return cst.parse_expression(f"(lambda {', '.join(params)}, *args, **kwargs: {body})")
 
 
 def _simple(node: cst.BaseExpression) -> bool:

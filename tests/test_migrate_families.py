@@ -201,3 +201,26 @@ def test_decorated_transform_becomes_class_and_instance() -> None:
     assert "class Head(nn.Module):" in out and "\nhead = Head()\n" in out
     assert 'head.apply({"params": head.init(rng, x)["params"]}, x)' in out
     assert todos == []
+
+
+AS_VALUES = HEADER + textwrap.dedent(
+    """\
+    def forward(x, is_training):
+        return hk.dropout(hk.next_rng_key(), 0.5 if is_training else 0.0, hk.BatchNorm(True, True, 0.9)(x, is_training))
+
+
+    net = hk.transform_with_state(forward)
+    init_fn = jax.jit(net.init, static_argnums=(2,))
+    apply_fn = jax.jit(net.apply, static_argnums=(4,))
+    """
+)
+
+
+def test_init_and_apply_used_as_values_keep_haikus_signature() -> None:
+    out, todos = _migrate(AS_VALUES)
+    assert 'jax.jit((lambda rng, *args, **kwargs: (lambda variables: (variables.pop("params"), variables))(net.init(rng, *args, **kwargs))), static_argnums=(2,))' in out
+    assert (
+        'jax.jit((lambda params, state, rng, *args, **kwargs: net.apply({"params": params, **state}, *args,'
+        ' rngs=None if rng is None else {"dropout": rng}, mutable=list(state), **kwargs)), static_argnums=(4,))'
+    ) in out
+    assert todos == ["hk.BatchNorm"]
