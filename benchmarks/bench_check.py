@@ -45,7 +45,7 @@ GOAL_OVERHEAD = 0.20
 def environment() -> dict[str, Any]:
     """Date, machine, load and versions, recorded with every result."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
@@ -107,7 +107,6 @@ def _check(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any], device
 def _baseline(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Each model's init and every method's forward pass, jitted, compiled and run once."""
     import jax
-
     from flaxify.equivalence.haiku_side import as_haiku_model
 
     rng = jax.random.PRNGKey(0)

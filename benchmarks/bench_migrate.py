@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
-
 from flaxify.migrate import migrate_source
 from flaxify.migrate.project import ProjectIndex, index_sources
 
@@ -51,7 +50,7 @@ GOAL_FLOOR_RATIO = 2.0
 def environment() -> dict[str, Any]:
     """Date, machine, load and versions, recorded with every result."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
@@ -109,7 +108,7 @@ def side_by_side(pairs: dict[str, Callable[[], object]], repeat: int) -> dict[st
 def cli_seconds(paths: list[Path], jobs: int) -> float:
     """Wall seconds of one `flaxify migrate --check -j N` process over ``paths`` (writes nothing)."""
     start = time.perf_counter()
-    subprocess.run([FLAXIFY, "migrate", "--check", "-j", str(jobs), *map(str, paths)], capture_output=True)
+    subprocess.run([FLAXIFY, "migrate", "--check", "-j", str(jobs), *map(str, paths)], capture_output=True, check=False)
     return time.perf_counter() - start
 
 
@@ -179,9 +178,11 @@ def per_file(items: list[tuple[Path, bytes]], project: ProjectIndex) -> list[dic
     """Floor and migrate seconds of each file, measured back to back (for totals and the scaling plot)."""
     rows = []
     for path, source in items:
+        item = [(path, source)]
         rows.append({
             "path": str(path), "lines": source.count(b"\n"), "bytes": len(source),
-            "floor": timed(lambda: floor([source])), "migrate": timed(lambda: tool([(path, source)], project)),
+            "floor": timed(lambda item=item: floor([s for _, s in item])),
+            "migrate": timed(lambda item=item: tool(item, project)),
         })
     return rows
 

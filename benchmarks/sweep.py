@@ -38,7 +38,7 @@ VERSIONS = ("flaxify", "libcst", "jax", "flax", "dm-haiku", "optax")
 def environment() -> dict[str, Any]:
     """Date, machine, load and versions, recorded with every result."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
