@@ -36,16 +36,15 @@ from typing import Any
 
 import haiku as hk
 import pytest
-
 from flaxify.migrate import migrate_source
 
 NETS = ("mlp", "resnet", "mobilenetv1", "vqvae")
 FORK_COMMENT = "# If you are forking replace this with `import haiku as hk`."
 _SHIM = re.compile(
     r"^" + re.escape(FORK_COMMENT) + r"\n(?:#.*\n)*class hk:\n(?:  .*\n)+(?:#.*\n)*del (?P<names>[\w, ]+)\n",
-    re.M,
+    re.MULTILINE,
 )
-_PRIVATE_IMPORT = re.compile(r"^from haiku\._src import (?P<name>\w+)\n", re.M)
+_PRIVATE_IMPORT = re.compile(r"^from haiku\._src import (?P<name>\w+)\n", re.MULTILINE)
 
 
 def installed_nets_dir() -> Path:
