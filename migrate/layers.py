@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "LSTM": (recurrent.LSTM, recurrent.lstm),
     "GRU": (recurrent.GRU, recurrent.gru),
     "VanillaRNN": (recurrent.VANILLA_RNN, recurrent.vanilla_rnn),
+    **{tail: (recurrent.CONV_LSTM, _with_tail(recurrent.conv_lstm, tail)) for tail in recurrent.CONV_LSTM_DIMS},
     "MultiHeadAttention": (attention.MULTI_HEAD_ATTENTION, attention.multi_head_attention),
     "ExponentialMovingAverage": (moving_averages.EMA, moving_averages.exponential_moving_average),
     "Flatten": (layers_shape.FLATTEN, layers_shape.flatten),

@@ -14,6 +14,7 @@ Haiku                  emitted                                     leaves
 ``hk.LSTM(h)``         ``LSTM(h)`` (+ ``LSTMState(hidden, cell)``)  ``linear: kernel (I+H, 4H), bias``
 ``hk.GRU(h)``          ``GRU(h)``                                  ``w_i, w_h, b``
 ``hk.VanillaRNN(h)``   ``VanillaRNN(h)``                           ``linear``, ``linear_1``
+``hk.Conv2DLSTM(...)`` ``ConvLSTM(2, ...)``                        ``input_to_hidden``, ``hidden_to_hidden``
 ``hk.dynamic_unroll``  ``dynamic_unroll`` over ``nn.scan``          parameters broadcast
 ``hk.static_unroll``   ``static_unroll`` (a Python loop)           --
 =====================  ==========================================  =================
@@ -40,6 +41,8 @@ from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
 LSTM = Signature("hk.LSTM", ("hidden_size", "name"))
 GRU = Signature("hk.GRU", ("hidden_size", "w_i_init", "w_h_init", "b_init", "name"))
 VANILLA_RNN = Signature("hk.VanillaRNN", ("hidden_size", "double_bias", "name"))
+CONV_LSTM = Signature("hk.ConvNDLSTM", ("input_shape", "output_channels", "kernel_shape", "name"))
+CONV_LSTM_DIMS = {"Conv1DLSTM": 1, "Conv2DLSTM": 2, "Conv3DLSTM": 3}
 
 #: Haiku functions replaced by an emitted helper of the same name and signature.
 FUNCTIONS = frozenset({"haiku.dynamic_unroll", "haiku.static_unroll", "haiku.LSTMState"})
@@ -71,6 +74,37 @@ LSTM_SOURCE = '''class LSTM({nn}.Module):
 
     def initial_state(self, batch_size):
         state = LSTMState(hidden={jnp}.zeros([self.hidden_size]), cell={jnp}.zeros([self.hidden_size]))
+        return state if batch_size is None else %s
+''' % (_HAIKU_LINEAR_INIT, _ADD_BATCH)
+
+CONV_LSTM_SOURCE = '''class ConvLSTM({nn}.Module):
+    """Haiku's hk.Conv1DLSTM/Conv2DLSTM/Conv3DLSTM: SAME convs input_to_hidden and hidden_to_hidden, gates i, g, f, o, forget bias +1."""
+
+    num_spatial_dims: int
+    input_shape: Any
+    output_channels: int
+    kernel_shape: Any
+
+    @{nn}.compact
+    def __call__(self, inputs, state):
+        if isinstance(self.kernel_shape, int):
+            kernel_size = (self.kernel_shape,) * self.num_spatial_dims
+        else:
+            kernel_size = tuple(self.kernel_shape)
+
+        def conv(name):
+            return {nn}.Conv(4 * self.output_channels, kernel_size, padding="SAME", kernel_init=%s, name=name)
+
+        gates = conv("input_to_hidden")(inputs) + conv("hidden_to_hidden")(state.hidden)
+        i, g, f, o = {jnp}.split(gates, indices_or_sections=4, axis=-1)
+        f = jax.nn.sigmoid(f + 1)
+        c = f * state.cell + jax.nn.sigmoid(i) * {jnp}.tanh(g)
+        h = jax.nn.sigmoid(o) * {jnp}.tanh(c)
+        return h, LSTMState(h, c)
+
+    def initial_state(self, batch_size):
+        shape = tuple(self.input_shape) + (self.output_channels,)
+        state = LSTMState({jnp}.zeros(shape), {jnp}.zeros(shape))
         return state if batch_size is None else %s
 ''' % (_HAIKU_LINEAR_INIT, _ADD_BATCH)
 
@@ -164,11 +198,12 @@ HELPERS: dict[str, tuple[str, str, tuple[ImportSpec, ...]]] = {
     "LSTMState": ("LSTMState", LSTM_STATE_SOURCE, _TYPING),
     "GRU": ("GRU", GRU_SOURCE, (JAX_IMPORT, ImportSpec("typing", "Any", None))),
     "VanillaRNN": ("VanillaRNN", VANILLA_RNN_SOURCE, (JAX_IMPORT,)),
+    **{tail: ("ConvLSTM", CONV_LSTM_SOURCE, (JAX_IMPORT, ImportSpec("typing", "Any", None))) for tail in CONV_LSTM_DIMS},
     "dynamic_unroll": ("dynamic_unroll", DYNAMIC_UNROLL_SOURCE, (JAX_IMPORT,)),
     "static_unroll": ("static_unroll", STATIC_UNROLL_SOURCE, (JAX_IMPORT,)),
 }
 #: Helpers another helper refers to.
-DEPENDENCIES = {"LSTM": ("LSTMState",)}
+DEPENDENCIES = {"LSTM": ("LSTMState",), **{tail: ("LSTMState",) for tail in CONV_LSTM_DIMS}}
 
 
 def helper_source(tail: str, *, nn: str, jnp: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
@@ -211,3 +246,11 @@ def gru(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
         args += converted[0]
         imports = merge_imports(imports, converted[1])
     return Rewrite(flax_call("GRU", args + name_arg(bound, ctx.name)), imports)
+
+
+def conv_lstm(bound: Bound, ctx: Ctx, tail: str) -> Rewrite | Unsupported:
+    """``hk.Conv2DLSTM(input_shape, output_channels, kernel_shape)`` -> ``ConvLSTM(2, ...)`` (the exact helper)."""
+    if not all(k in bound for k in ("input_shape", "output_channels", "kernel_shape")):
+        return Unsupported(f"hk.{tail} needs input_shape, output_channels and kernel_shape")
+    args: Args = [(None, str(CONV_LSTM_DIMS[tail]))] + [(None, code(bound[k])) for k in ("input_shape", "output_channels", "kernel_shape")]
+    return Rewrite(flax_call("ConvLSTM", args + name_arg(bound, ctx.name)))

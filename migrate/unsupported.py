@@ -24,9 +24,6 @@ MODULES = {
     "DeepRNN": "no Flax built-in: compose the cells in a Linen module and thread a tuple of carries; " + _CELL,
     "ResetCore": "no Flax built-in: reset the carry with jnp.where(should_reset, initial_carry, carry) in the cell",
     "IdentityCore": "no Flax built-in: a cell returning (carry, x)",
-    "Conv1DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
-    "Conv2DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
-    "Conv3DLSTM": "nn.ConvLSTMCell(features, kernel_size) with input_to_hidden -> ih, hidden_to_hidden -> hh; " + _CELL,
     "EMAParamsTree": "use optax.ema(decay, debias=True) on the params tree outside the model (same zero-init and debias)",
     "nets.VectorQuantizer": "no Flax built-in: port the codebook as self.param and the straight-through estimator by hand",
     "nets.VectorQuantizerEMA": (
