@@ -77,9 +77,9 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             return
         assign = node.body[0]
         target = assign.targets[0].target
-        if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2 and isinstance(assign.value, cst.Call):
-            if not any(isinstance(e, cst.StarredElement) for e in target.elements):
-                self._split_inits[id(assign.value)] = (target.elements[0].value, target.elements[1].value)  # type: ignore[assignment]
+        pair = isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
+        if pair and isinstance(assign.value, cst.Call) and not any(isinstance(e, cst.StarredElement) for e in target.elements):
+            self._split_inits[id(assign.value)] = (target.elements[0].value, target.elements[1].value)  # type: ignore[assignment,union-attr]
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         value = getattr(original_node.body[0], "value", None) if len(original_node.body) == 1 else None

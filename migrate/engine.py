@@ -2,17 +2,24 @@
 
 The pipeline, one construct family per module:
 
-1. ``transforms.py`` turns functions given to ``hk.transform`` into Linen
-   module classes and the transformed variables into module instances;
+1. ``transforms.py`` turns functions given to ``hk.transform`` /
+   ``hk.transform_with_state`` (call or decorator) into Linen module classes
+   and the transformed variables into module instances; an
+   ``hk.multi_transform`` template's module becomes the instance
+   (``multi_transform.py``);
 2. ``modules.py`` turns ``hk.Module`` subclasses (and those new classes) into
    Linen dataclass modules: fields, ``setup()``, ``@nn.compact``, Haiku names,
-   and the layers, parameters and initializers inside them;
-3. ``expressions.py`` rewrites Haiku layers, pools and initializers used
-   outside module scopes (helper functions, module-level constants);
-4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures;
+   and the layers, parameters, state, RNG and lifted transforms inside them;
+3. ``expressions.py`` rewrites Haiku layers, pools, initializers, unrolls and
+   layer stacks used outside module scopes (helper functions, module-level
+   constants);
+4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures
+   (``rngs=``, ``mutable=``, ``method=``);
 5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
    nothing is ever left silently half-migrated; then Haiku imports are removed
-   once unused and ``flax.linen`` is added.
+   once unused, ``flax.linen`` is added, and the helpers the rewrites refer to
+   (exact Haiku-layout ``LSTM``, ``MultiHeadAttention``, ``layer_stack``, ...)
+   are emitted once per file.
 
 Each pass is a LibCST ``ContextAwareTransformer`` (see ``base.py``); they
 share a :class:`~flaxify.migrate.base.MigrationState` through the codemod

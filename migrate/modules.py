@@ -28,10 +28,19 @@ After::
 Constructor arguments become typed fields (``init_analysis.py``); what
 ``__init__`` built moves to ``setup()``; a method that builds submodules or
 parameters inline becomes ``@nn.compact`` when it is ``__call__``; another
-method doing so is left as it was under a TODO (Linen allows one compact
-method, and ``nn.compact_name_scope`` misplaces parameters in nested modules). Every submodule gets ``name=`` equal to its
-Haiku name where that name is static (``naming.py``), so the parameter tree
-mirrors Haiku's. ``hk.get_parameter`` becomes ``self.param``.
+method doing so becomes ``@nn.compact_name_scope`` (Haiku's ``~method/``
+names) when its class is only ever the Flax root (an ``hk.multi_transform``
+template's module), and is left as it was under a TODO otherwise (Linen allows
+one compact method, and ``nn.compact_name_scope`` misplaces parameters in
+nested modules). Every submodule gets ``name=`` equal to its Haiku name where
+that name is static (``naming.py``), so the parameter tree mirrors Haiku's.
+
+Inside module methods this pass also rewrites what needs ``self``:
+``hk.get_parameter`` → ``self.param``; RNG keys and ``hk.dropout``
+(``rng.py``); ``hk.get_state`` / ``hk.set_state`` (``state.py``, with the
+``is_initializing()`` guard on statements); ``hk.remat`` and the Haiku names of
+``hk.layer_stack`` (``lifted.py``); the call-time ``is_training`` of
+``hk.BatchNorm`` instances bound to a name (``layers_batchnorm.py``).
 """
 
 from __future__ import annotations
@@ -147,9 +156,8 @@ class ConvertModulesCommand(FlaxifyCommand):
                     plan.initial_state.add(name)
             elif isinstance(sub, cst.Call) and self.haiku_name(sub.func) in lifted.LAYER_STACK_CALLS:
                 plan.has_layer_stack = True
-            elif isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.value, cst.Call):
-                if self.haiku_name(sub.value.func) == "haiku.BatchNorm":
-                    plan.batch_norms.add(code(sub.targets[0].target))
+            elif _assigns_call(sub) and self.haiku_name(sub.value.func) == "haiku.BatchNorm":  # type: ignore[attr-defined]
+                plan.batch_norms.add(code(sub.targets[0].target))  # type: ignore[attr-defined]
 
     # -- naming -------------------------------------------------------------------
     def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
@@ -547,6 +555,11 @@ def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
         current = stack.pop()
         yield current
         stack.extend(current.children)
+
+
+def _assigns_call(node: cst.CSTNode) -> bool:
+    """``target = call(...)`` with one target."""
+    return isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(node.value, cst.Call)
 
 
 def _ordered(node: cst.CSTNode):  # type: ignore[no-untyped-def]

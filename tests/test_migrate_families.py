@@ -90,7 +90,7 @@ def test_set_state_after_get_state_is_guarded_and_first_set_is_not() -> None:
 
 
 def test_guarded_set_state_inside_an_expression_is_a_todo() -> None:
-    out, todos = _migrate(_module('n = hk.get_state("n", [], jnp.int32, init=jnp.zeros)\nreturn hk.set_state("n", n + 1) or x\n'))
+    _, todos = _migrate(_module('n = hk.get_state("n", [], jnp.int32, init=jnp.zeros)\nreturn hk.set_state("n", n + 1) or x\n'))
     assert "hk.set_state" in todos
 
 
