@@ -82,9 +82,10 @@ class Session:
         if self.given is not None:
             self.params, self.state = self.given[0], self.given[1] or {}
         else:
-            self.params, self.state = user_call(
-                "Haiku init", lambda: self.hk.init(self.rng, *first.inputs, **self.init_kwargs(first))
-            )
+            kwargs = self.init_kwargs(first)
+            # Jitted: Haiku's init run op by op takes seconds for a small transformer.
+            init = jax.jit(lambda rng, *xs: self.hk.init(rng, *xs, **kwargs))
+            self.params, self.state = jax.device_get(user_call("Haiku init", lambda: init(self.rng, *first.inputs)))
         rngs = {"params": self.rng, "dropout": self.rng}
         trees = [
             user_call(
