@@ -146,31 +146,46 @@ def convert_checkpoint(
 
 
 def write_variables(variables: Mapping[str, Any], out: Path, *, force: bool = False) -> str:
-    """Writes msgpack (``*.msgpack``) or an Orbax directory; returns the format written."""
+    """Writes msgpack (``*.msgpack``) or an Orbax directory; returns the format written.
+
+    The new output is written next to ``out`` first and moved into place only
+    once complete, so a failed write never destroys what ``--force`` replaces.
+    """
     if out.exists() and not force:
         raise CheckUsageError(f"{out} already exists; pass --force to overwrite it")
     if not out.absolute().parent.is_dir():
         raise CheckUsageError(f"folder {out.parent} does not exist")
+    staging = out.absolute().with_name(f".{out.name}.flaxify-tmp")
+    _remove(staging)
     if out.suffix == ".msgpack":
         from flax import serialization
 
-        out.write_bytes(serialization.msgpack_serialize(_host(variables)))
-        return "msgpack"
-    return _write_orbax(variables, out, force)
+        staging.write_bytes(serialization.msgpack_serialize(_host(variables)))
+        kind = "msgpack"
+    else:
+        _write_orbax(variables, staging)
+        kind = "orbax"
+    _remove(out)
+    staging.rename(out)
+    return kind
 
 
-def _write_orbax(variables: Mapping[str, Any], out: Path, force: bool) -> str:
+def _write_orbax(variables: Mapping[str, Any], path: Path) -> None:
     try:
         import orbax.checkpoint as ocp
     except ImportError:
         raise CheckUsageError(
             "writing an Orbax checkpoint needs orbax-checkpoint; install it or write *.msgpack"
         ) from None
-    if out.exists() and force:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(out.absolute(), _host(variables))
-    return "orbax"
+        checkpointer.save(path, _host(variables))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def _host(tree: Any) -> Any:

@@ -129,3 +129,16 @@ def test_missing_checkpoint_exits_2(tmp_path, capsys):
         main(["convert-params", HAIKU, FLAX, str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.msgpack"), *ARGS]) == 2
     )
     assert "no such checkpoint file" in capsys.readouterr().err
+
+
+def test_force_replaces_an_orbax_directory(tmp_path, trained, capsys):
+    pytest.importorskip("orbax.checkpoint")
+    save_npz(tmp_path / "ckpt.npz", *trained)
+    out = tmp_path / "orbax_ckpt"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    args = ["convert-params", HAIKU, FLAX, str(tmp_path / "ckpt.npz"), "-o", str(out), *ARGS]
+    assert main(args) == 2 and (out / "old.txt").exists()
+    assert main([*args, "--force"]) == 0, capsys.readouterr().err
+    assert not (out / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "flaxify-tmp" in p.name) == []
