@@ -96,6 +96,9 @@ class MigrationState:
     # Haiku APIs whose rewrite constructs a helper class emitted once per file
     # (hk.nets.MLP → MLP, hk.Bias → Bias; see layers.helper_class).
     helper_classes: set[str] = field(default_factory=set)
+    # Module-level names the file defines itself (not helpers flaxify emitted
+    # earlier): an exact helper of the same name cannot be emitted.
+    user_names: frozenset[str] = frozenset()
     # Module classes that are only ever the Flax root (an hk.multi_transform
     # template's module): their other methods may get nn.compact_name_scope.
     root_classes: set[str] = field(default_factory=set)
@@ -115,6 +118,17 @@ def choose_aliases(tree: cst.Module) -> tuple[str, str]:
     if jnp is None:
         jnp = next(n for n in ("jnp", "jax_numpy") if n not in taken)
     return nn, jnp
+
+
+def user_defined_names(tree: cst.Module) -> frozenset[str]:
+    """Top-level class/def names, except helpers flaxify emitted (their docstrings start ``Haiku's``)."""
+    names = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (cst.ClassDef, cst.FunctionDef)):
+            doc = stmt.get_docstring() or ""
+            if not doc.startswith("Haiku's "):
+                names.add(stmt.name.value)
+    return frozenset(names)
 
 
 def _existing_alias(tree: cst.Module, module: str) -> str | None:
@@ -274,6 +288,21 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
 
     def need_nn(self) -> None:
         self.need_import(ImportSpec("flax.linen", None, None if self.state.nn == "linen" else self.state.nn))
+
+    def helper_conflict(self, qualname: str) -> str | None:
+        """Why the exact helper behind ``qualname`` cannot be used here, if it cannot."""
+        found = helper_class(qualname, nn=self.state.nn, jnp=self.state.jnp)
+        if found is None:
+            return None
+        tail = qualname.rsplit(".", 1)[-1]
+        names = {found[0], *(d for d in HELPER_DEPENDENCIES.get(tail, ()))}
+        clash = sorted(names & self.state.user_names)
+        if not clash:
+            return None
+        return (
+            f"the exact rewrite emits a helper named {clash[0]}, and this file defines its own {clash[0]};"
+            " rename yours and run flaxify migrate again"
+        )
 
     def note_rewrite(self, qualname: str) -> None:
         """Records what a successful rewrite needs besides imports."""

@@ -34,7 +34,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
-from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases
+from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, user_defined_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
@@ -66,7 +66,7 @@ def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) 
     """Runs every pass over ``source`` and returns the new bytes and the TODOs."""
     tree = parse(source)
     context = CodemodContext(filename=path)
-    context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), project=project)
+    context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), user_names=user_defined_names(tree), project=project)
     state = context.scratch[STATE_KEY]
     for command in PIPELINE:
         if command.wanted(source, state):

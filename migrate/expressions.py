@@ -87,6 +87,9 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         return updated.with_changes(func=parenthesized(self._apply(result, qualname, constructor)))
 
     def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
+        conflict = self.helper_conflict(qualname) if isinstance(result, Rewrite) else None
+        if conflict is not None:
+            result = Unsupported(conflict)
         if isinstance(result, Unsupported):
             self.todo("hk." + qualname.removeprefix("haiku."), result.reason)
             return fallback

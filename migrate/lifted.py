@@ -66,7 +66,7 @@ LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False,
 '''
 
 LAYER_STACK_BODY_SOURCE = '''class LayerStackBody({nn}.Module):
-    """One layer of layer_stack: runs the layer function, whose modules are named in this scope."""
+    """Haiku's hk.layer_stack body: one layer, running the layer function (its modules are named in this scope)."""
 
     fn: Any
     with_per_layer_inputs: bool

@@ -361,6 +361,9 @@ class ConvertModulesCommand(FlaxifyCommand):
         return updated.with_changes(func=parenthesized(self._apply(result, qualname, updated.func)))
 
     def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
+        conflict = self.helper_conflict(qualname) if isinstance(result, Rewrite) else None
+        if conflict is not None:
+            result = Unsupported(conflict)
         if isinstance(result, Unsupported):
             self.todo(_short(qualname), result.reason)
             return fallback

@@ -224,3 +224,9 @@ def test_init_and_apply_used_as_values_keep_haikus_signature() -> None:
         ' rngs=None if rng is None else {"dropout": rng}, mutable=list(state), **kwargs)), static_argnums=(4,))'
     ) in out
     assert todos == ["hk.BatchNorm"]
+
+
+def test_a_user_class_named_like_a_helper_blocks_the_rewrite() -> None:
+    source = HEADER + "class LSTMState:\n    pass\n\n\n" + "class M(hk.Module):\n    def __call__(self, x):\n        return hk.LSTM(3)\n"
+    out, todos = _migrate(source)
+    assert todos == ["hk.LSTM"] and "defines its own LSTMState" in out
