@@ -130,6 +130,7 @@ def check(
     Exit status: 0 equivalent; 1 not equivalent (a parameter that does not map, a
     wrong shape, or an output/gradient/state/initializer beyond tolerance); 2 usage error.
     """
+    _require_models(ctx, "check")
     from flaxify.equivalence import errors, refs, runner
 
     if json_path is not None and not json_path.absolute().parent.is_dir():
@@ -202,6 +203,7 @@ def convert_params(
     written unless the converted variables reproduce the Haiku outputs on the
     inputs. Exit status: 0 written; 1 the trees do not map or outputs differ; 2 usage error.
     """
+    _require_models(ctx, "convert-params")
     from flaxify.equivalence import convert, errors, refs
 
     if out.exists() and not force:
@@ -233,6 +235,21 @@ def convert_params(
         ctx.exit(EXIT_USAGE)
     reporting.err(f"flaxify convert-params: wrote {out} ({kind})")
     ctx.exit(EXIT_OK)
+
+
+def _require_models(ctx: click.Context, command: str) -> None:
+    """Exits 2 with an install hint when jax, flax or dm-haiku is missing.
+
+    ``migrate`` and ``lint`` need none of them, so they are an optional extra.
+    """
+    try:
+        import flaxify.equivalence  # noqa: F401  (imports numpy, jax, flax, haiku)
+    except ImportError as err:
+        reporting.err(
+            f"flaxify {command}: error: this command runs both models and needs jax, flax and dm-haiku: "
+            f"{err} (install them with: pip install 'flaxify[models]')"
+        )
+        ctx.exit(EXIT_USAGE)
 
 
 def _inputs(specs: tuple[str, ...]) -> list[Any] | dict[str, list[Any]]:
