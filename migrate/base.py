@@ -60,6 +60,7 @@ VARIABLE_CALLS = frozenset(
         "haiku.set_state",
         "haiku.dropout",
         "haiku.remat",
+        "haiku.vmap",
         "haiku.checkpoint",
         "haiku.layer_stack",
         "haiku.experimental.layer_stack",

@@ -22,8 +22,11 @@ dropout mask per layer, as Haiku splits its key per layer). The body is named
       return Block(8)(x)                       return Block(8, name="block")(x)
 
 ``transparent``, ``pass_reverse_to_layer_fn`` and ``name`` are not rewritten
-(marked TODO), nor are ``hk.vmap``, ``hk.scan``, ``hk.cond``, ``hk.switch``,
-``hk.while_loop``, ``hk.fori_loop`` and ``hk.map`` (see ``unsupported.py``).
+(marked TODO). ``hk.vmap(f, ..., split_rng=s)`` becomes ``nn.vmap`` lifted over
+the calling module like ``hk.remat`` (parameters broadcast, the dropout stream
+split when Haiku splits). ``hk.scan``, ``hk.cond``, ``hk.switch``,
+``hk.while_loop``, ``hk.fori_loop`` and ``hk.map`` stay TODO (``unsupported.py``):
+their Flax forms need the modules they call created inside the lifted function.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ LAYER_STACK = Signature(
     "hk.layer_stack",
     ("num_layers", "with_per_layer_inputs", "unroll", "pass_reverse_to_layer_fn", "transparent", "transparency_map", "name"),
 )
+VMAP = Signature("hk.vmap", ("fun", "in_axes", "out_axes", "axis_name", "axis_size"), ("split_rng", "spmd_axis_name"))
 REMAT_CALLS = frozenset({"haiku.remat", "haiku.checkpoint"})
+#: Lifted over ``self``: rewritten only in module methods, not inside a layer_stack body.
+SELF_LIFTED = REMAT_CALLS | {"haiku.vmap"}
 LAYER_STACK_CALLS = frozenset({"haiku.layer_stack", "haiku.experimental.layer_stack"})
 
 LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False, unroll=1, name=None):
@@ -120,6 +126,34 @@ def rewrite_remat(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
         options.append(f"static_argnums={shifted}")
     lam = f"lambda _, *{args}, **{kwargs}: {target}(*{args}, **{kwargs})"
     text = f"functools.partial({nn}.remat({', '.join([lam, *options])}), self)"
+    return Rewrite(cst.parse_expression(text), (ImportSpec("functools", None, None),))
+
+
+def rewrite_vmap(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.vmap(f, in_axes, out_axes, axis_name, axis_size, split_rng=s)`` -> ``nn.vmap`` lifted over ``self``.
+
+    Haiku never maps parameters: ``variable_axes={"params": None}`` broadcasts them
+    and ``split_rngs={"params": False, "dropout": s}`` splits the dropout key per
+    element exactly when Haiku splits its key.
+    """
+    bound = bind(call, VMAP)
+    if isinstance(bound, Unsupported):
+        return bound
+    if "fun" not in bound or "split_rng" not in bound:
+        return Unsupported("hk.vmap needs the function and split_rng=")
+    if "spmd_axis_name" in bound and literal(bound["spmd_axis_name"]) is not None:
+        return Unsupported("hk.vmap(spmd_axis_name=...) has no nn.vmap counterpart; write jax.vmap over a pure function by hand")
+    fun = bound["fun"]
+    args = free_name("args", fun)
+    target = code(fun)
+    if not isinstance(fun, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
+        target = f"({target})"
+    options = ['variable_axes={"params": None}', f'split_rngs={{"params": False, "dropout": {code(bound["split_rng"])}}}']
+    for key in ("in_axes", "out_axes", "axis_name", "axis_size"):
+        if key in bound:
+            options.append(f"{key}={code(bound[key])}")
+    lam = f"lambda _, *{args}: {target}(*{args})"
+    text = f"functools.partial({nn}.vmap({', '.join([lam, *options])}), self)"
     return Rewrite(cst.parse_expression(text), (ImportSpec("functools", None, None),))
 
 

@@ -298,15 +298,17 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._apply(utilities.rewrite_running_init(updated), qualname, updated)
         if qualname in lifted.LAYER_STACK_CALLS:
             return self._apply(lifted.rewrite_layer_stack(updated, self._stack_names.get(id(original))), qualname, updated)
-        if qualname in lifted.REMAT_CALLS and id(original) in self._in_stack_body:
+        if qualname in lifted.SELF_LIFTED and id(original) in self._in_stack_body:
             self.todo(
-                "hk.remat",
-                "inside an hk.layer_stack body nn.remat must lift the scanned body module, not self: remat the whole"
-                " layer with nn.scan(nn.remat(LayerStackBody), ...) in the layer_stack helper, or drop the remat",
+                _short(qualname),
+                "inside an hk.layer_stack body the lifted transform must lift the scanned body module, not self:"
+                " apply it to the whole layer (nn.scan(nn.remat(LayerStackBody), ...)) or port by hand",
             )
             return updated
         if qualname in lifted.REMAT_CALLS:
             return self._apply(lifted.rewrite_remat(updated, nn=nn), qualname, updated)
+        if qualname == "haiku.vmap":
+            return self._apply(lifted.rewrite_vmap(updated, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None
@@ -507,7 +509,7 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
-_RNG_AND_STATE = rng.KEY_CALLS | lifted.REMAT_CALLS | lifted.LAYER_STACK_CALLS | {"haiku.running_init", "haiku.dropout", "haiku.get_state", "haiku.set_state"}
+_RNG_AND_STATE = rng.KEY_CALLS | lifted.SELF_LIFTED | lifted.LAYER_STACK_CALLS | {"haiku.running_init", "haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the
 # module is nested (flax 0.12: setup runs before the module is on the stack),

@@ -58,8 +58,8 @@ APIS = {
     ),
     "multi_transform_with_state": "not rewritten yet: as hk.multi_transform, with mutable= for the state collections",
     "vmap": (
-        "nn.vmap(Target, variable_axes={'params': None}, split_rngs={'params': False, 'dropout': split_rng}, "
-        "in_axes=..., out_axes=...) over a module class (Haiku never maps parameters)"
+        "only rewritten in module methods (outside layer_stack bodies): nn.vmap(Target, variable_axes={'params': None}, "
+        "split_rngs={'params': False, 'dropout': split_rng}, in_axes=..., out_axes=...) (Haiku never maps parameters)"
     ),
     "scan": (
         "nn.scan(Target, variable_broadcast='params', split_rngs={'params': False}, in_axes=0, out_axes=0) over a "
