@@ -34,7 +34,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
-from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, user_defined_names
+from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, import_table, user_defined_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
@@ -65,6 +65,10 @@ def parse(source: bytes) -> cst.Module:
 def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) -> Migrated:
     """Runs every pass over ``source`` and returns the new bytes and the TODOs."""
     tree = parse(source)
+    if not imports_haiku(tree) and not (project and project.imported_by(source)):
+        # "haiku" only in a comment, a string or a local name: not a Haiku file,
+        # so not one byte may change.
+        return Migrated(source=source, changed=False)
     context = CodemodContext(filename=path)
     context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), user_names=user_defined_names(tree), project=project)
     state = context.scratch[STATE_KEY]
@@ -77,6 +81,11 @@ def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) 
             tree = tidy(context).transform_module(tree)
     new_source = tree.bytes
     return Migrated(source=new_source, changed=new_source != source, todos=collect_todos(tree))
+
+
+def imports_haiku(tree: cst.Module) -> bool:
+    """True when the file imports ``haiku`` (or a submodule, or a name from it) anywhere."""
+    return any(name == "haiku" or name.startswith("haiku.") for name in import_table(tree).values())
 
 
 def collect_todos(tree: cst.Module) -> tuple[Todo, ...]:

@@ -52,7 +52,7 @@ def index_sources(files: Iterable[tuple[Path, bytes]]) -> ProjectIndex:
             continue
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError):  # ast gives up on very deep nesting
             continue  # the file's own migration reports it
         for variable, info in _transformed(tree).items():
             found[(path.stem, variable)] = info

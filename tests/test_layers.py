@@ -147,7 +147,7 @@ UNSUPPORTED = [
     ("hk.Sequential(layers)", "literal list"),
     ("hk.Linear(*args)", "*args"),
     ("hk.Linear(3, bias=True)", "no argument 'bias'"),
-    ("hk.GRU(3)", "no table-driven Flax rewrite"),
+    ("hk.SpectralNorm()", "no table-driven Flax rewrite"),
 ]
 
 

@@ -89,11 +89,6 @@ def test_lint_reports_each_case_and_still_lints_the_rest(tmp_path: Path, name: s
     assert "internal error" not in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lint/files.py read_source decodes every file as UTF-8 and ignores PEP 263 cookies: a valid "
-    "latin-1 file is reported JX001 'cannot read file as UTF-8 text' and never linted",
-)
 def test_lint_reads_a_pep_263_latin_1_file_like_python_does(tmp_path: Path) -> None:
     path = tmp_path / "latin.py"
     path.write_bytes(b"# -*- coding: latin-1 -*-\nimport jax\n\n\n@jax.jit\ndef f(x):\n    print('caf\xe9')\n    return x\n")
@@ -101,32 +96,17 @@ def test_lint_reads_a_pep_263_latin_1_file_like_python_does(tmp_path: Path) -> N
     assert "JX001" not in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate/project.py index_sources catches SyntaxError/ValueError from ast.parse but not the "
-    "RecursionError it raises on a ~3000-term expression (runner.index_project now works around it per file)",
-)
 def test_project_index_skips_a_file_ast_cannot_build() -> None:
     from flaxify.migrate.project import index_sources
 
     assert index_sources([(Path("odd.py"), CASES["long-sum"])]).transformed == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate (leftovers.py _import_emitted) adds `import jax` to a file that uses `jax.` without "
-    "importing it, though the file has no Haiku usage at all (it only says 'haiku' in a comment)",
-)
 def test_a_file_without_haiku_usage_is_byte_identical_even_with_a_free_jax_name() -> None:
     source = b"# haiku here\n@jax.jit\ndef f(x):\n    return x\n"
     assert migrate_source(source, "f.py").source == source
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate (leftovers.py) marks a plain variable or function named `haiku` with a "
-    "'TODO(flaxify): haiku: no exact Flax rewrite' comment though nothing imports Haiku",
-)
 def test_a_local_name_haiku_is_not_taken_for_the_haiku_module() -> None:
     source = b"haiku = 'five seven five'\n\n\ndef haiku_len():\n    return len(haiku)\n"
     assert migrate_source(source, "poems.py").source == source
