@@ -61,6 +61,8 @@ VARIABLE_CALLS = frozenset(
         "haiku.dropout",
         "haiku.remat",
         "haiku.vmap",
+        "haiku.scan",
+        "haiku.map",
         "haiku.checkpoint",
         "haiku.layer_stack",
         "haiku.experimental.layer_stack",

@@ -24,9 +24,11 @@ dropout mask per layer, as Haiku splits its key per layer). The body is named
 ``transparent``, ``pass_reverse_to_layer_fn`` and ``name`` are not rewritten
 (marked TODO). ``hk.vmap(f, ..., split_rng=s)`` becomes ``nn.vmap`` lifted over
 the calling module like ``hk.remat`` (parameters broadcast, the dropout stream
-split when Haiku splits). ``hk.scan``, ``hk.cond``, ``hk.switch``,
-``hk.while_loop``, ``hk.fori_loop`` and ``hk.map`` stay TODO (``unsupported.py``):
-their Flax forms need the modules they call created inside the lifted function.
+split when Haiku splits). ``hk.scan(f, init, xs)`` and ``hk.map(fn, xs)`` become
+``nn.scan`` lifted over the calling module (parameters broadcast, a fresh
+dropout key per step), called at once. ``hk.cond``, ``hk.switch``,
+``hk.while_loop`` and ``hk.fori_loop`` stay TODO (``unsupported.py``): Flax needs
+every branch's parameters created at init, which Haiku does not do the same way.
 """
 
 from __future__ import annotations
@@ -42,9 +44,14 @@ LAYER_STACK = Signature(
     ("num_layers", "with_per_layer_inputs", "unroll", "pass_reverse_to_layer_fn", "transparent", "transparency_map", "name"),
 )
 VMAP = Signature("hk.vmap", ("fun", "in_axes", "out_axes", "axis_name", "axis_size"), ("split_rng", "spmd_axis_name"))
+SCAN = Signature("hk.scan", ("f", "init", "xs", "length", "reverse", "unroll"))
+MAP = Signature("hk.map", ("fn", "xs"))
 REMAT_CALLS = frozenset({"haiku.remat", "haiku.checkpoint"})
 #: Lifted over ``self``: rewritten only in module methods, not inside a layer_stack body.
-SELF_LIFTED = REMAT_CALLS | {"haiku.vmap"}
+SELF_LIFTED = REMAT_CALLS | {"haiku.vmap", "haiku.scan", "haiku.map"}
+# Haiku shares parameters across steps and gives every step a fresh key.
+_SCAN_OPTIONS = 'variable_broadcast="params", split_rngs={"params": False, "dropout": True}'
+
 LAYER_STACK_CALLS = frozenset({"haiku.layer_stack", "haiku.experimental.layer_stack"})
 
 LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False, unroll=1, name=None):
@@ -155,6 +162,39 @@ def rewrite_vmap(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     lam = f"lambda _, *{args}: {target}(*{args})"
     text = f"functools.partial({nn}.vmap({', '.join([lam, *options])}), self)"
     return Rewrite(cst.parse_expression(text), (ImportSpec("functools", None, None),))
+
+
+def rewrite_scan(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.scan(f, init, xs, length, reverse, unroll)`` -> ``nn.scan`` lifted over ``self``, called at once."""
+    bound = bind(call, SCAN)
+    if isinstance(bound, Unsupported):
+        return bound
+    if not all(k in bound for k in ("f", "init")):
+        return Unsupported("hk.scan needs f and init")
+    f = bound["f"]
+    carry, x = free_name("carry", f), free_name("x", f)
+    options = [_SCAN_OPTIONS] + [f"{k}={code(bound[k])}" for k in ("length", "reverse", "unroll") if k in bound]
+    xs = code(bound["xs"]) if "xs" in bound else "None"
+    lam = f"lambda _, {carry}, {x}: {_callee(f)}({carry}, {x})"
+    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {', '.join(options)})(self, {code(bound['init'])}, {xs})"))
+
+
+def rewrite_map(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.map(fn, xs)`` -> ``nn.scan`` with a ``None`` carry, lifted over ``self``; the outputs."""
+    bound = bind(call, MAP)
+    if isinstance(bound, Unsupported):
+        return bound
+    if not all(k in bound for k in ("fn", "xs")):
+        return Unsupported("hk.map needs fn and xs")
+    fn = bound["fn"]
+    carry, x = free_name("carry", fn), free_name("x", fn)
+    lam = f"lambda _, {carry}, {x}: ({carry}, {_callee(fn)}({x}))"
+    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {_SCAN_OPTIONS})(self, None, {code(bound['xs'])})[1]"))
+
+
+def _callee(node: cst.BaseExpression) -> str:
+    text = code(node)
+    return text if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) else f"({text})"
 
 
 def _shifted(node: cst.BaseExpression) -> str | None:

@@ -309,6 +309,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._apply(lifted.rewrite_remat(updated, nn=nn), qualname, updated)
         if qualname == "haiku.vmap":
             return self._apply(lifted.rewrite_vmap(updated, nn=nn), qualname, updated)
+        if qualname == "haiku.scan":
+            return self._apply(lifted.rewrite_scan(updated, nn=nn), qualname, updated)
+        if qualname == "haiku.map":
+            return self._apply(lifted.rewrite_map(updated, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None

@@ -62,10 +62,10 @@ APIS = {
         "split_rngs={'params': False, 'dropout': split_rng}, in_axes=..., out_axes=...) (Haiku never maps parameters)"
     ),
     "scan": (
-        "nn.scan(Target, variable_broadcast='params', split_rngs={'params': False}, in_axes=0, out_axes=0) over a "
-        "cell class whose __call__ is (carry, x) -> (carry, y)"
+        "only rewritten in module methods (outside layer_stack bodies): nn.scan(fn, variable_broadcast='params', "
+        "split_rngs={'params': False, 'dropout': True}) lifted over the module"
     ),
-    "map": "nn.scan with a None carry over a module class, or jax.lax.map on a pure function",
+    "map": "only rewritten in module methods (outside layer_stack bodies): nn.scan with a None carry lifted over the module",
     "remat": "nn.remat(Target) on a module class; pass name= to keep the Haiku name (Flax renames to Checkpoint<Class>_N)",
     "checkpoint": "nn.remat(Target) on a module class; pass name= to keep the Haiku name",
     "cond": "nn.cond(pred, true_fn, false_fn, self, *operands) with branches taking the module first; both branches must create their parameters at init",

@@ -44,6 +44,8 @@ REWRITES = [
     ("hk.BatchNorm(True, False, 0.9, cross_replica_axis='i')(x, not training)", "axis_name='i'"),
     ("hk.BatchNorm(True, False, 0.9)(x, not training)", "use_running_average=training"),
     ("hk.running_init()", "self.is_initializing()"),
+    ("hk.scan(step, x, x, reverse=True)", 'nn.scan(lambda _, carry, x: step(carry, x), variable_broadcast="params", split_rngs={"params": False, "dropout": True}, reverse=True)(self, x, x)'),
+    ("hk.map(f, x)", 'nn.scan(lambda _, carry, x: (carry, f(x)), variable_broadcast="params", split_rngs={"params": False, "dropout": True})(self, None, x)[1]'),
     (
         "hk.vmap(lambda row, b: hk.Linear(3)(row) + b, in_axes=(0, None), split_rng=True)(x, 1.0)",
         'nn.vmap(lambda _, *args: (lambda row, b: nn.Dense(3, kernel_init=nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal"))(row) + b)(*args), variable_axes={"params": None}, split_rngs={"params": False, "dropout": True}, in_axes=(0, None)), self)(x, 1.0)',
@@ -71,7 +73,7 @@ TODOS = [
     ("hk.MultiHeadAttention(2, 4)(x, x, x)", "hk.MultiHeadAttention", "exactly one of w_init"),
     ("hk.layer_stack(2, transparent=True)(lambda y: y)(x)", "hk.layer_stack", "transparent"),
     ("hk.vmap(lambda y: y, spmd_axis_name='d', split_rng=False)(x)", "hk.vmap", "spmd_axis_name"),
-    ("hk.scan(lambda c, y: (c, y), x, x)", "hk.scan", "nn.scan"),
+    ("hk.switch(0, [lambda y: y], x)", "hk.switch", "nn.switch"),
     ("hk.fori_loop(0, 3, lambda i, y: y, x)", "hk.fori_loop", "nn.while_loop"),
     ("hk.DeepRNN([hk.LSTM(3)])", "hk.DeepRNN", "compose the cells"),
     ("hk.EMAParamsTree(0.9)(x)", "hk.EMAParamsTree", "optax.ema"),
