@@ -235,6 +235,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines += [f"## {title} ({len(items)})", ""]
             lines += [f"- `{path}` {text}".rstrip() for path, text in sorted(items.items())[:60]]
             lines += ["- ..." if len(items) > 60 else "", ""]
+    lines += result.get("findings", [])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -243,7 +244,14 @@ def main() -> int:
     parser.add_argument("--site", type=Path, default=None, help="folder to sweep (default: site-packages)")
     parser.add_argument("--jobs", type=int, default=2, help="migrate worker processes")
     parser.add_argument("--name", default="sweep_site_packages", help="results file stem")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the stored .json")
     options = parser.parse_args()
+    findings = RESULTS / "sweep_findings.md"
+    if options.render_only:
+        result = json.loads((RESULTS / f"{options.name}.json").read_text(encoding="utf-8"))
+        result["findings"] = findings.read_text(encoding="utf-8").splitlines() if findings.exists() else []
+        (RESULTS / f"{options.name}.md").write_text(markdown(result), encoding="utf-8")
+        return 0
     site = (options.site or site_packages()).resolve()
     files = every_py(site)
     result: dict[str, Any] = {"environment": environment(), "site": str(site), "jobs": options.jobs}
@@ -254,6 +262,7 @@ def main() -> int:
     result["lint"] = lint_pass(site, files)
     result["environment"]["load_average_at_end"] = os.getloadavg()
     result["problems"] = verdict(result)
+    result["findings"] = findings.read_text(encoding="utf-8").splitlines() if findings.exists() else []
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{options.name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (RESULTS / f"{options.name}.md").write_text(markdown(result), encoding="utf-8")

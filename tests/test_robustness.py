@@ -110,3 +110,19 @@ def test_a_file_without_haiku_usage_is_byte_identical_even_with_a_free_jax_name(
 def test_a_local_name_haiku_is_not_taken_for_the_haiku_module() -> None:
     source = b"haiku = 'five seven five'\n\n\ndef haiku_len():\n    return len(haiku)\n"
     assert migrate_source(source, "poems.py").source == source
+
+
+RNN_EXAMPLE = Path(__import__("jax").__file__).resolve().parent.parent / "examples" / "rnn"
+
+
+@pytest.mark.skipif(not (RNN_EXAMPLE / "train.py").exists(), reason="dm-haiku's examples are not installed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="migrate: `_, f = hk.without_apply_rng(hk.transform(fn))` inside a function gets a wrapper "
+    "class SequenceLoss on the first run and another one, SequenceLossModule, on the second",
+)
+def test_haiku_example_rnn_is_a_fixed_point(tmp_path: Path) -> None:
+    for name in ("__init__.py", "dataset.py", "train.py"):
+        (tmp_path / name).write_bytes((RNN_EXAMPLE / name).read_bytes())
+    assert invoke("migrate", tmp_path).exit_code == 0
+    assert invoke("migrate", "--check", tmp_path).exit_code == 0, "a second run changes the migrated files"
