@@ -63,6 +63,8 @@ VARIABLE_CALLS = frozenset(
         "haiku.vmap",
         "haiku.scan",
         "haiku.map",
+        "haiku.cond",
+        "haiku.switch",
         "haiku.checkpoint",
         "haiku.layer_stack",
         "haiku.experimental.layer_stack",

@@ -26,9 +26,11 @@ dropout mask per layer, as Haiku splits its key per layer). The body is named
 the calling module like ``hk.remat`` (parameters broadcast, the dropout stream
 split when Haiku splits). ``hk.scan(f, init, xs)`` and ``hk.map(fn, xs)`` become
 ``nn.scan`` lifted over the calling module (parameters broadcast, a fresh
-dropout key per step), called at once. ``hk.cond``, ``hk.switch``,
-``hk.while_loop`` and ``hk.fori_loop`` stay TODO (``unsupported.py``): Flax needs
-every branch's parameters created at init, which Haiku does not do the same way.
+dropout key per step), called at once. ``hk.cond`` / ``hk.switch`` become
+``nn.cond`` / ``nn.switch`` with branches lifted over the calling module (both
+libraries need the branches' parameters to exist at init: build and call the
+modules before the branch, as Haiku's docs ask). ``hk.while_loop`` and
+``hk.fori_loop`` stay TODO (``unsupported.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ SCAN = Signature("hk.scan", ("f", "init", "xs", "length", "reverse", "unroll"))
 MAP = Signature("hk.map", ("fn", "xs"))
 REMAT_CALLS = frozenset({"haiku.remat", "haiku.checkpoint"})
 #: Lifted over ``self``: rewritten only in module methods, not inside a layer_stack body.
-SELF_LIFTED = REMAT_CALLS | {"haiku.vmap", "haiku.scan", "haiku.map"}
+SELF_LIFTED = REMAT_CALLS | {"haiku.vmap", "haiku.scan", "haiku.map", "haiku.cond", "haiku.switch"}
 # Haiku shares parameters across steps and gives every step a fresh key.
 _SCAN_OPTIONS = 'variable_broadcast="params", split_rngs={"params": False, "dropout": True}'
 
@@ -190,6 +192,50 @@ def rewrite_map(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     carry, x = free_name("carry", fn), free_name("x", fn)
     lam = f"lambda _, {carry}, {x}: ({carry}, {_callee(fn)}({x}))"
     return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {_SCAN_OPTIONS})(self, None, {code(bound['xs'])})[1]"))
+
+
+def rewrite_cond(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.cond(pred, true_fun, false_fun, *operands)`` -> ``nn.cond(..., self, *operands)``.
+
+    The branches get the lifted module first; they may call modules built (and
+    first called) before the ``cond``, as Haiku requires at init.
+    """
+    args = list(call.args)
+    if len(args) < 3 or any(a.star or a.keyword is not None for a in args[:3]):
+        return Unsupported("hk.cond: pass pred, true_fun and false_fun positionally")
+    operands = _operands(args[3:])
+    if operands is None:
+        return Unsupported("hk.cond(operand=..., linear=...) or */** operands: rewrite to nn.cond(pred, t, f, self, *operands) by hand")
+    branches = [_lifted_branch(a.value) for a in args[1:3]]
+    text = f"{nn}.cond({code(args[0].value)}, {', '.join(branches)}, {', '.join(['self', *operands])})"
+    return Rewrite(cst.parse_expression(text))
+
+
+def rewrite_switch(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.switch(index, [f0, f1, ...], *operands)`` -> ``nn.switch(index, [...], self, *operands)``."""
+    args = list(call.args)
+    if len(args) < 2 or any(a.star or a.keyword is not None for a in args[:2]):
+        return Unsupported("hk.switch: pass index and branches positionally")
+    branches = args[1].value
+    operands = _operands(args[2:])
+    if not isinstance(branches, (cst.List, cst.Tuple)) or any(isinstance(e, cst.StarredElement) for e in branches.elements):
+        return Unsupported("hk.switch: the branches are not a literal list; rewrite to nn.switch(index, branches, self, *operands) by hand")
+    if operands is None:
+        return Unsupported("hk.switch with */** operands: rewrite to nn.switch(index, branches, self, *operands) by hand")
+    lifted_branches = ", ".join(_lifted_branch(e.value) for e in branches.elements)
+    text = f"{nn}.switch({code(args[0].value)}, [{lifted_branches}], {', '.join(['self', *operands])})"
+    return Rewrite(cst.parse_expression(text))
+
+
+def _operands(args: list[cst.Arg]) -> list[str] | None:
+    if any(a.star or a.keyword is not None for a in args):
+        return None
+    return [code(a.value) for a in args]
+
+
+def _lifted_branch(fun: cst.BaseExpression) -> str:
+    args = free_name("args", fun)
+    return f"lambda _, *{args}: {_callee(fun)}(*{args})"
 
 
 def _callee(node: cst.BaseExpression) -> str:

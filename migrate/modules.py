@@ -313,6 +313,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._apply(lifted.rewrite_scan(updated, nn=nn), qualname, updated)
         if qualname == "haiku.map":
             return self._apply(lifted.rewrite_map(updated, nn=nn), qualname, updated)
+        if qualname == "haiku.cond":
+            return self._apply(lifted.rewrite_cond(updated, nn=nn), qualname, updated)
+        if qualname == "haiku.switch":
+            return self._apply(lifted.rewrite_switch(updated, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None

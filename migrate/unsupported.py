@@ -68,8 +68,8 @@ APIS = {
     "map": "only rewritten in module methods (outside layer_stack bodies): nn.scan with a None carry lifted over the module",
     "remat": "nn.remat(Target) on a module class; pass name= to keep the Haiku name (Flax renames to Checkpoint<Class>_N)",
     "checkpoint": "nn.remat(Target) on a module class; pass name= to keep the Haiku name",
-    "cond": "nn.cond(pred, true_fn, false_fn, self, *operands) with branches taking the module first; both branches must create their parameters at init",
-    "switch": "nn.switch(index, branches, self, *operands) with branches taking the module first",
+    "cond": "only rewritten in module methods (outside layer_stack bodies): nn.cond(pred, true_fn, false_fn, self, *operands) with branches taking the module first",
+    "switch": "only rewritten in module methods (outside layer_stack bodies): nn.switch(index, branches, self, *operands) with branches taking the module first",
     "while_loop": "nn.while_loop(cond_fn, body_fn, self, init) with functions taking the module first (no parameters may be created in the loop)",
     "fori_loop": "no nn.fori_loop: nn.while_loop with a counter in the carry, or nn.scan(length=upper-lower)",
     "layer_stack": (

@@ -45,6 +45,8 @@ REWRITES = [
     ("hk.BatchNorm(True, False, 0.9)(x, not training)", "use_running_average=training"),
     ("hk.running_init()", "self.is_initializing()"),
     ("hk.scan(step, x, x, reverse=True)", 'nn.scan(lambda _, carry, x: step(carry, x), variable_broadcast="params", split_rngs={"params": False, "dropout": True}, reverse=True)(self, x, x)'),
+    ("hk.cond(x.sum() > 0, f, lambda y: -y, x)", "nn.cond(x.sum() > 0, lambda _, *args: f(*args), lambda _, *args: (lambda y: -y)(*args), self, x)"),
+    ("hk.switch(1, [f, g], x, 2)", "nn.switch(1, [lambda _, *args: f(*args), lambda _, *args: g(*args)], self, x, 2)"),
     ("hk.map(f, x)", 'nn.scan(lambda _, carry, x: (carry, f(x)), variable_broadcast="params", split_rngs={"params": False, "dropout": True})(self, None, x)[1]'),
     (
         "hk.vmap(lambda row, b: hk.Linear(3)(row) + b, in_axes=(0, None), split_rng=True)(x, 1.0)",
@@ -73,7 +75,8 @@ TODOS = [
     ("hk.MultiHeadAttention(2, 4)(x, x, x)", "hk.MultiHeadAttention", "exactly one of w_init"),
     ("hk.layer_stack(2, transparent=True)(lambda y: y)(x)", "hk.layer_stack", "transparent"),
     ("hk.vmap(lambda y: y, spmd_axis_name='d', split_rng=False)(x)", "hk.vmap", "spmd_axis_name"),
-    ("hk.switch(0, [lambda y: y], x)", "hk.switch", "nn.switch"),
+    ("hk.switch(0, branches, x)", "hk.switch", "literal list"),
+    ("hk.cond(training, f, g, operand=x)", "hk.cond", "operand="),
     ("hk.fori_loop(0, 3, lambda i, y: y, x)", "hk.fori_loop", "nn.while_loop"),
     ("hk.DeepRNN([hk.LSTM(3)])", "hk.DeepRNN", "compose the cells"),
     ("hk.EMAParamsTree(0.9)(x)", "hk.EMAParamsTree", "optax.ema"),
