@@ -2,7 +2,8 @@
 
 The call graph spans the whole project, so a file's findings depend on other
 files: the key hashes the content of every linted file (with its path), the
-flaxify version and the settings. An unchanged re-run reads and hashes the
+flaxify version, the linter's own sources (an editable install changes rules
+without a new version) and the settings. An unchanged re-run reads and hashes the
 files and returns the stored result without parsing anything.
 """
 
@@ -30,9 +31,19 @@ def default_dir() -> Path:
     return Path(os.environ.get("FLAXIFY_CACHE_DIR", ".flaxify_cache"))
 
 
+def _linter_stamp() -> str:
+    """Size and mtime of every module of the linter: a rule edited in place gives a new key."""
+    root = Path(__file__).resolve().parent
+    stamps = []
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        stamps.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(stamps)
+
+
 def run_key(files: Sequence[SourceFile], settings: LintSettings) -> str:
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{FORMAT}\0{__version__}\0{settings!r}\0".encode())
+    digest.update(f"{FORMAT}\0{__version__}\0{_linter_stamp()}\0{settings!r}\0".encode())
     for item in files:
         digest.update(item.display.encode() + b"\0" + str(item.path.resolve()).encode() + b"\0")
         digest.update(item.source.encode("utf-8", "surrogatepass") if item.source is not None else b"\1")

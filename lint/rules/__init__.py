@@ -24,6 +24,7 @@ from flaxify.lint.rules.item_tolist import ItemOnTracedValue
 from flaxify.lint.rules.iterator_in_traced import IteratorConsumedInTracedCode
 from flaxify.lint.rules.jit_in_loop import JitInLoop
 from flaxify.lint.rules.jit_method_self import JitMethodWithoutStaticSelf
+from flaxify.lint.rules.linen_apply_without_mutable import LinenApplyWithoutMutable
 from flaxify.lint.rules.linen_attribute_mutation import LinenAttributeMutation
 from flaxify.lint.rules.linen_raw_transform import RawJaxTransformInLinen
 from flaxify.lint.rules.linen_submodule_outside_setup import LinenSubmoduleOutsideSetup
@@ -50,6 +51,7 @@ RULES: list[type[Rule]] = sorted(
         InplaceUpdateOfArray, PrngKeyReuse, JitInLoop, UnhashableStaticArgument, JitMethodWithoutStaticSelf,
         StaticSelfMutated,
         LinenAttributeMutation, FixedKeyInModule, LinenSubmoduleOutsideSetup, RawJaxTransformInLinen,
+        LinenApplyWithoutMutable,
         HaikuUnderRawJaxTransform, HaikuOutsideTransform,
         HaikuImport,
     ],
