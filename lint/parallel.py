@@ -28,6 +28,7 @@ from flaxify.lint.engine import (
 )
 from flaxify.lint.model import Finding
 from flaxify.lint.project import ModuleInfo, module_name
+from flaxify.lint.rules.float64_without_x64 import X64_MARKER
 from flaxify.lint.settings import LintSettings
 
 _IMPORT = re.compile(r"^\s*(?:from\s+(\.*[\w.]*)\s+import\b|import\s+([\w.]+(?:\s*,\s*[\w.]+)*))", re.MULTILINE)
@@ -55,6 +56,15 @@ def components(files: Sequence[SourceFile]) -> list[list[int]]:
         for target in _imported(item, names[index]):
             for other in by_prefix.get(target, ()):
                 parent[find(index)] = find(other)
+    # JX211 reads a project-wide fact (x64 enabled anywhere): files that set it and files asking
+    # for float64 must be linted together, or -j would differ from one process.
+    x64 = [i for i, f in enumerate(files) if f.source is not None and X64_MARKER in f.source.lower()]
+    if x64:
+        for index, item in enumerate(files):
+            if item.source is not None and "float64" in item.source:
+                parent[find(index)] = find(x64[0])
+        for index in x64[1:]:
+            parent[find(index)] = find(x64[0])
     groups: dict[int, list[int]] = {}
     for index in range(len(files)):
         groups.setdefault(find(index), []).append(index)

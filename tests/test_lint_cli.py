@@ -151,6 +151,21 @@ def test_jobs_on_one_package_give_the_same_findings(project: Path, capsys: pytes
     assert serial.count("JX101") == 1 and serial.count("JX204") == 4
 
 
+def test_jobs_keep_a_project_wide_x64_flag_with_its_float64_files(project: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # a.py and x64.py do not import each other, yet x64.py silences JX211 in a.py.
+    (project / "a.py").write_text("import jax\nimport jax.numpy as jnp\n\n@jax.jit\ndef f(x):\n"
+                                  "    return x.astype(jnp.float64)\n")
+    (project / "b.py").write_text(BAD)
+    (project / "x64.py").write_text("import jax\n\njax.config.update('jax_enable_x64', True)\n")
+    _, serial, _ = _run([".", "--extend-select", "JX211"], capsys)
+    _, parallel, _ = _run([".", "--extend-select", "JX211", "-j", "2"], capsys)
+    assert serial == parallel and "JX211" not in serial and "JX101" in serial
+    (project / "x64.py").write_text("import jax\n")
+    _, serial, _ = _run([".", "--extend-select", "JX211"], capsys)
+    assert "a.py:6:12: JX211" in serial
+
+
 def test_selection_semantics() -> None:
     from flaxify.lint.settings import LintSettings
 

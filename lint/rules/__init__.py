@@ -13,6 +13,7 @@ from flaxify.lint.rules.concrete_conversion import ConcreteConversionOfTracedVal
 from flaxify.lint.rules.control_flow_on_traced import ControlFlowOnTracedValue
 from flaxify.lint.rules.debug_print_fstring import DebugPrintFString
 from flaxify.lint.rules.fixed_key_in_module import FixedKeyInModule
+from flaxify.lint.rules.float64_without_x64 import Float64WithoutX64
 from flaxify.lint.rules.global_write import GlobalWriteInTracedCode
 from flaxify.lint.rules.haiku_import import HaikuImport
 from flaxify.lint.rules.haiku_outside_transform import HaikuOutsideTransform
@@ -47,7 +48,7 @@ RULES: list[type[Rule]] = sorted(
         IteratorConsumedInTracedCode, DebugPrintFString, MutableGlobalRead,
         ControlFlowOnTracedValue, BoolOpOnTracedValue, AssertOnTracedValue, ConcreteConversionOfTracedValue,
         ItemOnTracedValue, NumpyOnTracedValue, TracedValueAsStaticInt, BooleanMaskOnTracedValue,
-        ListToJnpFunction,
+        ListToJnpFunction, Float64WithoutX64,
         InplaceUpdateOfArray, PrngKeyReuse, JitInLoop, UnhashableStaticArgument, JitMethodWithoutStaticSelf,
         StaticSelfMutated,
         LinenAttributeMutation, FixedKeyInModule, LinenSubmoduleOutsideSetup, RawJaxTransformInLinen,
