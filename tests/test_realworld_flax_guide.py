@@ -40,8 +40,6 @@ ENGINE_GAPS = {
     "multiple_methods": "engine: hk.multi_transform in the guide's own form (`init = lambda x: module(x); "
     "return init, (module.encode, module.decode)`, multiple_methods.py:35) is left as a TODO; only "
     "`return m.<init>, {key: m.<method>}` is rewritten",
-    "rnn_scan": "engine: hk.scan (rnn_scan.py:31) has no rewrite yet (TODO naming the nn.scan form); "
-    "the migrated RNN still calls hk.scan",
 }
 
 

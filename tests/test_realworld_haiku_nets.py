@@ -140,39 +140,42 @@ class NetCase:
     xfail: str | None = None
 
 
-_REASSIGNS = "engine: `__init__ reassigns one of its arguments` leaves the class a hk.Module ({what})"
+# xfail reasons: the construct at its line in the installed haiku/_src/nets file (dm-haiku 0.0.17) and the gap.
 CASES = (
     NetCase(
         "mlp", "MLP", {"output_sizes": [8, 4]}, "f32[2,6]", kwargs=None,
-        xfail=_REASSIGNS.format(what="mlp.py MLP.__init__: `output_sizes = tuple(output_sizes)`"),
+        xfail="engine: mlp.py:78 `output_sizes = tuple(output_sizes)` in MLP.__init__ -> TODO `__init__ reassigns "
+        "one of its arguments` and the whole class stays a hk.Module (exact form: the same statement in setup() "
+        "reading self.output_sizes)",
     ),
     NetCase(
         "resnet", "ResNet18", {"num_classes": 10}, "f32[1,32,32,3]",
-        xfail="engine: `class ResNet18: __init__ forwards arguments to a Haiku parent class` and ResNet/BlockV1/BlockV2 "
-        "`__init__ reassigns one of its arguments` (resnet.py: `bn_config = dict(bn_config)` + setdefault, "
-        "`hk.BatchNorm(**bn_config)`): ResNet18 stays a hk.Module",
+        xfail="engine: resnet.py:399/427 ResNet18.__init__ forwards to super().__init__ -> TODO `forwards arguments "
+        "to a Haiku parent class`; resnet.py:58/140/331 `bn_config = dict(bn_config)` + setdefault -> TODO "
+        "`reassigns one of its arguments`: ResNet, BlockV1, BlockV2 and ResNet18 stay hk.Modules",
     ),
     NetCase(
         "resnet", "ResNet18", {"num_classes": 10, "resnet_v2": True}, "f32[1,32,32,3]",
-        xfail="engine: same as ResNet18 v1 (v2 blocks: BlockV2 `bn_config = dict(bn_config)`)",
+        xfail="engine: as ResNet18 v1 (BlockV2: resnet.py:140 `bn_config = dict(bn_config)`)",
     ),
     NetCase(
         "mobilenetv1", "MobileNetV1",
         {"num_classes": 10, "strides": [1, 2], "channels": [8, 16]}, "f32[1,16,16,3]",
-        xfail="engine: hk.DepthwiseConv2D left as TODO (input channel count), although `inputs.shape[-1]` is "
-        "available inside @nn.compact: the migrated MobileNetV1Block still calls hk.DepthwiseConv2D",
+        xfail="engine: mobilenetv1.py:69 hk.DepthwiseConv2D -> TODO `needs the input channel count C`, although "
+        "inside @nn.compact C is `inputs.shape[-1]` at call time; the migrated block still calls hk.DepthwiseConv2D",
     ),
     NetCase(
         "vqvae", "VectorQuantizer",
         {"embedding_dim": 4, "num_embeddings": 8, "commitment_cost": 0.25}, "f32[2,3,4]",
-        xfail="engine: `@property embeddings` creates a parameter outside __call__ (TODO: Linen allows one compact "
-        "method); the property still calls hk.get_parameter",
+        xfail="engine: vqvae.py:99 `@property embeddings` calls hk.get_parameter outside __call__ -> TODO `builds "
+        "parameters inline in a method other than __call__` and the property is left as Haiku",
     ),
     NetCase(
         "vqvae", "VectorQuantizerEMA",
         {"embedding_dim": 4, "num_embeddings": 8, "commitment_cost": 0.25, "decay": 0.9}, "f32[2,3,4]",
-        xfail="engine: hk.ExponentialMovingAverage has no rewrite (TODO) and `embeddings` property uses hk.get_state "
-        "outside __call__",
+        xfail="engine: vqvae.py:259 `@property embeddings` calls hk.get_state outside __call__ -> TODO `builds "
+        "parameters inline in a method other than __call__`, left as Haiku (vqvae.py:254/256 "
+        "hk.ExponentialMovingAverage itself is ported)",
     ),
 )
 
