@@ -247,15 +247,17 @@ def _certain_statements(body: list[ast.stmt]) -> list[ast.stmt]:
             return out
         if isinstance(stmt, _SCOPES):
             continue
-        if isinstance(stmt, ast.If):
-            branch = _apply_branch(stmt)
-            if branch is not None:
-                out.extend(_certain_statements(branch))
-        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+        if isinstance(stmt, ast.If) and (branch := _apply_branch(stmt)) is not None:
+            # `if self.is_initializing(): return ...` exits only during init; apply goes on.
+            out.extend(_certain_statements(branch))
+            if any(_may_exit(s) for s in branch):
+                return out
+            continue
+        # Any other `if` may be false for this call, and loops may not run: their writes are not
+        # certain. Their exits still end what is certain.
+        if isinstance(stmt, (ast.With, ast.AsyncWith, ast.Try)):
             out.extend(_certain_statements(stmt.body))
-        elif isinstance(stmt, ast.Try):
-            out.extend(_certain_statements(stmt.body))
-        elif not isinstance(stmt, _MAYBE):
+        elif not isinstance(stmt, (ast.If, *_MAYBE)):
             out.append(stmt)
             continue
         if _may_exit(stmt):
