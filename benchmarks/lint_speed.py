@@ -160,11 +160,12 @@ def jax_jobs(root: Path, repeat: int) -> dict:  # type: ignore[type-arg]
     runs: dict[int, list[float]] = {1: [], 2: []}
     load_before = os.getloadavg()[0]
     for _ in range(repeat):
-        for n in runs:
+        for n, times in runs.items():
             seconds, code = cli([str(root), "--no-cache", "-j", str(n)])
-            assert code in (0, 1), f"flaxify lint -j {n} exited {code}"
-            runs[n].append(round(seconds, 3))
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            if code not in (0, 1):
+                raise SystemExit(f"flaxify lint -j {n} exited {code}")
+            times.append(round(seconds, 3))
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "runs_s": {str(n): times for n, times in runs.items()},
             "median_s": {str(n): round(statistics.median(times), 3) for n, times in runs.items()}}
