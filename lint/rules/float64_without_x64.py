@@ -8,8 +8,10 @@ from flaxify.lint.analysis import Analysis
 from flaxify.lint.rule import Rule, TracedContext
 
 FLOAT64 = frozenset({"jax.numpy.float64", "numpy.float64"})
-# Keywords that request a dtype from jax, jax.numpy, flax.linen and friends.
-DTYPE_KEYWORDS = frozenset({"dtype", "param_dtype"})
+# Keywords that request a dtype, on the APIs that build arrays (checked: float32 comes out).
+# Not jax.ShapeDtypeStruct and other specs, which keep float64 as written.
+DTYPE_KEYWORDS = frozenset({"dtype", "param_dtype", "new_dtype"})
+ARRAY_APIS = ("jax.numpy.", "jax.random.", "jax.nn.", "jax.lax.", "flax.linen.")
 # Any spelling of the flag: jax.config.update("jax_enable_x64", True), JAX_ENABLE_X64=1,
 # jax.experimental.enable_x64(), --jax_enable_x64.
 X64_MARKER = "enable_x64"
@@ -18,8 +20,8 @@ X64_MARKER = "enable_x64"
 class Float64WithoutX64(Rule):
     """
     ## What it does
-    Flags ``dtype=jnp.float64`` (or ``np.float64``, ``"float64"``; also ``param_dtype=``) passed to
-    a jax or flax call, ``jnp.float64(...)``, and ``x.astype(jnp.float64)`` on a traced value, in
+    Flags ``dtype=jnp.float64`` (or ``np.float64``, ``"float64"``; also ``param_dtype=``,
+    ``new_dtype=``) passed to ``jax.numpy``, ``jax.random``, ``jax.nn``, ``jax.lax`` or ``flax.linen``, ``jnp.float64(...)``, and ``x.astype(jnp.float64)`` on a traced value, in
     traced code, when no linted file mentions ``enable_x64`` (``jax.config.update("jax_enable_x64",
     True)``, ``JAX_ENABLE_X64``, ``jax.experimental.enable_x64``).
 
@@ -65,6 +67,8 @@ class Float64WithoutX64(Rule):
         "import jax\nimport jax.numpy as jnp\nimport numpy as np\n@jax.jit\ndef f(x):\n"
         "    table = np.zeros(3, dtype=np.float64)\n    return x + jnp.zeros(2, dtype=jnp.float32) + table.sum()",
         "import jax\nimport jax.numpy as jnp\ndef host(x):\n    return jnp.zeros(2, dtype=jnp.float64) + x",
+        "import jax\nimport jax.numpy as jnp\n@jax.jit\ndef f(x):\n"
+        "    spec = jax.ShapeDtypeStruct(x.shape, dtype=jnp.float64)\n    return x, spec.shape",
     ]
     INVALID = [
         "import jax\nimport jax.numpy as jnp\n@jax.jit\ndef f(x):\n    return jnp.cumsum(x.astype(jnp.float64))",
@@ -90,7 +94,7 @@ class Float64WithoutX64(Rule):
             if dtype is not None and self._is_float64(dtype, ctx) and ctx.taint(func.value):
                 ctx.report(node, self.MESSAGE.format(what=ctx.segment(node)))
             return
-        if name is None or not name.startswith(("jax.", "flax.")):
+        if name is None or not name.startswith(ARRAY_APIS):
             return
         for keyword in node.keywords:
             if keyword.arg in DTYPE_KEYWORDS and self._is_float64(keyword.value, ctx):
