@@ -72,3 +72,30 @@ def test_docs_are_generated_from_the_rules() -> None:
     assert docs.read_text(encoding="utf-8") == render(), "run: python -m flaxify.lint.docs > docs/lint.md"
     for rule in RULES:
         assert f"### {rule.CODE}" in render()
+
+
+def test_jx405_examples_agree_with_flax() -> None:
+    """JX405's examples run on real Flax: every INVALID one raises ModifyScopeVariableError, no VALID one does."""
+    import flax.errors
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    from flaxify.lint.rules.linen_apply_without_mutable import LinenApplyWithoutMutable
+
+    x = jnp.ones((4, 3))
+
+    def run(source: str) -> None:
+        namespace: dict[str, object] = {}
+        exec(compile(source, "<example>", "exec"), namespace)  # noqa: S102 - the rule's own examples
+        module = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, nn.Module)
+                  and v is not nn.Module][-1]  # the outermost module is defined last
+        variables = module().init(jax.random.key(0), x)
+        runner = namespace["run"]
+        extra = (["counter"],) if runner.__code__.co_argcount == 3 else ()  # type: ignore[attr-defined]
+        runner(variables, x, *extra)  # type: ignore[operator]
+
+    for source in LinenApplyWithoutMutable.VALID:
+        run(source)
+    for case in LinenApplyWithoutMutable.INVALID:
+        with pytest.raises(flax.errors.ModifyScopeVariableError):
+            run(case if isinstance(case, str) else case.code)

@@ -11,6 +11,7 @@ from flaxify.lint.rule import ModuleContext, Rule
 # Statements whose body may run zero times: a write inside proves nothing about this apply call.
 _MAYBE = (ast.For, ast.AsyncFor, ast.While, ast.Match)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+BATCH_NORM = "flax.linen.BatchNorm"
 
 
 class LinenApplyWithoutMutable(Rule):
@@ -18,8 +19,9 @@ class LinenApplyWithoutMutable(Rule):
     ## What it does
     Flags ``model.apply(variables, ...)`` when ``model`` is statically an instance of a project
     Linen module whose applied method (``__call__``, or ``method=``), ``setup``, or a ``self.``
-    method they call unconditionally writes a variable (``self.variable(col, ...).value = ...``
-    or ``+=``, ``self.put_variable(col, ...)``), and ``mutable=`` does not cover that collection.
+    method or submodule they call unconditionally writes a variable (``self.variable(col,
+    ...).value = ...`` or ``+=``, ``self.put_variable(col, ...)``, ``nn.BatchNorm`` with
+    ``use_running_average=False``), and ``mutable=`` does not cover that collection.
     Writes guarded by ``if self.is_initializing():`` or ``if self.is_mutable_collection(col):``
     do not count, nor do writes under other conditions or in loops (they may not run).
     ``if not self.is_initializing():`` does not help: ``apply`` is not initializing.
@@ -73,8 +75,15 @@ class LinenApplyWithoutMutable(Rule):
         "        return x\n    def bump(self):\n        self.n.value += 1\n"
         "def run(v, x, mutable):\n    model = Counter()\n    model.apply(v, x, mutable=mutable)\n"
         "    return model.apply(v, x)",
+        "import flax.linen as nn\nclass Net(nn.Module):\n    train: bool = False\n    @nn.compact\n"
+        "    def __call__(self, x):\n        return nn.BatchNorm(use_running_average=not self.train)(x)\n"
+        "def run(v, x):\n    return Net().apply(v, x)",
     ]
     INVALID = [
+        "import flax.linen as nn\nclass Net(nn.Module):\n    def setup(self):\n"
+        "        self.bn = nn.BatchNorm(use_running_average=False)\n    def __call__(self, x):\n"
+        "        return self.bn(x)\nclass Outer(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
+        "        return Net()(x)\ndef run(v, x):\n    return Outer().apply(v, x)",
         "import jax.numpy as jnp\nimport flax.linen as nn\nclass Counter(nn.Module):\n    @nn.compact\n"
         "    def __call__(self, x):\n        n = self.variable('counter', 'n', lambda: jnp.zeros(()))\n"
         "        if not self.is_initializing():\n            n.value += 1\n        return x\nmodel = Counter()\n"
@@ -221,21 +230,75 @@ def _constructed(call: ast.Call, scope: FunctionInfo | None, ctx: ModuleContext)
 
 def _collect_writes(method: FunctionInfo, cls: ClassInfo, analysis: Analysis, writes: dict[str, str],
                     seen: set[FunctionInfo]) -> None:
-    """Collections ``method`` certainly writes during ``apply`` (following unconditional ``self.m()``)."""
+    """Collections ``method`` certainly writes during ``apply``.
+
+    Follows unconditional ``self.m()`` calls, and submodules it calls (``Sub()(x)``, ``self.sub(x)``
+    with ``self.sub = Sub()`` in ``setup``): a project Linen class, or ``nn.BatchNorm`` with
+    ``use_running_average=False`` written out (it updates ``batch_stats``).
+    """
     if method in seen or isinstance(method.node, ast.Lambda):
         return
     seen.add(method)
     variables = _variable_names(method, cls, analysis)
+    submodules = _submodule_names(method, cls, analysis)
     for stmt in _certain_statements(method.node.body):
         for node in _certain_nodes(stmt):
             col = _written_collection(node, variables)
             if col is not None:
-                writes.setdefault(col, f"`{method.name}`, {method.module.display}:{node.lineno}")
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and isinstance(node.func.value, ast.Name) and node.func.value.id == "self"):
-                callee = analysis.method_of(cls, node.func.attr)
-                if callee is not None:
-                    _collect_writes(callee, cls, analysis, writes, seen)
+                writes.setdefault(col, f"`{cls.name}.{method.name}`, {method.module.display}:{node.lineno}")
+            elif not isinstance(node, ast.Call):
+                continue
+            elif (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                  and node.func.value.id == "self" and (callee := analysis.method_of(cls, node.func.attr))):
+                _collect_writes(callee, cls, analysis, writes, seen)
+            else:
+                ctor = node.func if isinstance(node.func, ast.Call) else submodules.get(_target_key(node.func, "") or "")
+                if ctor is not None:
+                    _submodule_writes(ctor, node, method, analysis, writes, seen)
+
+
+def _submodule_names(method: FunctionInfo, cls: ClassInfo, analysis: Analysis) -> dict[str, ast.Call]:
+    """``sub`` / ``self.sub`` -> the constructor call bound to it (one binding, a call)."""
+    names: dict[str, ast.Call] = {}
+    for fn, prefix in ((analysis.method_of(cls, "setup"), "self."), (method, "")):
+        if fn is None:
+            continue
+        bound: dict[str, list[tuple[ast.expr, str]]] = {}
+        for target, value, how in fn.facts:
+            for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name) and not prefix):
+                if not (isinstance(target, ast.Name) and target.id == name):
+                    bound.setdefault(name, []).append((value, "unpacked"))
+            key = _target_key(target, prefix)
+            if key is not None:
+                bound.setdefault(key, []).append((value, how))
+        for key, values in bound.items():
+            if len(values) == 1 and values[0][1] == "assign" and isinstance(values[0][0], ast.Call):
+                names[key] = values[0][0]
+    return names
+
+
+def _submodule_writes(ctor: ast.Call, call: ast.Call, method: FunctionInfo, analysis: Analysis,
+                      writes: dict[str, str], seen: set[FunctionInfo]) -> None:
+    """What calling the submodule ``ctor`` builds writes (``call`` is the call of the instance)."""
+    qualname = analysis.qualify(method, method.module, ctor.func)
+    if qualname is None:
+        return
+    if qualname == BATCH_NORM:
+        if _keyword_false(ctor, "use_running_average") or _keyword_false(call, "use_running_average"):
+            writes.setdefault("batch_stats", f"`nn.BatchNorm(use_running_average=False)`, "
+                                             f"{method.module.display}:{call.lineno}")
+        return
+    found = analysis.project.lookup(qualname, method.module)
+    if not isinstance(found, ClassInfo) or analysis.framework(found) != "linen":
+        return
+    for name in ("setup", "__call__"):
+        sub_method = analysis.method_of(found, name)
+        if sub_method is not None:
+            _collect_writes(sub_method, found, analysis, writes, seen)
+
+
+def _keyword_false(call: ast.Call, name: str) -> bool:
+    return any(k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is False for k in call.keywords)
 
 
 def _certain_statements(body: list[ast.stmt]) -> list[ast.stmt]:
