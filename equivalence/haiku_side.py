@@ -1,7 +1,7 @@
 """Every supported Haiku model kind, seen through one interface.
 
-``hk.Transformed`` (with or without ``without_apply_rng``),
-``hk.TransformedWithState``, ``hk.MultiTransformed[WithState]`` (one method per
+``hk.Transformed`` and ``hk.TransformedWithState`` (each with or without
+``without_apply_rng``), ``hk.MultiTransformed[WithState]`` (one method per
 apply function), a plain function (transformed here) and an ``hk.Module``
 subclass (instantiated with ``ctor`` inside a transform here).
 """
@@ -36,7 +36,7 @@ class HaikuModel:
 def as_haiku_model(obj: Any, ctor: Mapping[str, Any] | None = None) -> HaikuModel:
     """Wraps ``obj`` (what a HAIKU_REF resolved to); raises for anything else."""
     if isinstance(obj, hk.TransformedWithState):
-        return HaikuModel("hk.TransformedWithState", obj.init, {"__call__": obj.apply}, False)
+        return HaikuModel("hk.TransformedWithState", obj.init, {"__call__": _stateful_apply(obj.apply)}, False)
     if isinstance(obj, hk.Transformed):
         return HaikuModel("hk.Transformed", _stateless_init(obj.init), {"__call__": _stateless_apply(obj.apply)}, False)
     if isinstance(obj, (hk.MultiTransformed, hk.MultiTransformedWithState)):
@@ -67,18 +67,33 @@ def _stateless_init(init: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
     return lambda rng, *a, **k: (init(rng, *a, **k), {})
 
 
-def _takes_rng(apply: Callable[..., Any]) -> bool:
-    """``hk.without_apply_rng`` drops the ``rng`` argument from ``apply``."""
+def _takes_rng(apply: Callable[..., Any], position: int) -> bool:
+    """Whether ``apply`` takes ``rng`` as its ``position``-th positional argument.
+
+    ``hk.without_apply_rng`` keeps the object's type (``Transformed``,
+    ``TransformedWithState``, ``MultiTransformed[WithState]``) but wraps
+    ``apply`` in a function whose ``__signature__`` lacks ``rng``: ``(params,
+    state, *args)`` instead of ``(params, state, rng, *args)``. Only the slot
+    right after params (and state) is looked at, so a user argument that
+    happens to be called ``rng`` does not count.
+    """
     try:
-        return "rng" in inspect.signature(apply).parameters
+        parameters = list(inspect.signature(apply).parameters.values())
     except (TypeError, ValueError):
-        return True
+        return True  # no signature to read: Haiku's own apply always has one, so assume the plain transform
+    return len(parameters) > position and parameters[position].name == "rng"
 
 
 def _stateless_apply(apply: Callable[..., Any]) -> ApplyFn:
-    if _takes_rng(apply):
+    if _takes_rng(apply, 1):
         return lambda params, state, rng, *a, **k: (apply(params, rng, *a, **k), state)
     return lambda params, state, rng, *a, **k: (apply(params, *a, **k), state)
+
+
+def _stateful_apply(apply: Callable[..., Any]) -> ApplyFn:
+    if _takes_rng(apply, 2):
+        return apply
+    return lambda params, state, rng, *a, **k: apply(params, state, *a, **k)
 
 
 def _multi(obj: Any) -> HaikuModel:
@@ -87,6 +102,6 @@ def _multi(obj: Any) -> HaikuModel:
     tree = obj.apply
     named = isinstance(tree, Mapping)
     items = list(tree.items()) if named else [(str(i), fn) for i, fn in enumerate(jax.tree.leaves(tree))]
-    wrap = (lambda fn: fn) if stateful else _stateless_apply
+    wrap = _stateful_apply if stateful else _stateless_apply
     methods = {name: wrap(fn) for name, fn in items}
     return HaikuModel(type(obj).__name__, init, methods, False, named_methods=named)

@@ -38,3 +38,22 @@ def test_state_update_is_compared(step, equivalent):
     assert rows == {"~/multiplier": "params/multiplier", "state:~/counter": "counter/counter"}
     if not equivalent:
         assert any("counter/counter" in c for c in report.culprits)
+
+
+def _multi_counter():
+    return counter_model, {"__call__": counter_model}
+
+
+@pytest.mark.parametrize(
+    "haiku_net",
+    [
+        hk.without_apply_rng(hk.transform_with_state(counter_model)),
+        hk.without_apply_rng(hk.multi_transform_with_state(_multi_counter)),
+        hk.multi_transform_with_state(_multi_counter),
+    ],
+    ids=["without_apply_rng(transform_with_state)", "without_apply_rng(multi_transform_with_state)", "multi_with_rng"],
+)
+def test_stateful_apply_with_and_without_rng(haiku_net):
+    """``hk.without_apply_rng`` drops ``rng`` from a stateful ``apply`` too: it must not be passed one."""
+    report = compare(haiku_net, Counter(1), [parse_spec("f32[2,3]")], devices="cpu", init_seeds=0, run_probes=False)
+    assert report.equivalent and report.bitexact, report.format_table()
