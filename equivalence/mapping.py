@@ -6,7 +6,9 @@ leaves (LSTM, MHA, BatchNorm state, else rename). **By order**: buckets left
 over are paired with Flax nodes left over that sit under the same parent, in
 creation order, when their shapes fit (Flax auto-names such as ``Dense_0``);
 whatever is still left is paired globally in order, but only if *everything*
-remaining pairs up. Anything unmapped, left over or of the wrong shape is
+remaining pairs up. When the Haiku root may or may not have a Flax
+counterpart, both readings are tried; the one mapping more leaves wins, and on
+a tie the one placing more of them by name. Anything unmapped, left over or of the wrong shape is
 reported (``map_params`` raises :class:`ParamMappingError`); nothing is guessed.
 """
 
@@ -161,8 +163,15 @@ class _Mapper:
         self.aliases: dict[FlaxPath, FlaxPath] = {}
 
     @property
-    def score(self) -> int:
-        return sum(len(r.transfers) for r in self.results.values())
+    def score(self) -> tuple[int, int]:
+        """Leaves mapped, then leaves mapped *by name*: the better of two readings of the root.
+
+        Equal-shape layers fill every unit by order under any reading, so a tie
+        on the first count goes to the reading whose names place the leaves; the
+        structural fallback only fills what names cannot.
+        """
+        transfers = [t for r in self.results.values() for t in r.transfers]
+        return len(transfers), sum(t.by == "name" for t in transfers)
 
     def target(self, bucket: HaikuBucket) -> FlaxPath:
         return _aliased(naming.flax_module_path(bucket.module, root_is_module=self.drop_root), self.aliases)

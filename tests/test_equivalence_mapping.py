@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from flaxify.equivalence import ParamMappingError, build_plan, map_params
+from flaxify.equivalence.flax_side import module_table
 
 KEY = jax.random.PRNGKey(0)
 
@@ -281,3 +282,42 @@ def test_haiku_gru_against_flax_gru_cell_is_refused_with_the_reason():
     template = _template(Rnn(), xs)
     with pytest.raises(ParamMappingError, match="reset gate"):
         map_params(params, None, template, root_is_module=False)
+
+
+def test_names_beat_creation_order_when_both_readings_map_everything():
+    # Every layer is 6x6, so the creation-order reading (Haiku root kept, no
+    # names match) maps all leaves too; it would pair Haiku's `decoder` (sorted
+    # first) with Flax's `encoder` (created first). The dropped-root
+    # reading places every leaf by name and must win the tie.
+    class AE(hk.Module):
+        def __init__(self, name=None):
+            super().__init__(name=name)
+            self.encoder = hk.Linear(6, name="encoder")  # built in __init__: Haiku names it ae/~/encoder
+            self.decoder = hk.Linear(6, name="decoder")
+
+        def __call__(self, x):
+            return self.decoder(jnp.tanh(self.encoder(x)))
+
+    class FlaxAE(nn.Module):
+        def setup(self):
+            self.encoder = nn.Dense(6)
+            self.decoder = nn.Dense(6)
+
+        def __call__(self, x):
+            return self.decoder(jnp.tanh(self.encoder(x)))
+
+    x = jax.random.normal(KEY, (3, 6))
+    t = hk.without_apply_rng(hk.transform(lambda x: AE(name="ae")(x)))
+    # A tree that went through jax.tree.map (a checkpoint, hk.multi_transform) is key-sorted: decoder first.
+    params = jax.tree.map(lambda a: a, t.init(KEY, x))
+    assert list(params) == ["ae/~/decoder", "ae/~/encoder"]
+    template = _template(FlaxAE(), x)
+    order = module_table(FlaxAE(), KEY, x)  # creation order makes the structural reading unambiguous
+    plan = build_plan(params, None, template, root_is_module=False, flax_modules=order)
+    pairs = {str(tr.sources[0]): (tr.flax_path, tr.by) for tr in plan.transfers}
+    assert pairs["ae/~/encoder/w"] == (("encoder", "kernel"), "name")
+    assert pairs["ae/~/decoder/w"] == (("decoder", "kernel"), "name")
+    variables = map_params(params, None, template, root_is_module=False)
+    hk_out = jax.jit(t.apply)(params, x)
+    fx_out = jax.jit(FlaxAE().apply)(variables, x)
+    np.testing.assert_array_equal(np.asarray(hk_out), np.asarray(fx_out))
