@@ -331,7 +331,13 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=24, help="Haiku files timed --repeat times and run by the CLI")
     parser.add_argument("--findings", type=Path, default=RESULTS / "migrate_findings.md",
                         help="hand-written analysis appended to the summary, if the file exists")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the stored .json")
     options = parser.parse_args()
+    if options.render_only:
+        result = json.loads((RESULTS / f"{options.out}.json").read_text(encoding="utf-8"))
+        result["findings"] = options.findings.read_text(encoding="utf-8").splitlines() if options.findings.exists() else []
+        (RESULTS / f"{options.out}.md").write_text(markdown(result), encoding="utf-8")
+        return 0
     env = environment()
     result = measure(options.repeat, options.sample, options.roots or corpus_roots())
     env["load_average_at_end"] = os.getloadavg()
