@@ -114,7 +114,9 @@ def _baseline(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any]) -> 
     calls = inputs if isinstance(inputs, dict) else {"__call__": inputs}
     first = next(iter(calls))
     kw = {name: (kwargs.get(name, kwargs) if isinstance(kwargs.get(name), dict) else kwargs) for name in calls}
-    params, state = jax.jit(lambda r, *xs: hk_model.init(r, *xs, **kw[first]))(rng, *calls[first])
+    # Initialise in training mode where there is one: Haiku creates BatchNorm's EMA state only then.
+    init_kw = {**kw[first], "is_training": True} if "is_training" in kw[first] else kw[first]
+    params, state = jax.jit(lambda r, *xs: hk_model.init(r, *xs, **init_kw))(rng, *calls[first])
     jax.block_until_ready(params)
     for name, xs in calls.items():
         apply = hk_model.methods[name]
@@ -122,7 +124,7 @@ def _baseline(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any]) -> 
         jax.block_until_ready(out)
     rngs = {"params": rng, "dropout": rng}
     # Flax creates every parameter through __call__ (as Haiku's multi_transform template does).
-    variables = jax.jit(lambda r, *xs: fx_obj.init(r, *xs, **kw[first]))(rngs, *calls[first])
+    variables = jax.jit(lambda r, *xs: fx_obj.init(r, *xs, **init_kw))(rngs, *calls[first])
     jax.block_until_ready(variables)
     for name, xs in calls.items():
         method = None if name == "__call__" else name
@@ -228,11 +230,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--devices", default="cpu", choices=("cpu", "gpu", "all"))
     parser.add_argument("--case", action="append", help="zoo case name (default: all)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the stored .json")
+    parser.add_argument("--merge", action="store_true", help="with --case: replace only those rows of the stored result")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "CASE_DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--findings", type=Path, default=RESULTS / "check_findings.md")
     options = parser.parse_args()
     if options.child:
         print(json.dumps(child(options.child[0], Path(options.child[1]), options.devices)))
+        return 0
+    if options.render_only:
+        result = json.loads((RESULTS / "check_speed.json").read_text(encoding="utf-8"))
+        result["findings"] = options.findings.read_text(encoding="utf-8").splitlines() if options.findings.exists() else []
+        (RESULTS / "check_speed.md").write_text(markdown(result), encoding="utf-8")
         return 0
     cases = sorted(p.parent for p in ZOO.glob("*/case.json"))
     if options.case:
@@ -241,6 +250,12 @@ def main() -> int:
     rows = measure(options.repeat, options.devices, cases)
     env["load_average_at_end"] = os.getloadavg()
     result = {"environment": env, "repeat": options.repeat, "devices": options.devices, "cases": rows}
+    if options.merge:  # rerun some cases, keep the stored rows of the others
+        stored = json.loads((RESULTS / "check_speed.json").read_text(encoding="utf-8"))
+        fresh = {row["case"] for row in rows}
+        result = {**stored, "cases": sorted([*[r for r in stored["cases"] if r["case"] not in fresh], *rows],
+                                            key=lambda row: row["case"])}
+        result.setdefault("reruns", []).append({"cases": sorted(fresh), "environment": env})
     if options.findings.exists():
         result["findings"] = options.findings.read_text(encoding="utf-8").splitlines()
     RESULTS.mkdir(exist_ok=True)
