@@ -12,9 +12,16 @@ After: fields ``output_size: int`` and ``hidden: int = 32``; ``self._hidden``
 is renamed to ``self.hidden`` everywhere in the class; ``self.proj = ...``
 moves to ``setup()`` with ``hidden`` read as ``self.hidden``.
 
-What cannot be expressed as dataclass fields (``*args``, a reassigned
-argument, arguments forwarded to a Haiku parent class, mutable defaults) is
-returned as a reason, and the class is left as it was under a TODO.
+An argument reassigned by a top-level ``arg = expr`` statement keeps its raw
+value in the field; the derived value lives in a private attribute computed in
+``setup()`` (``self._arg = expr``), and every later read of ``arg`` in
+``__init__`` (and every ``self.attr`` that stored it afterwards) reads that
+attribute, as Haiku's methods read what ``__init__`` stored.
+
+What cannot be expressed as dataclass fields (``*args``, an argument
+reassigned inside a block or through a tuple target, arguments forwarded to a
+Haiku parent class, mutable defaults) is returned as a reason, and the class is
+left as it was under a TODO.
 """
 
 from __future__ import annotations
@@ -38,6 +45,12 @@ class Field:
 class InitPlan:
     fields: list[Field] = field(default_factory=list)
     setup: list[cst.BaseStatement] = field(default_factory=list)  # still reading argument names
+    # Parallel to ``setup``: which attribute each argument name reads as in
+    # that statement (``arg`` -> ``arg`` or, once reassigned, ``_arg``).
+    reads: list[dict[str, str]] = field(default_factory=list)
+    # Parallel to ``setup``: the argument a top-level ``arg = expr`` reassigns, else None.
+    reassigns: list[str | None] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)  # reassigned argument -> private attribute
     renames: dict[str, str] = field(default_factory=dict)  # self.<old> -> self.<new>
     default_name: str | None = None  # Haiku base name when __init__ overrides it
     docstring: cst.BaseStatement | None = None
@@ -107,28 +120,79 @@ def _split_body(plan: InitPlan, init: cst.FunctionDef, arguments: set[str]) -> N
     if body and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])):
         plan.docstring = body.pop(0)
     stored: set[str] = set()
+    derived_stores: set[str] = set()  # attributes that store a reassigned argument
+    raw_stores: set[str] = set()  # attributes that store an argument as passed
     for statement in body:
         if _is_super_init(statement):
             if not _plain_super_init(statement, plan):
                 return
             continue
-        if _reassigns(statement, arguments):
-            plan.problem = "__init__ reassigns one of its arguments; normalise it at the call sites or in a property"
+        reassigned = _top_level_reassignment(statement, arguments)
+        if reassigned is None and _reassigns(statement, arguments):
+            plan.problem = (
+                "__init__ reassigns one of its arguments inside a block or through a tuple target; "
+                "normalise it at the call sites or in a property"
+            )
             return
+        reads = {name: plan.derived.get(name, name) for name in arguments}
         stored_as = _stored_argument(statement, arguments)
+        if stored_as is not None and stored_as[1] in plan.derived:
+            # `self.attr = arg` after `arg = f(arg)`: Haiku's methods see the derived value.
+            attribute, argument = stored_as
+            if attribute in raw_stores or plan.renames.get(attribute, plan.derived[argument]) != plan.derived[argument]:
+                plan.problem = f"`self.{attribute}` stores two different values of `{argument}`; store it once"
+                return
+            plan.renames[attribute] = plan.derived[argument]
+            derived_stores.add(attribute)
+            continue
         if stored_as is not None and stored_as[1] not in stored:
             attribute, argument = stored_as
             stored.add(argument)
+            raw_stores.add(attribute)
             if attribute != argument:
                 plan.renames[attribute] = argument
             continue
         plan.setup.append(statement)
+        plan.reads.append(reads)
+        plan.reassigns.append(reassigned)
+        if reassigned is not None:
+            plan.derived[reassigned] = f"_{reassigned}"
     # `self.x = f(x)` where `x` is also a field: the field keeps the argument,
     # the derived value moves to a private attribute.
     for statement in plan.setup:
         for attribute in _assigned_self_attributes(statement):
             if attribute in arguments and attribute not in plan.renames.values():
                 plan.renames[attribute] = f"_{attribute}"
+    _check_private_names(plan, init, derived_stores)
+
+
+def _top_level_reassignment(statement: cst.BaseStatement, arguments: set[str]) -> str | None:
+    """``arg = expr`` as a whole statement, one plain target: returns ``arg``."""
+    pattern = m.SimpleStatementLine([m.Assign(targets=[m.AssignTarget(m.Name())])])
+    if not m.matches(statement, pattern):
+        return None
+    name = statement.body[0].targets[0].target.value  # type: ignore[attr-defined]
+    if name not in arguments or _reassigns(statement.body[0].value, arguments):  # type: ignore[attr-defined]
+        return None  # a walrus on an argument inside the value stays refused
+    return name
+
+
+def _check_private_names(plan: InitPlan, init: cst.FunctionDef, stores: set[str]) -> None:
+    """The private attribute of a derived value must name nothing else in ``__init__``.
+
+    ``stores`` are the attributes renamed to a private attribute because they
+    stored the derived value (``self.attr = arg`` after the reassignment).
+    """
+    taken = {n.attr.value for n in _walk(init) if m.matches(n, m.Attribute(m.Name("self"), m.Name()))}  # type: ignore[attr-defined]
+    taken |= {f.name for f in plan.fields}
+    taken |= {new for old, new in plan.renames.items() if old not in stores}
+    for argument, private in plan.derived.items():
+        if private in taken:
+            plan.problem = (
+                f"__init__ reassigns `{argument}` and also uses `self.{private}`, the attribute its derived "
+                "value would live in; rename one of them"
+            )
+            return
 
 
 def _is_super_init(statement: cst.BaseStatement) -> bool:

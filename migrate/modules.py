@@ -506,8 +506,10 @@ class ConvertModulesCommand(FlaxifyCommand):
     def _setup(self, init: InitPlan, setup: list[cst.BaseStatement]) -> cst.FunctionDef:
         # The statements were already rewritten (layers, names, renames) when
         # __init__'s body was left; only the argument reads remain.
-        arguments = {f.name for f in init.fields}
-        statements = [s.visit(_ArgumentsToSelf(arguments)) for s in setup]
+        statements = [
+            statement.visit(_ArgumentsToSelf(reads, {argument: init.derived[argument]} if argument else {}))
+            for statement, reads, argument in zip(setup, init.reads, init.reassigns, strict=True)
+        ]
         return cst.FunctionDef(
             name=cst.Name("setup"),
             params=cst.Parameters([cst.Param(cst.Name("self"))]),
@@ -529,12 +531,23 @@ _SCOPED_METHOD_REASON = (
 
 
 class _ArgumentsToSelf(cst.CSTTransformer):
-    """Reads of constructor arguments become reads of the fields: ``x`` → ``self.x``."""
+    """Reads of constructor arguments become reads of the fields: ``x`` → ``self.x``.
 
-    def __init__(self, arguments: set[str]) -> None:
+    ``reads`` maps each argument to the attribute it reads as in this statement
+    (``x``, or ``_x`` once ``x = f(x)`` ran); ``writes`` maps the argument a
+    top-level ``x = f(x)`` assigns to the private attribute that holds it.
+    """
+
+    def __init__(self, reads: dict[str, str], writes: dict[str, str]) -> None:
         super().__init__()
-        self.arguments = arguments
+        self.reads = reads
+        self.writes = writes
         self.protected: set[int] = set()
+        self.targets: set[int] = set()
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        if isinstance(node.target, cst.Name) and node.target.value in self.writes:
+            self.targets.add(id(node.target))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.protected.add(id(node.attr))
@@ -547,8 +560,10 @@ class _ArgumentsToSelf(cst.CSTTransformer):
         self.protected.add(id(node.name))
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
-        if original_node.value in self.arguments and id(original_node) not in self.protected:
-            return cst.Attribute(cst.Name("self"), cst.Name(original_node.value))
+        if id(original_node) in self.targets:
+            return cst.Attribute(cst.Name("self"), cst.Name(self.writes[original_node.value]))
+        if original_node.value in self.reads and id(original_node) not in self.protected:
+            return cst.Attribute(cst.Name("self"), cst.Name(self.reads[original_node.value]))
         return updated_node
 
 
