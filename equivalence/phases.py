@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxify.equivalence import modes, probes
-from flaxify.equivalence.numerics import LeafDiff, compare_leaf
+from flaxify.equivalence.numerics import LeafDiff, compare_leaf, gradient_scale
 from flaxify.equivalence.report import Check
 from flaxify.equivalence.rule_batchnorm import DEBIAS_NOTE, flax_ema_expectation
 from flaxify.equivalence.session import Method, Session, user_call
@@ -55,7 +55,11 @@ def grad_check(
     xs: list[Any],
     hk_out: Any,
 ) -> Check:
-    """Gradients of a fixed random projection of the outputs, Haiku's mapped onto the Flax tree."""
+    """Gradients of a fixed random projection of the outputs, Haiku's mapped onto the Flax tree.
+
+    Judged per leaf by the output rule with ``atol`` widened by ``rtol`` times
+    the largest gradient entry (:func:`~flaxify.equivalence.numerics.gradient_scale`).
+    """
     outs = [o for o in jax.tree.leaves(hk_out) if jnp.issubdtype(o.dtype, jnp.floating)]
     gen = np.random.default_rng(1234)
     cots = [jnp.asarray(gen.standard_normal(o.shape), jnp.float32) for o in outs]
@@ -75,8 +79,9 @@ def grad_check(
     )
     mapped = flatten_flax(run.plan.apply(jax.device_get(hk_grad), None, linear_only=True, collections={"params"}))
     got = flatten_flax({"params": jax.device_get(fx_grad)})
+    scale = gradient_scale(list(mapped.values()))  # rounding noise of a backward sum scales with its terms
     diffs = [
-        compare_leaf("d/" + flax_path_text(*k), mapped[k], got[k], rtol=run.rtol, atol=run.atol)
+        compare_leaf("d/" + flax_path_text(*k), mapped[k], got[k], rtol=run.rtol, atol=run.atol, scale=scale)
         for k in mapped
         if k in got
     ]

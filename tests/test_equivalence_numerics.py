@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from flaxify.equivalence.numerics import compare_leaf, compare_trees, tolerance
+from flaxify.equivalence.numerics import compare_leaf, compare_trees, gradient_scale, tolerance
 
 
 def test_default_tolerances_follow_the_loosest_dtype():
@@ -56,3 +56,25 @@ def test_dtype_and_shape_differences_fail_with_a_note():
 def test_a_missing_output_is_a_failing_entry():
     diffs = compare_trees(["a", "b"], [np.ones(2), np.ones(2)], [np.ones(2)], rtol=None, atol=None)
     assert [d.name for d in diffs] == ["a", "<structure>"] and not diffs[-1].within
+
+
+def test_gradient_noise_around_zero_passes_at_the_gradients_scale():
+    # A mathematically zero gradient (attention key bias) comes out as rounding
+    # noise of the size of the summed terms: huge relative error, still correct.
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal(64).astype(np.float32) * 4
+    haiku_zero = (rng.standard_normal(8) * 1e-6).astype(np.float32)
+    flax_zero = (rng.standard_normal(8) * 1e-6).astype(np.float32)
+    scale = gradient_scale([big, haiku_zero])
+    assert scale == float(np.max(np.abs(big)))
+    plain = compare_leaf("d/key/bias", haiku_zero, flax_zero, rtol=None, atol=None)
+    scaled = compare_leaf("d/key/bias", haiku_zero, flax_zero, rtol=None, atol=None, scale=scale)
+    assert not plain.within and scaled.within and scaled.max_rel > 1  # max_rel is information only
+
+
+def test_gradient_scale_does_not_hide_real_errors():
+    g = np.linspace(-2, 2, 16, dtype=np.float32)
+    scale = gradient_scale([g])
+    assert not compare_leaf("d/w", g, g * np.float32(1.001), rtol=None, atol=None, scale=scale).within
+    assert not compare_leaf("d/w", g, g[::-1].copy(), rtol=None, atol=None, scale=scale).within
+    assert gradient_scale([np.array([np.inf, 1.0], np.float32), np.arange(3)]) == 1.0
