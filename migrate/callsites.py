@@ -68,7 +68,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         info = self.state.transformed.get(receiver.value) if isinstance(receiver, cst.Name) else None
         if info is None and self.state.project is not None:
             for qualified in self.get_metadata(QualifiedNameProvider, receiver, set()):
-                info = info or self.state.project.lookup(qualified.name)
+                info = info or self.state.project.lookup(qualified.name, self.context.filename or "")
         return None if info is None else (node.attr.value, info)  # type: ignore[attr-defined]
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:

@@ -11,6 +11,7 @@ names up here.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,23 +26,43 @@ RNG_APIS = frozenset({"next_rng_key", "maybe_next_rng_key", "dropout", "reserve_
 
 @dataclass(frozen=True)
 class ProjectIndex:
-    """``(module stem, variable)`` → the transform bound to that module-level name."""
+    """``(module file, variable)`` → the transform bound to that module-level name.
+
+    The module file is its absolute path without ``.py`` (a package's
+    ``__init__.py`` stands for the package folder), so two unrelated
+    ``model.py`` files in one run never answer for each other.
+    """
 
     transformed: Mapping[tuple[str, str], TransformInfo] = field(default_factory=dict)
 
     def imported_by(self, source: bytes) -> bool:
         """Cheap pre-check: does ``source`` import a module holding a transformed model?"""
-        stems = {stem for stem, _ in self.transformed}
+        stems = {Path(module).name for module, _ in self.transformed}
         if not stems:
             return False
         pattern = rb"^\s*(?:from|import)\s+[\w.]*\b(?:%s)\b" % b"|".join(re.escape(s.encode()) for s in stems)
         return re.search(pattern, source, re.M) is not None
 
-    def lookup(self, qualname: str) -> TransformInfo | None:
-        """Finds ``model.net`` / ``pkg.model.net`` / ``.model.net``."""
+    def lookup(self, qualname: str, importer: str) -> TransformInfo | None:
+        """Finds ``model.net`` / ``pkg.model.net`` / ``.model.net`` as imported by ``importer``.
+
+        A relative import is resolved against the importer's folder. An absolute
+        one is looked for below the importer's folder and then each folder above
+        it (where a script or a project root puts it on ``sys.path``); the
+        closest wins. No match: None (the call site is left alone).
+        """
         module, _, variable = qualname.rpartition(".")
-        stem = module.rsplit(".", 1)[-1]
-        return self.transformed.get((stem, variable)) if stem else None
+        if not module:
+            return None
+        folder = Path(os.path.abspath(importer)).parent
+        dots = len(module) - len(module.lstrip("."))
+        parts = module.lstrip(".").split(".")
+        roots = [folder.parents[dots - 2] if dots > 1 else folder] if dots else [folder, *folder.parents]
+        for root in roots:
+            info = self.transformed.get((_module_key(root.joinpath(*parts)), variable))
+            if info is not None:
+                return info
+        return None
 
 
 def index_sources(files: Iterable[tuple[Path, bytes]]) -> ProjectIndex:
@@ -54,9 +75,14 @@ def index_sources(files: Iterable[tuple[Path, bytes]]) -> ProjectIndex:
             tree = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError):  # ast gives up on very deep nesting
             continue  # the file's own migration reports it
+        module = path.parent if path.name == "__init__.py" else path.with_suffix("")
         for variable, info in _transformed(tree).items():
-            found[(path.stem, variable)] = info
+            found[(_module_key(module), variable)] = info
     return ProjectIndex(found)
+
+
+def _module_key(module: Path) -> str:
+    return Path(os.path.abspath(module)).as_posix()
 
 
 def _transformed(tree: ast.Module) -> dict[str, TransformInfo]:

@@ -128,7 +128,10 @@ class ConvertTransformsCommand(FlaxifyCommand):
     # -- `net = hk.transform(f)` ----------------------------------------------
     def _plan(self, node: cst.SimpleStatementLine) -> None:
         assign = _single_assign(node)
-        if assign is None:
+        # Only `name = hk.transform(fn)` is rewritten (leave_SimpleStatementLine):
+        # planning a class for `init, apply = ...` would leave it orphaned, and a
+        # second run would add another one.
+        if assign is None or not isinstance(assign.targets[0].target, cst.Name):
             return
         chain = self.chain(assign.value)
         if chain is None or not isinstance(chain.fn, cst.Name):

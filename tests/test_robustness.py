@@ -116,11 +116,6 @@ RNN_EXAMPLE = Path(__import__("jax").__file__).resolve().parent.parent / "exampl
 
 
 @pytest.mark.skipif(not (RNN_EXAMPLE / "train.py").exists(), reason="dm-haiku's examples are not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate: `_, f = hk.without_apply_rng(hk.transform(fn))` inside a function gets a wrapper "
-    "class SequenceLoss on the first run and another one, SequenceLossModule, on the second",
-)
 def test_haiku_example_rnn_is_a_fixed_point(tmp_path: Path) -> None:
     for name in ("__init__.py", "dataset.py", "train.py"):
         (tmp_path / name).write_bytes((RNN_EXAMPLE / name).read_bytes())
@@ -154,12 +149,6 @@ def loss(params, x):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate/project.py keys the cross-file index by file stem: with an unrelated a/model.py "
-    "(net takes an rng) in the same run, b/train.py's `net.apply(params, x)` becomes "
-    "`net.apply({'params': params}, rngs={'dropout': x})`: silently wrong, and order-dependent",
-)
 def test_call_sites_follow_their_own_package_model_in_a_monorepo(tmp_path: Path) -> None:
     for folder, files in {"a": {"model.py": STEM_A}, "b": {"model.py": STEM_B, "train.py": STEM_TRAIN}}.items():
         (tmp_path / folder).mkdir()
