@@ -21,6 +21,7 @@ from flaxify import __version__
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 # Each subcommand's module is imported only when that subcommand runs (or
@@ -66,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as err:
         err.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # Ctrl-C: the shell's convention, 128 + SIGINT
         click.echo("Aborted.", err=True)
-        return EXIT_FINDINGS
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 
