@@ -107,18 +107,22 @@ def rewrite_layer(
     nn: str = "nn",
     jnp: str = "jnp",
     resolver: Resolver | None = None,
+    inputs: cst.BaseExpression | None = None,
 ) -> Rewrite | Unsupported:
     """Rewrites one Haiku module constructor call into an equivalent Flax callable.
 
     ``name`` is the Flax ``name=`` to emit (a ``name=`` in the Haiku call wins);
     ``resolver`` maps names inside the call (initializers, ``hk.pad.*``) to
     qualified names; without it the conventional aliases (``hk``, ``jnp``) are assumed.
+    ``inputs`` is what the built module will be called on, when the caller has
+    proved it is the same value at construction time (depthwise convs read
+    their channel count from it).
     """
     tail = _tail(qualname)
     if tail in POOL_MODULES:
         return rewrite_pool(call, qualname, nn=nn, resolver=resolver)
     if tail in layers_conv.DEPTHWISE:
-        return _depthwise(call, tail, None, Ctx(name, nn, jnp, resolver))
+        return _depthwise(call, tail, inputs, Ctx(name, nn, jnp, resolver))
     if tail not in LAYERS:
         path = qualname.removeprefix("haiku.")
         known = UNSUPPORTED_MODULES.get(path) or UNSUPPORTED_MODULES.get(tail or "")

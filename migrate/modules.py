@@ -111,6 +111,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._guarded: set[int] = set()  # rewritten set_state calls whose statement gets a guard
         self._stack_names: dict[int, str] = {}  # id(original hk.layer_stack call) -> Haiku name
         self._in_stack_body: set[int] = set()  # calls inside an @hk.layer_stack body
+        # id(original hk.DepthwiseConv*D construction) -> the argument its one call passes.
+        self._depthwise_inputs: dict[int, cst.Name] = {}
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -146,6 +148,9 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._method_ids.update(id(method) for method in _methods(node))
         self._find_state_and_batch_norms(node, plan)
         self._name_constructions(node, plan)
+        for method in _methods(node):
+            if method.name.value != "__init__":
+                self._find_depthwise_inputs(method)
 
     def _find_state_and_batch_norms(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         for sub in _walk(node):
@@ -158,6 +163,39 @@ class ConvertModulesCommand(FlaxifyCommand):
                 plan.has_layer_stack = True
             elif _assigns_call(sub) and self.haiku_name(sub.value.func) == "haiku.BatchNorm":  # type: ignore[attr-defined]
                 plan.batch_norms.add(code(sub.targets[0].target))  # type: ignore[attr-defined]
+
+    def _find_depthwise_inputs(self, method: cst.FunctionDef) -> None:
+        """``dw = hk.DepthwiseConv2D(...)`` later called once as ``dw(x)`` in the same method.
+
+        Haiku reads the channel count from ``x`` at call time; Linen needs it at
+        construction. ``x.shape[-1]`` is the same value at both places when
+        ``x`` is a parameter of the method that the method never rebinds, and
+        ``dw`` is bound once and used by that one call only.
+        """
+        rebound = _bound_names(method)
+        parameters = {p.name.value for p in (*method.params.posonly_params, *method.params.params, *method.params.kwonly_params)}
+        uses: dict[str, list[cst.Name]] = {}
+        attrs = {id(n.attr) for n in _walk(method) if isinstance(n, cst.Attribute)}
+        for node in _walk(method):
+            if isinstance(node, cst.Name) and id(node) not in attrs:
+                uses.setdefault(node.value, []).append(node)
+        calls = {id(n.func): n for n in _walk(method) if isinstance(n, cst.Call)}
+        for node in _walk(method):
+            if not (_assigns_call(node) and isinstance(node.targets[0].target, cst.Name)):  # type: ignore[attr-defined]
+                continue
+            construction, target = node.value, node.targets[0].target  # type: ignore[attr-defined]
+            if (self.haiku_name(construction.func) or "").rpartition(".")[2] not in _DEPTHWISE:
+                continue
+            if not self.is_haiku_module_class(self.haiku_name(construction.func)):
+                continue
+            others = [n for n in uses.get(target.value, []) if n is not target]
+            call = calls.get(id(others[0])) if len(others) == 1 and rebound.count(target.value) == 1 else None
+            first = call.args[0] if call is not None and call.args else None
+            if first is None or first.keyword is not None or first.star or not isinstance(first.value, cst.Name):
+                continue
+            argument = first.value.value
+            if argument in parameters and argument not in rebound and argument != "self":
+                self._depthwise_inputs[id(construction)] = first.value
 
     # -- naming -------------------------------------------------------------------
     def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
@@ -351,7 +389,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             return _with_name(updated, name)
         qualname = self.haiku_name(original.func) or ""
         call = _without_name(updated) if name is not None else updated
-        result = rewrite_layer(call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        result = rewrite_layer(
+            call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling,
+            inputs=self._depthwise_inputs.get(id(original)),
+        )
         return self._apply(result, qualname, updated)
 
     def _immediate_call(self, inner: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -583,6 +624,28 @@ def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
         current = stack.pop()
         yield current
         stack.extend(current.children)
+
+
+_DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D", "DepthwiseConv3D")
+
+
+def _bound_names(function: cst.FunctionDef) -> list[str]:
+    """Every name the body of ``function`` binds, once per binding (parameters excluded)."""
+    bound: list[str] = []
+    targets: list[cst.CSTNode] = []
+    for node in _walk(function.body):
+        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)):
+            targets.append(node.target)
+        elif isinstance(node, cst.AsName):
+            targets.append(node.name)
+        elif isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            bound.append(node.name.value)
+        elif isinstance(node, (cst.Global, cst.Nonlocal)):
+            bound.extend(n.name.value for n in node.names)
+    for target in targets:
+        attrs = {id(n.attr) for n in _walk(target) if isinstance(n, cst.Attribute)}
+        bound.extend(n.value for n in _walk(target) if isinstance(n, cst.Name) and id(n) not in attrs)
+    return bound
 
 
 def _assigns_call(node: cst.CSTNode) -> bool:

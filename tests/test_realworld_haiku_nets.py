@@ -161,8 +161,6 @@ CASES = (
     NetCase(
         "mobilenetv1", "MobileNetV1",
         {"num_classes": 10, "strides": [1, 2], "channels": [8, 16]}, "f32[1,16,16,3]",
-        xfail="engine: mobilenetv1.py:69 hk.DepthwiseConv2D -> TODO `needs the input channel count C`, although "
-        "inside @nn.compact C is `inputs.shape[-1]` at call time; the migrated block still calls hk.DepthwiseConv2D",
     ),
     NetCase(
         "vqvae", "VectorQuantizer",
