@@ -134,6 +134,15 @@ def _split_body(plan: InitPlan, init: cst.FunctionDef, arguments: set[str]) -> N
                 "normalise it at the call sites or in a property"
             )
             return
+        mutated = next((name for name in plan.derived if _may_mutate(statement, name)), None)
+        if mutated is not None:
+            # Linen freezes what setup() stores (dict -> FrozenDict, list -> tuple).
+            plan.problem = (
+                f"__init__ reassigns `{mutated}` and then changes it in place (a method call or an item "
+                "assignment); the private attribute setup() keeps it in is frozen by Linen: build the value "
+                "in one expression"
+            )
+            return
         reads = {name: plan.derived.get(name, name) for name in arguments}
         stored_as = _stored_argument(statement, arguments)
         if stored_as is not None and stored_as[1] in plan.derived:
@@ -175,6 +184,23 @@ def _top_level_reassignment(statement: cst.BaseStatement, arguments: set[str]) -
     if name not in arguments or _reassigns(statement.body[0].value, arguments):  # type: ignore[attr-defined]
         return None  # a walrus on an argument inside the value stays refused
     return name
+
+
+def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
+    """``name.method(...)``, ``name[k] = v``, ``name.a = v``, ``del name[k]`` or ``name += v`` in ``statement``."""
+    is_name = m.Name(name)
+    for node in _walk(statement):
+        if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(value=is_name)):
+            return True
+        targets: list[cst.BaseExpression] = []
+        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del)):
+            targets = [node.target]
+        for target in targets:
+            if m.matches(target, is_name) and isinstance(node, cst.AugAssign):
+                return True
+            if any(m.matches(t, m.Subscript(value=is_name) | m.Attribute(value=is_name)) for t in _walk(target)):
+                return True
+    return False
 
 
 def _check_private_names(plan: InitPlan, init: cst.FunctionDef, stores: set[str]) -> None:
