@@ -109,22 +109,43 @@ def bind(call: cst.Call, sig: Signature) -> Bound | Unsupported:
     """Binds ``call``'s arguments to ``sig`` the way Python would."""
     bound: Bound = {}
     positional = [a for a in call.args if a.keyword is None and not a.star]
-    if any(a.star for a in call.args):
-        return Unsupported(f"{sig.display} is called with *args/**kwargs; pass the arguments by name")
+    keywords = _keywords(call, sig)
+    if isinstance(keywords, Unsupported):
+        return keywords
     if len(positional) > len(sig.params):
         return Unsupported(f"{sig.display} is called with too many positional arguments")
     for param, arg in zip(sig.params, positional, strict=False):
         bound[param] = arg.value
-    for arg in call.args:
-        if arg.keyword is None:
-            continue
-        key = arg.keyword.value
+    for key, value in keywords:
         if key not in sig.params and key not in sig.kwonly:
             return Unsupported(f"{sig.display} has no argument {key!r}")
         if key in bound:
             return Unsupported(f"{sig.display} got argument {key!r} twice")
-        bound[key] = arg.value
+        bound[key] = value
     return bound
+
+
+def _keywords(call: cst.Call, sig: Signature) -> list[tuple[str, cst.BaseExpression]] | Unsupported:
+    """The keyword arguments, a literal ``**{"key": value}`` spelled out; Unsupported for other stars.
+
+    Haiku's argument names map to Flax's one by one, so they must be known
+    here: a dict or sequence built at run time cannot be translated.
+    """
+    keywords: list[tuple[str, cst.BaseExpression]] = []
+    for arg in call.args:
+        if arg.star == "**" and isinstance(arg.value, cst.Dict) and all(
+            isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString) and e.key.evaluated_value != "name"
+            for e in arg.value.elements
+        ):  # `name` stays out: the engine names constructions from the written `name=` only
+            keywords += [(e.key.evaluated_value, e.value) for e in arg.value.elements]  # type: ignore[union-attr]
+        elif arg.star:
+            return Unsupported(
+                f"{sig.display} gets `{arg.star}{code(arg.value)}`, whose argument names are only known at run time; "
+                "flaxify translates Haiku's arguments to Flax's one by one, so pass them by name"
+            )
+        elif arg.keyword is not None:
+            keywords.append((arg.keyword.value, arg.value))
+    return keywords
 
 
 def is_literal(bound: Bound, key: str, default: object) -> bool:
