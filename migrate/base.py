@@ -20,7 +20,7 @@ from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.lifted import DEPENDENCIES as LIFTED_DEPENDENCIES
 from flaxify.migrate.recurrent import DEPENDENCIES as RECURRENT_DEPENDENCIES
-from flaxify.migrate.rewrite import ImportSpec
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
 
 if TYPE_CHECKING:
     from flaxify.migrate.project import ProjectIndex
@@ -308,6 +308,23 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
             f"the exact rewrite emits a helper named {clash[0]}, and this file defines its own {clash[0]};"
             " rename yours and run flaxify migrate again"
         )
+
+    def apply_rewrite(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
+        """The rewritten expression with its imports scheduled, or ``fallback`` under a TODO."""
+        construct = "hk." + qualname.removeprefix("haiku.")
+        conflict = self.helper_conflict(qualname) if isinstance(result, Rewrite) else None
+        if conflict is not None:
+            result = Unsupported(conflict)
+        if isinstance(result, Unsupported):
+            self.todo(construct, result.reason)
+            return fallback
+        self.need_nn()
+        self.note_rewrite(qualname)
+        for spec in result.imports:
+            self.need_import(spec)
+        if result.note is not None:
+            self.todo(construct, result.note)
+        return result.expr
 
     def note_rewrite(self, qualname: str) -> None:
         """Records what a successful rewrite needs besides imports."""

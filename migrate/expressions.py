@@ -19,7 +19,7 @@ from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate import lifted, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
-from flaxify.migrate.rewrite import Rewrite, Unsupported
+from flaxify.migrate.rewrite import Rewrite
 
 POOLS = frozenset({"haiku.max_pool", "haiku.avg_pool"})
 
@@ -51,25 +51,25 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         qualname = self.haiku_name(original_node.func)
         if qualname in POOLS:
             result = rewrite_pool(updated_node, qualname, nn=self.state.nn, resolver=self.resolve_spelling)
-            return self._apply(result, qualname, updated_node)
+            return self.apply_rewrite(result, qualname, updated_node)
         if qualname in lifted.LAYER_STACK_CALLS:
-            return self._apply(lifted.rewrite_layer_stack(updated_node), qualname, updated_node)
+            return self.apply_rewrite(lifted.rewrite_layer_stack(updated_node), qualname, updated_node)
         if qualname in utilities.TREE_SUMS:
-            return self._apply(utilities.rewrite_tree_sum(updated_node, qualname), qualname, updated_node)
+            return self.apply_rewrite(utilities.rewrite_tree_sum(updated_node, qualname), qualname, updated_node)
         if qualname in recurrent.FUNCTIONS:
             # An emitted helper of the same name and signature (recurrent.py).
             name = cst.Name(qualname.rsplit(".", 1)[-1])
-            return self._apply(Rewrite(updated_node.with_changes(func=name)), qualname, updated_node)
+            return self.apply_rewrite(Rewrite(updated_node.with_changes(func=name)), qualname, updated_node)
         if self._module_scope():
             return updated_node
         if self.is_haiku_module_class(qualname) and id(original_node) not in self._called_at_once:
             result = rewrite_layer(
                 updated_node, qualname, name=None, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling  # type: ignore[arg-type]
             )
-            return self._apply(result, qualname, updated_node)  # type: ignore[arg-type]
+            return self.apply_rewrite(result, qualname, updated_node)  # type: ignore[arg-type]
         if qualname is not None and qualname.startswith("haiku.initializers."):
             result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
-            return self._apply(result, qualname, updated_node)
+            return self.apply_rewrite(result, qualname, updated_node)
         if id(original_node.func) in self._called_at_once:
             return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node
@@ -80,23 +80,9 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         kwargs = {"name": None, "nn": self.state.nn, "jnp": self.state.jnp, "resolver": self.resolve_spelling}
         whole = rewrite_layer_call(updated, qualname, **kwargs)  # type: ignore[arg-type]
         if whole is not None:
-            return self._apply(whole, qualname, updated)
+            return self.apply_rewrite(whole, qualname, updated)
         constructor = updated.func
         assert isinstance(constructor, cst.Call)
         result = rewrite_layer(constructor, qualname, **kwargs)  # type: ignore[arg-type]
-        return updated.with_changes(func=parenthesized(self._apply(result, qualname, constructor)))
+        return updated.with_changes(func=parenthesized(self.apply_rewrite(result, qualname, constructor)))
 
-    def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
-        conflict = self.helper_conflict(qualname) if isinstance(result, Rewrite) else None
-        if conflict is not None:
-            result = Unsupported(conflict)
-        if isinstance(result, Unsupported):
-            self.todo("hk." + qualname.removeprefix("haiku."), result.reason)
-            return fallback
-        self.need_nn()
-        self.note_rewrite(qualname)
-        for spec in result.imports:
-            self.need_import(spec)
-        if result.note is not None:
-            self.todo("hk." + qualname.removeprefix("haiku."), result.note)
-        return result.expr

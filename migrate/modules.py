@@ -60,7 +60,7 @@ from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import code
 from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
-from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
+from flaxify.migrate.rewrite import ImportSpec, Unsupported
 
 _DYNAMIC = (
     cst.For,
@@ -325,17 +325,17 @@ class ConvertModulesCommand(FlaxifyCommand):
         nn, jnp = self.state.nn, self.state.jnp
         if qualname in rng.KEY_CALLS:
             self.state.uses_rng = True
-            return self._apply(rng.rewrite_key_call(updated, qualname), qualname, updated)
+            return self.apply_rewrite(rng.rewrite_key_call(updated, qualname), qualname, updated)
         if qualname == "haiku.dropout":
             bound = _bind(original, ("rng", "rate", "x", "broadcast_dims"))
             first = bound.get("rng") if bound else None
             implicit = isinstance(first, cst.Call) and self.haiku_name(first.func) == "haiku.next_rng_key"
             self.state.uses_rng = self.state.uses_rng or implicit
-            return self._apply(rng.rewrite_dropout(updated, implicit_key=implicit, nn=nn), qualname, updated)
+            return self.apply_rewrite(rng.rewrite_dropout(updated, implicit_key=implicit, nn=nn), qualname, updated)
         if qualname == "haiku.running_init":
-            return self._apply(utilities.rewrite_running_init(updated), qualname, updated)
+            return self.apply_rewrite(utilities.rewrite_running_init(updated), qualname, updated)
         if qualname in lifted.LAYER_STACK_CALLS:
-            return self._apply(lifted.rewrite_layer_stack(updated, self._stack_names.get(id(original))), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_layer_stack(updated, self._stack_names.get(id(original))), qualname, updated)
         if qualname in lifted.SELF_LIFTED and id(original) in self._in_stack_body:
             self.todo(
                 _short(qualname),
@@ -344,22 +344,22 @@ class ConvertModulesCommand(FlaxifyCommand):
             )
             return updated
         if qualname in lifted.REMAT_CALLS:
-            return self._apply(lifted.rewrite_remat(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_remat(updated, nn=nn), qualname, updated)
         if qualname == "haiku.vmap":
-            return self._apply(lifted.rewrite_vmap(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_vmap(updated, nn=nn), qualname, updated)
         if qualname == "haiku.scan":
-            return self._apply(lifted.rewrite_scan(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_scan(updated, nn=nn), qualname, updated)
         if qualname == "haiku.map":
-            return self._apply(lifted.rewrite_map(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_map(updated, nn=nn), qualname, updated)
         if qualname == "haiku.cond":
-            return self._apply(lifted.rewrite_cond(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_cond(updated, nn=nn), qualname, updated)
         if qualname == "haiku.switch":
-            return self._apply(lifted.rewrite_switch(updated, nn=nn), qualname, updated)
+            return self.apply_rewrite(lifted.rewrite_switch(updated, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None
             result = state.rewrite_get_state(updated, init_qualname, jnp=jnp, nn=nn, resolver=self.resolve_spelling)
-            return self._apply(result, qualname, updated)
+            return self.apply_rewrite(result, qualname, updated)
         name = state.literal_name(original, state.SET_STATE)
         if name is None:
             self.todo("hk.set_state", "the state name is not a string literal; use self.put_variable('state', name, value)")
@@ -368,7 +368,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         if guard and id(original) not in self._statement_calls:
             self.todo("hk.set_state", "inside an expression; Haiku's init keeps the initial state: write it as a statement under `if not self.is_initializing():`")
             return updated
-        result = self._apply(state.rewrite_set_state(updated), qualname, updated)
+        result = self.apply_rewrite(state.rewrite_set_state(updated), qualname, updated)
         if guard and result is not updated:
             self._guarded.add(id(result))
         return result
@@ -393,7 +393,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling,
             inputs=self._depthwise_inputs.get(id(original)),
         )
-        return self._apply(result, qualname, updated)
+        return self.apply_rewrite(result, qualname, updated)
 
     def _immediate_call(self, inner: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """``hk.Linear(3)(x, precision=p)``: call-time arguments may move into the constructor."""
@@ -407,24 +407,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             resolver=self.resolve_spelling,
         )
         if whole is not None:
-            return self._apply(whole, qualname, updated)
+            return self.apply_rewrite(whole, qualname, updated)
         result = rewrite_layer(constructor, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
-        return updated.with_changes(func=parenthesized(self._apply(result, qualname, updated.func)))
+        return updated.with_changes(func=parenthesized(self.apply_rewrite(result, qualname, updated.func)))
 
-    def _apply(self, result: Rewrite | Unsupported, qualname: str, fallback: cst.BaseExpression) -> cst.BaseExpression:
-        conflict = self.helper_conflict(qualname) if isinstance(result, Rewrite) else None
-        if conflict is not None:
-            result = Unsupported(conflict)
-        if isinstance(result, Unsupported):
-            self.todo(_short(qualname), result.reason)
-            return fallback
-        self.need_nn()
-        self.note_rewrite(qualname)
-        for spec in result.imports:
-            self.need_import(spec)
-        if result.note is not None:
-            self.todo(_short(qualname), result.note)
-        return result.expr
 
     def _get_parameter(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         args = _bind(updated, ("name", "shape", "dtype", "init"))
