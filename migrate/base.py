@@ -40,6 +40,7 @@ NOT_MODULES = frozenset(
         "MultiTransformed",
         "MultiTransformedWithState",
         "PRNGSequence",
+        "BatchApply",  # a shape wrapper, not a module: batch_apply.py
         "LSTMState",
         "Params",
         "State",

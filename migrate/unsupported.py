@@ -33,7 +33,6 @@ MODULES = {
     "nets.ResNet": "no Flax built-in ResNet with Haiku's layout; build it from the migrated layers",
     "SpectralNorm": "nn.SpectralNorm wraps a layer instance (different structure and state); port by hand",
     "SNParamsTree": "no Flax counterpart; port by hand",
-    "BatchApply": "nn.BatchApply exists but is not rewritten yet; port by hand",
     "Deferred": "no Flax counterpart: build the module lazily in an @nn.compact method",
 }
 
