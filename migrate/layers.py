@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, batch_apply, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
+from flaxify.migrate import attention, batch_apply, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "GRU": (recurrent.GRU, recurrent.gru),
     "VanillaRNN": (recurrent.VANILLA_RNN, recurrent.vanilla_rnn),
     **{tail: (recurrent.CONV_LSTM, _with_tail(recurrent.conv_lstm, tail)) for tail in recurrent.CONV_LSTM_DIMS},
+    **recurrent.COMBINATORS,
     "MultiHeadAttention": (attention.MULTI_HEAD_ATTENTION, attention.multi_head_attention),
     "ExponentialMovingAverage": (moving_averages.EMA, moving_averages.exponential_moving_average),
     "Flatten": (layers_shape.FLATTEN, layers_shape.flatten),
@@ -93,6 +94,7 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         recurrent.helper_source(tail, nn=nn, jnp=jnp)
         or lifted.helper_source(tail, nn=nn)
         or batch_apply.helper_source(tail, jnp=jnp)
+        or prng.helper_source(tail, jnp=jnp)
     )
 
 

@@ -17,10 +17,26 @@ Haiku                  emitted                                     leaves
 ``hk.Conv2DLSTM(...)`` ``ConvLSTM(2, ...)``                        ``input_to_hidden``, ``hidden_to_hidden``
 ``hk.dynamic_unroll``  ``dynamic_unroll`` over ``nn.scan``          parameters broadcast
 ``hk.static_unroll``   ``static_unroll`` (a Python loop)           --
+``hk.DeepRNN(layers)`` ``DeepRNN(layers)``                         -- (the layers own theirs)
+``hk.deep_rnn_with_``  ``deep_rnn_with_skip_connections(layers)``  --
+``skip_connections``
+``hk.ResetCore(core)`` ``ResetCore(core)``                         -- (the core owns its own)
+``hk.IdentityCore()``  ``IdentityCore()``                          --
 =====================  ==========================================  =================
 
 So ``lstm/linear: {w, b}`` converts by renaming only and the outputs are
 bit-identical (same fused matmul, same gate order i, g, f, o, same ``+1``).
+The combinators own no parameters: as in Haiku, the cores handed to them are
+built (and named) in the calling scope, so ``hk.DeepRNN([hk.LSTM(8), jax.nn.relu,
+hk.LSTM(4)])`` keeps ``lstm`` and ``lstm_1`` where Haiku has them. Their state
+follows Haiku's structure (``DeepRNN``: a tuple with one entry per core, in
+order; ``ResetCore``: the wrapped core's state; ``IdentityCore``: ``()``), and
+``nn.scan`` lifts the cores inside a combinator with it (Flax collects the
+scopes of modules held in a module's fields). A layer counts as a core when it
+has an ``initial_state`` method (Haiku: ``isinstance(layer, hk.RNNCore)``;
+every migrated core keeps that method), so ``jax.nn.relu`` or an ``nn.Dense``
+is applied as a plain function, as Haiku does.
+
 ``dynamic_unroll`` keeps Haiku's signature and defaults (``time_major=True``,
 ``reverse``, ``return_all_states``, ``unroll``); it lifts the step with
 ``nn.scan(..., variable_broadcast="params", split_rngs={"params": False})``.
@@ -45,7 +61,9 @@ CONV_LSTM = Signature("hk.ConvNDLSTM", ("input_shape", "output_channels", "kerne
 CONV_LSTM_DIMS = {"Conv1DLSTM": 1, "Conv2DLSTM": 2, "Conv3DLSTM": 3}
 
 #: Haiku functions replaced by an emitted helper of the same name and signature.
-FUNCTIONS = frozenset({"haiku.dynamic_unroll", "haiku.static_unroll", "haiku.LSTMState"})
+FUNCTIONS = frozenset(
+    {"haiku.dynamic_unroll", "haiku.static_unroll", "haiku.LSTMState", "haiku.deep_rnn_with_skip_connections"}
+)
 
 _HAIKU_LINEAR_INIT = '{nn}.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")'
 _ADD_BATCH = "jax.tree.map(lambda x: {jnp}.broadcast_to(x, (batch_size,) + x.shape), state)"
@@ -191,7 +209,102 @@ STATIC_UNROLL_SOURCE = '''def static_unroll(core, input_sequence, initial_state,
     return jax.tree.map(lambda *xs: {jnp}.stack(xs, axis=time_axis), *output_sequence), state
 '''
 
-_TYPING = (ImportSpec("typing", "Any", None), ImportSpec("typing", "NamedTuple", None))
+DEEP_RNN = Signature("hk.DeepRNN", ("layers", "name"))
+RESET_CORE = Signature("hk.ResetCore", ("core", "name"))
+IDENTITY_CORE = Signature("hk.IdentityCore", ("name",))
+
+DEEP_RNN_SOURCE = '''class DeepRNN({nn}.Module):
+    """Haiku's hk.DeepRNN: cores and plain callables in sequence; the state is a tuple of the cores' states."""
+
+    layers: Sequence[Any]
+    skip_connections: bool = False
+
+    def __call__(self, inputs, state):
+        current_inputs = inputs
+        next_states = []
+        outputs = []
+        state_idx = 0
+        for idx, layer in enumerate(self.layers):
+            if self.skip_connections and idx > 0:
+                current_inputs = jax.tree.map(
+                    lambda x, *args: None if x is None else {jnp}.concatenate((x,) + args, axis=-1),
+                    inputs,
+                    current_inputs,
+                    is_leaf=lambda x: x is None,
+                )
+            if hasattr(layer, "initial_state"):  # Haiku: isinstance(layer, hk.RNNCore)
+                current_inputs, next_state = layer(current_inputs, state[state_idx])
+                outputs.append(current_inputs)
+                next_states.append(next_state)
+                state_idx += 1
+            else:
+                current_inputs = layer(current_inputs)
+        if self.skip_connections:
+            out = jax.tree.map(lambda *args: {jnp}.concatenate(args, axis=-1), *outputs)
+        else:
+            out = current_inputs
+        return out, tuple(next_states)
+
+    def initial_state(self, batch_size):
+        return tuple(layer.initial_state(batch_size) for layer in self.layers if hasattr(layer, "initial_state"))
+'''
+
+DEEP_RNN_SKIP_SOURCE = '''def deep_rnn_with_skip_connections(layers, name=None):
+    """Haiku's hk.deep_rnn_with_skip_connections: layer i > 0 reads [inputs, outputs of layer i - 1]; outputs concatenated."""
+    for layer in layers:
+        if not hasattr(layer, "initial_state"):
+            raise ValueError(f"skip_connections requires for all layers to be `hk.RNNCore`s. Layers is: {{layers}}")
+    return DeepRNN(layers, skip_connections=True, name=name)
+'''
+
+RESET_CORE_SOURCE = '''class ResetCore({nn}.Module):
+    """Haiku's hk.ResetCore: inputs are (inputs, should_reset); state entries where should_reset is true restart from the core's initial_state."""
+
+    core: Any
+
+    def __call__(self, inputs, state):
+        inputs, should_reset = inputs
+        inputs = jax.tree.map({jnp}.asarray, inputs)
+        should_reset = jax.tree.map({jnp}.asarray, should_reset)
+        state = jax.tree.map({jnp}.asarray, state)
+        if jax.tree_util.treedef_is_leaf(jax.tree.structure(should_reset)):
+            should_reset = jax.tree.map(lambda _: should_reset, state)
+        should_reset = jax.tree.map(self._conform, should_reset, state)
+        batch_size = jax.tree.leaves(inputs)[0].shape[0] if self._is_batched(state) else None
+        initial_state = jax.tree.map(lambda s, i: i.astype(s.dtype), state, self.initial_state(batch_size))
+        state = jax.tree.map({jnp}.where, should_reset, initial_state, state)
+        return self.core(inputs, state)
+
+    def initial_state(self, batch_size):
+        return self.core.initial_state(batch_size)
+
+    @staticmethod
+    def _conform(should_reset, state):
+        # Pads on the right so that a [batch] signal resets whole batch entries.
+        if should_reset.shape == state.shape[: should_reset.ndim]:
+            return {jnp}.reshape(should_reset, should_reset.shape + (1,) * (state.ndim - should_reset.ndim))
+        raise ValueError(f"should_reset signal shape {{should_reset.shape}} is not compatible with state shape {{state.shape}}")
+
+    def _is_batched(self, state):
+        state = jax.tree.leaves(state)
+        if not state:  # an empty state is treated as unbatched
+            return False
+        batched = jax.tree.leaves(self.initial_state(batch_size=1))
+        return all(b.shape[1:] == s.shape[1:] for b, s in zip(batched, state))
+'''
+
+IDENTITY_CORE_SOURCE = '''class IdentityCore({nn}.Module):
+    """Haiku's hk.IdentityCore: forwards the inputs, with an empty state."""
+
+    def __call__(self, inputs, state):
+        return inputs, state
+
+    def initial_state(self, batch_size):
+        return ()
+'''
+
+_ANY = ImportSpec("typing", "Any", None)
+_TYPING = (_ANY, ImportSpec("typing", "NamedTuple", None))
 #: Haiku name -> (emitted name, source template, imports).
 HELPERS: dict[str, tuple[str, str, tuple[ImportSpec, ...]]] = {
     "LSTM": ("LSTM", LSTM_SOURCE, (JAX_IMPORT,)),
@@ -201,9 +314,21 @@ HELPERS: dict[str, tuple[str, str, tuple[ImportSpec, ...]]] = {
     **{tail: ("ConvLSTM", CONV_LSTM_SOURCE, (JAX_IMPORT, ImportSpec("typing", "Any", None))) for tail in CONV_LSTM_DIMS},
     "dynamic_unroll": ("dynamic_unroll", DYNAMIC_UNROLL_SOURCE, (JAX_IMPORT,)),
     "static_unroll": ("static_unroll", STATIC_UNROLL_SOURCE, (JAX_IMPORT,)),
+    "DeepRNN": ("DeepRNN", DEEP_RNN_SOURCE, (JAX_IMPORT, _ANY, ImportSpec("typing", "Sequence", None))),
+    "deep_rnn_with_skip_connections": ("deep_rnn_with_skip_connections", DEEP_RNN_SKIP_SOURCE, ()),
+    "ResetCore": ("ResetCore", RESET_CORE_SOURCE, (JAX_IMPORT, _ANY)),
+    "IdentityCore": ("IdentityCore", IDENTITY_CORE_SOURCE, ()),
 }
 #: Helpers another helper refers to.
-DEPENDENCIES = {"LSTM": ("LSTMState",), **{tail: ("LSTMState",) for tail in CONV_LSTM_DIMS}}
+DEPENDENCIES = {
+    "LSTM": ("LSTMState",),
+    **{tail: ("LSTMState",) for tail in CONV_LSTM_DIMS},
+    "deep_rnn_with_skip_connections": ("DeepRNN",),
+}
+
+
+#: Templates with no ``{nn}``/``{jnp}`` placeholders (their braces are literal).
+_UNFORMATTED = (LSTM_STATE_SOURCE,)
 
 
 def helper_source(tail: str, *, nn: str, jnp: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
@@ -212,7 +337,7 @@ def helper_source(tail: str, *, nn: str, jnp: str) -> tuple[str, str, tuple[Impo
     if found is None:
         return None
     name, template, imports = found
-    source = template if template is LSTM_STATE_SOURCE else template.format(nn=nn, jnp=jnp)
+    source = template if template in _UNFORMATTED else template.format(nn=nn, jnp=jnp)
     return name, source, imports
 
 
@@ -254,3 +379,30 @@ def conv_lstm(bound: Bound, ctx: Ctx, tail: str) -> Rewrite | Unsupported:
         return Unsupported(f"hk.{tail} needs input_shape, output_channels and kernel_shape")
     args: Args = [(None, str(CONV_LSTM_DIMS[tail]))] + [(None, code(bound[k])) for k in ("input_shape", "output_channels", "kernel_shape")]
     return Rewrite(flax_call("ConvLSTM", args + name_arg(bound, ctx.name)))
+
+
+def deep_rnn(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.DeepRNN(layers)`` -> ``DeepRNN(layers)`` (the exact helper; the layers keep their own names)."""
+    if "layers" not in bound:
+        return Unsupported("hk.DeepRNN needs layers")
+    return Rewrite(flax_call("DeepRNN", [(None, code(bound["layers"])), *name_arg(bound, ctx.name)]))
+
+
+def reset_core(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.ResetCore(core)`` -> ``ResetCore(core)`` (the exact helper)."""
+    if "core" not in bound:
+        return Unsupported("hk.ResetCore needs core")
+    return Rewrite(flax_call("ResetCore", [(None, code(bound["core"])), *name_arg(bound, ctx.name)]))
+
+
+def identity_core(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.IdentityCore()`` -> ``IdentityCore()`` (the exact helper)."""
+    return Rewrite(flax_call("IdentityCore", name_arg(bound, ctx.name)))
+
+
+#: Haiku core combinators -> (signature, handler), registered in ``layers.LAYERS``.
+COMBINATORS = {
+    "DeepRNN": (DEEP_RNN, deep_rnn),
+    "ResetCore": (RESET_CORE, reset_core),
+    "IdentityCore": (IDENTITY_CORE, identity_core),
+}
