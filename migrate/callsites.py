@@ -35,6 +35,12 @@ becomes::
 
 ``mutable=list(state)`` returns every state collection, updated or not, so
 ``state`` keeps its structure as Haiku's did.
+
+With ``hk.multi_transform`` each apply function is a method of the model:
+``net.apply["encode"](params, rng, x)`` becomes ``net.apply({"params": params},
+x, method="encode")``; ``net.apply[KEY]`` used as a value and the tuple form's
+unpacking ``encode, decode = net.apply`` (Flax's migration guide) become the
+same Haiku-signature lambdas as above, each with its ``method=``.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         self._called: set[int] = set()  # id(Attribute) of method references that are called
         self._split_inits: dict[int, tuple[cst.BaseAssignTargetExpression, cst.BaseAssignTargetExpression]] = {}
         self._split_done: dict[int, cst.Call] = {}  # id(original init call) -> its rewrite
+        # `encode, decode = net.apply` of a tuple hk.multi_transform: id(net.apply) -> its info.
+        self._unpacked: dict[int, TransformInfo] = {}
+        self._called_subscripts: set[int] = set()  # id(Subscript) of `net.apply[KEY](...)`
+        self._multi_values: dict[int, tuple[TransformInfo, str]] = {}  # id(Subscript) -> (info, method)
 
     def _target(self, node: cst.BaseExpression) -> tuple[str, TransformInfo] | None:
         if not m.matches(node, m.Attribute(m.Name() | m.Attribute(), m.Name("init") | m.Name("apply"))):
@@ -99,6 +109,37 @@ class RewriteInitApplyCommand(FlaxifyCommand):
             self._called.add(id(node.func))
         elif isinstance(node.func, cst.Subscript) and self._multi_apply(node.func) is not None:
             self._called.add(id(node.func.value))
+            self._called_subscripts.add(id(node.func))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        """Finds ``encode, decode = net.apply`` (one target per apply function, keys 0..n-1)."""
+        target = self._target(node.value)
+        if target is None or target[0] != "apply" or not target[1].methods or len(node.targets) != 1:
+            return
+        names = node.targets[0].target
+        if not isinstance(names, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in names.elements):
+            return
+        if [key for key, _ in target[1].methods] == list(range(len(names.elements))):
+            self._unpacked[id(node.value)] = target[1]
+            self._called.add(id(node.value))
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        """``net.apply[KEY]`` used as a value (``jax.jit(net.apply["encode"])``)."""
+        multi = self._multi_apply(node)
+        if multi is not None and multi[1] is not None and id(node) not in self._called_subscripts:
+            self._multi_values[id(node)] = (multi[0], multi[1])
+            self._called.add(id(node.value))
+
+    def leave_Subscript(self, original_node: cst.Subscript, updated_node: cst.Subscript) -> cst.BaseExpression:
+        found = self._multi_values.get(id(original_node))
+        if found is None:
+            return updated_node
+        variable = _code(original_node.value.value)  # type: ignore[attr-defined]
+        adapter = _adapter(variable, "apply", found[0], self.state.uses_rng, apply_method=found[1])
+        if adapter is None:
+            self.todo(f"{variable}.apply", "used as a function value; call net.apply(variables, ..., method='<name>') by hand")
+            return updated_node
+        return adapter
 
     def _multi_apply(self, func: cst.Subscript) -> tuple[TransformInfo, str | None] | None:
         """``net.apply["encode"]`` of a migrated hk.multi_transform: its info and method (None: unknown key)."""
@@ -115,6 +156,8 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         return target[1], methods.get(key)  # type: ignore[arg-type]
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        if id(original_node) in self._unpacked:
+            return self._unpacked_applies(original_node, self._unpacked[id(original_node)])
         target = self._target(original_node)
         if target is not None and id(original_node) not in self._called:
             variable = cst.Module([]).code_for_node(original_node.value)
@@ -128,6 +171,15 @@ class RewriteInitApplyCommand(FlaxifyCommand):
                 " wrap it in a lambda that adapts the arguments",
             )
         return updated_node
+
+    def _unpacked_applies(self, node: cst.Attribute, info: TransformInfo) -> cst.BaseExpression:
+        """``net.apply`` unpacked into one name per method -> a tuple of Haiku-signature lambdas."""
+        variable = _code(node.value)
+        adapters = [_adapter(variable, "apply", info, self.state.uses_rng, apply_method=name) for _, name in info.methods]
+        if any(a is None for a in adapters):
+            self.todo(f"{variable}.apply", "unpacked into functions; call net.apply(variables, ..., method='<name>') by hand")
+            return node
+        return cst.Tuple([cst.Element(a) for a in adapters], lpar=[], rpar=[])  # type: ignore[arg-type]
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         if isinstance(original_node.func, cst.Subscript):
@@ -219,14 +271,17 @@ class RewriteInitApplyCommand(FlaxifyCommand):
 _ADAPTER_NAMES = frozenset({"params", "state", "rng", "args", "kwargs", "variables"})
 
 
-def _adapter(variable: str, method: str, info: TransformInfo, file_uses_rng: bool) -> cst.BaseExpression | None:
+def _adapter(
+    variable: str, method: str, info: TransformInfo, file_uses_rng: bool, *, apply_method: str | None = None
+) -> cst.BaseExpression | None:
     """``net.apply`` / ``net.init`` used as a value -> a lambda with Haiku's signature calling Flax's.
 
     ``jax.jit(net.apply)`` keeps working: the lambda takes ``(params[, state][, rng], *args)``
-    as Haiku's apply did. None (a TODO) for multi_transform applies and receivers
-    whose name a lambda parameter would shadow.
+    as Haiku's apply did. ``apply_method`` is the method one apply function of an
+    hk.multi_transform runs. None (a TODO) for a multi_transform's whole ``apply``
+    and for receivers whose name a lambda parameter would shadow.
     """
-    if info.methods and method == "apply" or variable.split(".")[0] in _ADAPTER_NAMES:
+    if info.methods and method == "apply" and apply_method is None or variable.split(".")[0] in _ADAPTER_NAMES:
         return None
     method_kw = f', method="{info.init_method}"' if info.init_method != "__call__" else ""
     if method == "init":
@@ -238,6 +293,8 @@ def _adapter(variable: str, method: str, info: TransformInfo, file_uses_rng: boo
     extra = ""
     if info.apply_rng and (info.uses_rng or file_uses_rng):
         extra += ', rngs=None if rng is None else {"dropout": rng}'
+    if apply_method is not None and apply_method != "__call__":
+        extra += f', method="{apply_method}"'
     if info.with_state:
         extra += ", mutable=list(state)"
     body = f"{variable}.apply({variables}, *args{extra}, **kwargs)"

@@ -20,7 +20,14 @@ Only the common template is recognised: the function builds one module
 (``model = Cls(...)`` with arguments that do not read the function's locals)
 and returns ``(init_fn, apply_fns)`` where ``init_fn`` is the module or one
 of its bound methods and ``apply_fns`` a dict, tuple or list of its bound
-methods. The module becomes the Flax root, so Haiku's ``auto_encoder/~/encoder``
+methods. ``init_fn`` may also be a lambda that only forwards its parameters
+to the module or a method, written inline or bound to a name first, as in
+Flax's own migration guide::
+
+    def forward():
+      module = AutoEncoder(256, 784)
+      init = lambda x: module(x)
+      return init, (module.encode, module.decode) The module becomes the Flax root, so Haiku's ``auto_encoder/~/encoder``
 is Flax's ``encoder``. ``net.apply`` used other than as ``net.apply[KEY](...)``
 (e.g. unpacked into ``encode, decode``) is marked TODO by ``callsites.py``.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,9 @@ def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | Non
     """Recognises ``def f(): m = Cls(...); return m.init_method, {key: m.method, ...}``."""
     body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else ()
     params = fn.params
-    if len(body) != 2 or params.params or params.kwonly_params or isinstance(params.star_arg, cst.Param):
+    if len(body) not in (2, 3) or params.params or params.kwonly_params or isinstance(params.star_arg, cst.Param):
         return None
-    build, ret = (_only(statement) for statement in body)
+    build, *middle, ret = (_only(statement) for statement in body)
     if not isinstance(build, cst.Assign) or len(build.targets) != 1 or not isinstance(ret, cst.Return):
         return None
     target, call = build.targets[0].target, build.value
@@ -58,11 +66,51 @@ def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | Non
     if not isinstance(ret.value, cst.Tuple) or len(ret.value.elements) != 2:
         return None
     init_ref, applies = (e.value for e in ret.value.elements)
-    init_method = _method_of(init_ref, target.value, allow_self=True)
+    if middle:  # `init = lambda x: module(x)`, returned by name
+        init_ref = _named_lambda(middle[0], init_ref, applies)
+    init_method = _forwarded_method(init_ref, target.value) if isinstance(init_ref, cst.Lambda) else (
+        _method_of(init_ref, target.value, allow_self=True) if init_ref is not None else None
+    )
     methods = _methods(applies, target.value)
     if init_method is None or methods is None:
         return None
     return MultiTemplate(_without_name(call), init_method, methods)
+
+
+def _named_lambda(
+    statement: cst.BaseSmallStatement | None, init_ref: cst.BaseExpression, applies: cst.BaseExpression
+) -> cst.Lambda | None:
+    """The lambda of ``init = lambda ...: ...`` when the template returns ``init`` and uses it nowhere else."""
+    if not isinstance(statement, cst.Assign) or len(statement.targets) != 1 or not isinstance(statement.value, cst.Lambda):
+        return None
+    name = statement.targets[0].target
+    if not isinstance(name, cst.Name) or not m.matches(init_ref, m.Name(name.value)) or _reads_name(applies, name.value):
+        return None
+    return statement.value
+
+
+def _forwarded_method(lam: cst.Lambda, variable: str) -> str | None:
+    """``lambda x, y: m(x, y)`` -> ``"__call__"``; ``lambda x: m.encode(x)`` -> ``"encode"``.
+
+    Only a lambda that passes its parameters on unchanged, in order (``*args`` and
+    ``**kwargs`` included), has the same signature as the method Flax's ``init``
+    runs; anything else (a default, a reordering, extra work) is not recognised.
+    """
+    params = lam.params
+    if params.posonly_params or params.kwonly_params or any(p.default is not None for p in params.params):
+        return None
+    call = lam.body
+    if not isinstance(call, cst.Call):
+        return None
+    expected = [("", p.name.value) for p in params.params]
+    if isinstance(params.star_arg, cst.Param):
+        expected.append(("*", params.star_arg.name.value))
+    if params.star_kwarg is not None:
+        expected.append(("**", params.star_kwarg.name.value))
+    passed = [(a.star, a.value.value) if a.keyword is None and isinstance(a.value, cst.Name) else None for a in call.args]
+    if passed != expected:
+        return None
+    return _method_of(call.func, variable, allow_self=True)
 
 
 def _only(statement: cst.BaseStatement) -> cst.BaseSmallStatement | None:

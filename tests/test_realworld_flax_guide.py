@@ -36,11 +36,7 @@ CASES = sorted(GUIDE.glob("*.py"))
 HEADER = re.compile(r"^# flaxify-check: (?P<json>\{.*\})$", re.MULTILINE)
 
 # Guide sections the engine cannot migrate exactly yet: the construct, where, and why.
-ENGINE_GAPS = {
-    "multiple_methods": "engine: hk.multi_transform in the guide's own form (`init = lambda x: module(x); "
-    "return init, (module.encode, module.decode)`, multiple_methods.py:35) is left as a TODO; only "
-    "`return m.<init>, {key: m.<method>}` is rewritten",
-}
+ENGINE_GAPS: dict[str, str] = {}
 
 
 def _header(path: Path) -> dict[str, Any]:
