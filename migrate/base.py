@@ -17,6 +17,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
+from flaxify.migrate.layers import DEPENDENCIES as LAYER_DEPENDENCIES
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.lifted import DEPENDENCIES as LIFTED_DEPENDENCIES
 from flaxify.migrate.recurrent import DEPENDENCIES as RECURRENT_DEPENDENCIES
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from flaxify.migrate.project import ProjectIndex
 
 # Helpers another emitted helper refers to (LSTM -> LSTMState, layer_stack -> LayerStackBody).
-HELPER_DEPENDENCIES = {**RECURRENT_DEPENDENCIES, **LIFTED_DEPENDENCIES}
+HELPER_DEPENDENCIES = {**RECURRENT_DEPENDENCIES, **LIFTED_DEPENDENCIES, **LAYER_DEPENDENCIES}
 
 STATE_KEY = "flaxify"
 
@@ -320,16 +321,21 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
             self.todo(construct, result.reason)
             return fallback
         self.need_nn()
-        self.note_rewrite(qualname)
+        self.note_rewrite(qualname, result.expr)
         for spec in result.imports:
             self.need_import(spec)
         if result.note is not None:
             self.todo(construct, result.note)
         return result.expr
 
-    def note_rewrite(self, qualname: str) -> None:
-        """Records what a successful rewrite needs besides imports."""
-        if helper_class(qualname) is not None:
+    def note_rewrite(self, qualname: str, expr: cst.CSTNode | None = None) -> None:
+        """Records what a successful rewrite needs besides imports.
+
+        With ``expr``, the helper is recorded only if the rewrite names it
+        (``hk.DepthwiseConv2D(m, k)(x)`` becomes ``nn.Conv``, not the helper).
+        """
+        found = helper_class(qualname)
+        if found is not None and (expr is None or _names(expr, found[0])):
             self.state.helper_classes.add(qualname)
             tail = qualname.rsplit(".", 1)[-1]
             self.state.helper_classes.update(f"haiku.{dep}" for dep in HELPER_DEPENDENCIES.get(tail, ()))
@@ -363,6 +369,17 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
             if comments:
                 result = add_comments(result, comments)
         return result
+
+
+def _names(node: cst.CSTNode, name: str) -> bool:
+    """True when ``name`` appears as a ``Name`` anywhere in ``node``."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name) and current.value == name:
+            return True
+        stack.extend(current.children)
+    return False
 
 
 def has_todo(node: cst.CSTNode) -> bool:

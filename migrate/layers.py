@@ -43,7 +43,6 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "InstanceNorm": (layers_norm.INSTANCE_NORM, layers_norm.instance_norm),
     "GroupNorm": (layers_norm.GROUP_NORM, layers_norm.group_norm),
     "RMSNorm": (layers_norm.RMS_NORM, layers_norm.rms_norm),
-    "BatchNorm": (layers_batchnorm.BATCH_NORM, layers_batchnorm.batch_norm),
     "LSTM": (recurrent.LSTM, recurrent.lstm),
     "GRU": (recurrent.GRU, recurrent.gru),
     "VanillaRNN": (recurrent.VANILLA_RNN, recurrent.vanilla_rnn),
@@ -55,6 +54,18 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "Reshape": (layers_shape.RESHAPE, layers_shape.reshape),
     "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
     "MLP": (layers_combinators.MLP, layers_combinators.mlp),
+}
+
+#: Layers whose exact helper takes Haiku's own parameters: the call is copied as written
+#: (``layers_helpers.helper_call``), so a run-time ``**config`` passes through.
+_VERBATIM: dict[str, Callable[[cst.Call, Ctx], Rewrite | Unsupported]] = {
+    "BatchNorm": layers_batchnorm.batch_norm,
+}
+
+#: Helpers an emitted helper refers to (``BatchNorm`` -> ``ExponentialMovingAverage``).
+DEPENDENCIES = {
+    **layers_batchnorm.DEPENDENCIES,
+    **{tail: ("get_channel_index",) for tail in layers_conv.DEPTHWISE},
 }
 
 #: Layers rewritten to a lambda (no parameters): their immediate call is inlined.
@@ -86,6 +97,12 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         return "Bias", layers_linear.bias_class_source(nn, jnp), layers_linear.BIAS_CLASS_IMPORTS
     if tail == "ExponentialMovingAverage":
         return tail, moving_averages.class_source(nn, jnp), moving_averages.CLASS_IMPORTS
+    if tail == "BatchNorm":
+        return tail, layers_batchnorm.class_source(nn, jnp), layers_batchnorm.CLASS_IMPORTS
+    if tail == "get_channel_index":
+        return tail, layers_batchnorm.channel_index_source(), layers_batchnorm.CHANNEL_INDEX_IMPORTS
+    if tail in layers_conv.DEPTHWISE:
+        return tail, layers_conv.depthwise_class_source(tail, nn, jnp), layers_conv.DEPTHWISE_CLASS_IMPORTS
     if tail == "MultiHeadAttention":
         return "MultiHeadAttention", attention.class_source(nn, jnp), attention.CLASS_IMPORTS
     if not tail:
@@ -129,6 +146,8 @@ def rewrite_layer(
         return rewrite_pool(call, qualname, nn=nn, resolver=resolver)
     if tail in layers_conv.DEPTHWISE:
         return _depthwise(call, tail, inputs, Ctx(name, nn, jnp, resolver))
+    if tail in _VERBATIM:
+        return _VERBATIM[tail](call, Ctx(name, nn, jnp, resolver))
     if tail not in LAYERS:
         path = qualname.removeprefix("haiku.")
         known = UNSUPPORTED_MODULES.get(path) or UNSUPPORTED_MODULES.get(tail or "")
@@ -140,9 +159,11 @@ def rewrite_layer(
 
 
 def _depthwise(call: cst.Call, tail: str, inputs: cst.BaseExpression | None, ctx: Ctx) -> Rewrite | Unsupported:
+    """``nn.Conv`` when the input (so C) is known at construction, else the exact ``DepthwiseConv*D`` helper."""
     sig, _ = layers_conv.DEPTHWISE[tail]
     bound = bind(call, sig)
-    return bound if isinstance(bound, Unsupported) else layers_conv.depthwise(bound, ctx, tail, inputs)
+    conv = bound if isinstance(bound, Unsupported) else layers_conv.depthwise(bound, ctx, tail, inputs)
+    return conv if isinstance(conv, Rewrite) else layers_conv.depthwise_helper(call, ctx, tail)
 
 
 def rewrite_layer_call(
@@ -170,8 +191,6 @@ def rewrite_layer_call(
         inputs = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
         rewritten = _depthwise(inner, tail, inputs, ctx)
         return rewritten if isinstance(rewritten, Unsupported) else _recall(outer, rewritten, outer.args)
-    if tail == "BatchNorm":
-        return _batch_norm_call(outer, inner, ctx)
     if tail in _LAMBDA_LAYERS:
         rewritten = rewrite_layer(inner, qualname, name=name, nn=nn, jnp=jnp, resolver=resolver)
         return rewritten if isinstance(rewritten, Unsupported) else _inline(outer, rewritten)
@@ -195,19 +214,6 @@ def rewrite_layer_call(
         return rewritten
     kept = [a for a in outer.args if a.keyword is None or a.keyword.value not in moved]
     return _recall(outer, rewritten, kept)
-
-
-def _batch_norm_call(outer: cst.Call, inner: cst.Call, ctx: Ctx) -> Rewrite | Unsupported:
-    """``hk.BatchNorm(...)(x, is_training)``: the training flag becomes ``use_running_average``."""
-    args = layers_batchnorm.call_args(outer.args)
-    if isinstance(args, Unsupported):
-        return args
-    bound = bind(inner, layers_batchnorm.BATCH_NORM)
-    rewritten = bound if isinstance(bound, Unsupported) else layers_batchnorm.batch_norm(bound, ctx)
-    if isinstance(rewritten, Unsupported):
-        return rewritten
-    call = _recall(outer, rewritten, args)
-    return Rewrite(call.expr, call.imports, rewritten.note)
 
 
 class _Substitute(cst.CSTTransformer):
@@ -242,4 +248,4 @@ def _recall(outer: cst.Call, rewritten: Rewrite, args: list[cst.Arg] | tuple[cst
     return Rewrite(outer.with_changes(func=rewritten.expr, args=args), rewritten.imports)
 
 
-__all__ = ["LAYERS", "helper_class", "rewrite_layer", "rewrite_layer_call"]
+__all__ = ["DEPENDENCIES", "LAYERS", "helper_class", "rewrite_layer", "rewrite_layer_call"]

@@ -1,32 +1,35 @@
-"""``hk.BatchNorm`` -> ``nn.BatchNorm``, constructor and call.
+"""``hk.BatchNorm`` -> an exact Linen port (emitted once per file), training dynamics included.
 
-Argument mapping: ``create_scale`` -> ``use_scale``, ``create_offset`` ->
-``use_bias``, ``decay_rate`` -> ``momentum`` (same meaning), ``eps`` ->
-``epsilon`` (both default 1e-5), ``scale_init``/``offset_init`` ->
-``scale_init``/``bias_init``, ``cross_replica_axis`` -> ``axis_name``,
-``cross_replica_axis_index_groups`` -> ``axis_index_groups``, channels-first
-``data_format`` -> ``axis=1``. The call's ``is_training`` becomes
-``use_running_average=not is_training``.
+``nn.BatchNorm`` normalises like Haiku but keeps a plain EMA of the batch
+statistics from mean 0 / var 1 and skips the update during ``init``; Haiku keeps
+two zero-debiased :class:`hk.ExponentialMovingAverage` modules, ``mean_ema`` and
+``var_ema``, that record the init batch. The emitted ``BatchNorm`` computes
+exactly what ``haiku/_src/batch_norm.py`` computes:
 
-Normalisation is bit-identical (same one-pass variance, same
-``(x - mean) * (rsqrt(var + eps) * scale) + offset``). The running statistics
-are not: Haiku keeps a zero-debiased EMA (``hidden``, ``counter``) and records
-the init batch's statistics, Flax keeps a plain EMA from mean 0 / var 1 and
-does not update during ``init``. Evaluation with converted statistics
-(``average`` -> ``mean``/``var``) is exact; the first ~``1/(1-decay_rate)``
-training steps move the statistics differently. The rewrite says so in a TODO.
+* batch mean and mean of squares over the reduced axes (``keepdims``), averaged
+  across ``cross_replica_axis`` (and its index groups) with ``jax.lax.pmean``,
+  ``var = mean_sq - mean**2``, then ``(x - mean) * (scale * rsqrt(var + eps)) + offset``;
+* ``is_training`` / ``test_local_stats`` as in Haiku; in training the two EMAs
+  (the emitted ``ExponentialMovingAverage``, ``moving_averages.py``) update with
+  Haiku's debiased rule, and during ``init`` keep Haiku's initial state;
+* ``axis`` (the axes *reduced*, Haiku's meaning), ``data_format`` (any layout
+  ``hk.get_channel_index`` accepts), ``scale_init`` / ``offset_init`` (converted
+  to Flax initializers), ``scale`` / ``offset`` given at call time.
 
-Haiku's ``axis`` (the axes *reduced*) is the complement of Flax's ``axis`` (the
-feature axes *kept*) and depends on the input rank, so an explicit ``axis`` is
-not rewritten; neither are ``test_local_stats``, ``scale`` and ``offset``
-given at call time.
+Its fields are Haiku's keyword names, so arguments are copied as written (a
+run-time ``**bn_config`` of Haiku keywords passes through unchanged) and the
+call ``bn(x, is_training, test_local_stats=...)`` is unchanged. Variables keep
+Haiku's leaves and shapes: ``params: {scale, offset}`` of shape ``(1, ..., C)``
+and ``batch_stats: {mean_ema, var_ema: {counter, hidden, average}}``, so a
+checkpoint converts by copying.
 
 Examples::
 
-    hk.BatchNorm(True, True, 0.9)                    -> nn.BatchNorm(momentum=0.9)
-    hk.BatchNorm(False, True, 0.99, eps=1e-3, data_format="NCHW")
-        -> nn.BatchNorm(momentum=0.99, epsilon=1e-3, use_scale=False, axis=1)
-    bn(x, is_training=training)                      -> bn(x, use_running_average=not training)
+    hk.BatchNorm(True, True, 0.9)               -> BatchNorm(True, True, 0.9, name="batch_norm")
+    hk.BatchNorm(False, True, 0.99, scale_init=hk.initializers.Constant(2.0), data_format="NCHW")
+        -> BatchNorm(False, True, 0.99, scale_init=nn.initializers.constant(2.0), data_format="NCHW", ...)
+    hk.BatchNorm(name="bn", **bn_config)        -> BatchNorm(name="bn", **bn_config)
+    bn(x, is_training=training)                 -> bn(x, is_training=training)
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from flaxify.migrate.layers_common import UNKNOWN, Bound, Ctx, Signature, bind, code, flax_call, literal, name_arg
-from flaxify.migrate.layers_linear import Args, flag_arg, init_arg
-from flaxify.migrate.rewrite import Rewrite, Unsupported, merge_imports
+from flaxify.migrate.layers_common import Ctx, Signature
+from flaxify.migrate.layers_helpers import helper_call
+from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
 
 BATCH_NORM = Signature(
     "hk.BatchNorm",
@@ -45,86 +48,95 @@ BATCH_NORM = Signature(
         "create_scale", "create_offset", "decay_rate", "eps", "scale_init", "offset_init", "axis",
         "cross_replica_axis", "cross_replica_axis_index_groups", "data_format", "name",
     ),
-)
-BATCH_NORM_CALL = Signature("hk.BatchNorm(...)", ("inputs", "is_training", "test_local_stats", "scale", "offset"))
+)  # fmt: skip
 
-EMA_NOTE = (
-    "nn.BatchNorm keeps a plain EMA of the batch statistics and skips the update during init, Haiku a"
-    " zero-debiased one (hidden/counter) that records the init batch: evaluation with converted statistics"
-    " is exact, but the first ~1/(1-decay_rate) training steps move the statistics differently; port"
-    " Haiku's debiased EMA into a self.variable if those steps matter"
-)
+#: Haiku arguments holding an initializer: converted to a Flax initializer.
+_INITIALIZERS = ("scale_init", "offset_init")
+
+CLASS_SOURCE = '''class BatchNorm({nn}.Module):
+    """Haiku's hk.BatchNorm: batch statistics, scale * rsqrt(var + eps), zero-debiased mean_ema/var_ema in "batch_stats"."""
+
+    create_scale: bool
+    create_offset: bool
+    decay_rate: float
+    eps: float = 1e-5
+    scale_init: Any = None
+    offset_init: Any = None
+    axis: Any = None
+    cross_replica_axis: Any = None
+    cross_replica_axis_index_groups: Any = None
+    data_format: str = "channels_last"
+
+    @{nn}.compact
+    def __call__(self, inputs, is_training, test_local_stats=False, scale=None, offset=None):
+        if self.create_scale and scale is not None:
+            raise ValueError("Cannot pass `scale` at call time if `create_scale=True`.")
+        if self.create_offset and offset is not None:
+            raise ValueError("Cannot pass `offset` at call time if `create_offset=True`.")
+        mean_ema = ExponentialMovingAverage(self.decay_rate, collection="batch_stats", name="mean_ema")
+        var_ema = ExponentialMovingAverage(self.decay_rate, collection="batch_stats", name="var_ema")
+        channel_index = get_channel_index(self.data_format)
+        if channel_index < 0:
+            channel_index += inputs.ndim
+        axis = self.axis if self.axis is not None else [i for i in range(inputs.ndim) if i != channel_index]
+        if is_training or test_local_stats:
+            mean = {jnp}.mean(inputs, axis, keepdims=True)
+            mean_of_squares = {jnp}.mean({jnp}.square(inputs), axis, keepdims=True)
+            if self.cross_replica_axis:
+                groups = self.cross_replica_axis_index_groups
+                mean = jax.lax.pmean(mean, axis_name=self.cross_replica_axis, axis_index_groups=groups)
+                mean_of_squares = jax.lax.pmean(mean_of_squares, axis_name=self.cross_replica_axis, axis_index_groups=groups)
+            var = mean_of_squares - {jnp}.square(mean)
+        else:
+            mean = mean_ema.average.astype(inputs.dtype)
+            var = var_ema.average.astype(inputs.dtype)
+        if is_training:
+            mean_ema(mean)
+            var_ema(var)
+        w_shape = [1 if i in axis else inputs.shape[i] for i in range(inputs.ndim)]
+        if self.create_scale:
+            scale = self.param("scale", self.scale_init or {nn}.initializers.ones, w_shape, inputs.dtype)
+        elif scale is None:
+            scale = {jnp}.ones([], inputs.dtype)
+        if self.create_offset:
+            offset = self.param("offset", self.offset_init or {nn}.initializers.zeros, w_shape, inputs.dtype)
+        elif offset is None:
+            offset = {jnp}.zeros([], inputs.dtype)
+        eps = jax.lax.convert_element_type(self.eps, var.dtype)
+        inv = scale * jax.lax.rsqrt(var + eps)
+        return (inputs - mean) * inv + offset
+'''
+
+CLASS_IMPORTS = (JAX_IMPORT, ImportSpec("typing", "Any", None))
+
+CHANNEL_INDEX_SOURCE = '''def get_channel_index(data_format):
+    """Haiku's hk.get_channel_index: 1 for channels-first layouts, -1 for channels-last ones."""
+    if data_format == "channels_first" or re.match("^NC[^C]*$", data_format):
+        return 1
+    if data_format == "channels_last" or re.match("^N[^C]*C$|^((BT)|(TB))[^D]*D$", data_format):
+        return -1
+    raise ValueError(f"Unable to extract channel information from {{data_format!r}}.")
+'''
+
+CHANNEL_INDEX_IMPORTS = (ImportSpec("re", None, None),)
+
+#: Helpers the emitted ``BatchNorm`` refers to.
+DEPENDENCIES = {"BatchNorm": ("ExponentialMovingAverage", "get_channel_index")}
 
 
-def _feature_axis(bound: Bound) -> Args | Unsupported:
-    if "data_format" not in bound:
-        return []
-    value = literal(bound["data_format"])
-    if value == "channels_last" or (isinstance(value, str) and value.startswith("N") and value.endswith("C")):
-        return []
-    if value == "channels_first" or (isinstance(value, str) and value.startswith("NC")):
-        return [("axis", "1")]
-    return Unsupported(f"hk.BatchNorm(data_format={code(bound['data_format'])}): not a literal layout; set nn.BatchNorm(axis=...) by hand")
+def class_source(nn: str = "nn", jnp: str = "jnp") -> str:
+    return CLASS_SOURCE.format(nn=nn, jnp=jnp)
 
 
-def batch_norm(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
-    """``hk.BatchNorm(...)`` -> ``nn.BatchNorm(momentum=..., ...)``."""
-    if not all(k in bound for k in ("create_scale", "create_offset", "decay_rate")):
-        return Unsupported("hk.BatchNorm needs create_scale, create_offset and decay_rate")
-    if "axis" in bound and literal(bound["axis"]) is not None:
-        return Unsupported(
-            f"hk.BatchNorm(axis={code(bound['axis'])}): Haiku names the axes reduced, Flax the feature axes kept"
-            " (the complement, which depends on the input rank); set nn.BatchNorm(axis=<feature axes>) by hand"
-        )
-    axis = _feature_axis(bound)
-    if isinstance(axis, Unsupported):
-        return axis
-    scale = init_arg(bound, "scale_init", "scale_init", ctx)
-    offset = init_arg(bound, "offset_init", "bias_init", ctx)
-    if isinstance(scale, Unsupported):
-        return scale
-    if isinstance(offset, Unsupported):
-        return offset
-    args: Args = [("momentum", code(bound["decay_rate"]))]
-    if "eps" in bound:
-        args.append(("epsilon", code(bound["eps"])))
-    args += flag_arg(bound, "create_scale", "use_scale") + flag_arg(bound, "create_offset", "use_bias")
-    args += scale[0] + offset[0] + axis
-    for haiku_key, flax_key in (("cross_replica_axis", "axis_name"), ("cross_replica_axis_index_groups", "axis_index_groups")):
-        if haiku_key in bound and literal(bound[haiku_key]) is not None:
-            args.append((flax_key, code(bound[haiku_key])))
-    args += name_arg(bound, ctx.name)
-    return Rewrite(flax_call(f"{ctx.nn}.BatchNorm", args), merge_imports(scale[1], offset[1]), note=EMA_NOTE)
+def channel_index_source() -> str:
+    return CHANNEL_INDEX_SOURCE.format()
+
+
+def batch_norm(call: cst.Call, ctx: Ctx) -> Rewrite | Unsupported:
+    """``hk.BatchNorm(...)`` -> ``BatchNorm(...)`` (the exact helper), arguments as written."""
+    return helper_call(call, BATCH_NORM, "BatchNorm", _INITIALIZERS, ctx, required=("create_scale", "create_offset", "decay_rate"))
 
 
 def call_args(args: Sequence[cst.Arg]) -> list[cst.Arg] | Unsupported:
-    """The call ``bn(x, is_training)`` -> ``bn(x, use_running_average=not is_training)``."""
-    bound = bind(cst.Call(cst.Name("bn"), args=list(args)), BATCH_NORM_CALL)
-    if isinstance(bound, Unsupported):
-        return bound
-    extra = [k for k in ("test_local_stats", "scale", "offset") if k in bound and literal(bound[k]) not in (None, False)]
-    if extra:
-        return Unsupported(
-            f"hk.BatchNorm called with {', '.join(extra)}: nn.BatchNorm has no such call argument"
-            " (test_local_stats=True is use_running_average=False with the update discarded)"
-        )
-    if "inputs" not in bound or "is_training" not in bound:
-        return Unsupported("hk.BatchNorm is called without inputs or is_training")
-    return [cst.Arg(bound["inputs"]), _use_running_average(bound["is_training"])]
-
-
-def _use_running_average(is_training: cst.BaseExpression) -> cst.Arg:
-    value = literal(is_training)
-    if isinstance(value, bool):
-        text = str(not value)
-    elif value is UNKNOWN and isinstance(is_training, cst.UnaryOperation) and isinstance(is_training.operator, cst.Not):
-        text = code(is_training.expression)
-    else:
-        inner = code(is_training)
-        simple = isinstance(is_training, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
-        text = f"not {inner}" if simple else f"not ({inner})"
-    return cst.Arg(
-        cst.parse_expression(text),
-        keyword=cst.Name("use_running_average"),
-        equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
-    )
+    """The call ``bn(x, is_training, ...)``: the helper takes Haiku's call signature, so unchanged."""
+    return list(args)

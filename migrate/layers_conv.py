@@ -13,7 +13,13 @@ Traps carried over explicitly:
 * Transposed conv kernels are ``[*k, O, I]`` in Haiku and ``[*k, I, O]`` in Flax:
   ``mask`` is transposed, and shape-dependent initializers draw in Haiku's layout.
 * Depthwise convs need the input channel count ``C``, which Haiku reads at call
-  time: only the immediate-call form ``hk.DepthwiseConv2D(m, k)(x)`` is rewritten.
+  time. Where the input is known at construction (the immediate call
+  ``hk.DepthwiseConv2D(m, k)(x)``, or a local called once on a method argument)
+  the rewrite is ``nn.Conv(m * C, feature_group_count=C)``; otherwise (built in
+  ``__init__``, channels-first, a run-time ``**config``) it is the emitted
+  ``DepthwiseConv1D/2D/3D`` helper: Haiku's fields, ``C`` read from the input in
+  ``@nn.compact``, the same ``lax.conv_general_dilated`` call, and
+  ``kernel [*k, 1, C * m]`` / ``bias`` leaves (Haiku's ``w`` / ``b`` renamed).
 
 Examples::
 
@@ -22,6 +28,8 @@ Examples::
                                     -> nn.Conv(8, (5,), padding=((8, 0),), kernel_dilation=2, ...)
     hk.Conv2DTranspose(4, 3, stride=2) -> nn.ConvTranspose(4, (3, 3), strides=2, ...)
     hk.DepthwiseConv2D(2, 3)(x)     -> nn.Conv(2 * x.shape[-1], (3, 3), feature_group_count=x.shape[-1], ...)(x)
+    self.dw = hk.DepthwiseConv2D(2, 3, data_format="NCHW")
+                                    -> self.dw = DepthwiseConv2D(2, 3, data_format="NCHW", name="depthwise_conv2_d")
 """
 
 from __future__ import annotations
@@ -46,8 +54,9 @@ from flaxify.migrate.layers_common import (
     py,
     resolve,
 )
+from flaxify.migrate.layers_helpers import helper_call
 from flaxify.migrate.layers_linear import Args, flag_arg, init_arg
-from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported, merge_imports
+from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported, merge_imports
 
 _CONV_PARAMS = (
     "output_channels", "kernel_shape", "stride", "rate", "padding", "with_bias",
@@ -116,6 +125,12 @@ def kernel_size(node: cst.BaseExpression | None, n: int, display: str) -> str | 
     if is_simple_ref(node):
         k = code(node)
         return f"({', '.join([k] * n)}) if isinstance({k}, int) else tuple({k})"
+    if isinstance(node, cst.IfExp):  # `1 if bottleneck else 3`: each branch on its own
+        body, orelse = kernel_size(node.body, n, display), kernel_size(node.orelse, n, display)
+        if isinstance(body, Unsupported) or isinstance(orelse, Unsupported):
+            return body if isinstance(body, Unsupported) else orelse
+        body, orelse = (f"({s})" if " if " in s else s for s in (body, orelse))
+        return f"{body} if {code(node.test)} else {orelse}"
     return Unsupported(
         f"{display}: kernel_shape `{code(node)}` is not a literal; nn.Conv reads an int as a "
         f"1-D kernel, so write kernel_size as a {n}-tuple"
@@ -306,14 +321,14 @@ def conv_transpose(bound: Bound, ctx: Ctx, qualname_tail: str) -> Rewrite | Unsu
 
 
 def depthwise(bound: Bound, ctx: Ctx, qualname_tail: str, inputs: cst.BaseExpression | None) -> Rewrite | Unsupported:
-    """``hk.DepthwiseConv*D`` -> ``nn.Conv(C * m, feature_group_count=C)``, C from ``inputs``."""
+    """``hk.DepthwiseConv*D`` -> ``nn.Conv(C * m, feature_group_count=C)``, C from ``inputs``.
+
+    Unsupported when ``inputs`` is unknown or the layout is not channels-last:
+    the caller then uses :func:`depthwise_helper`.
+    """
     sig, n = DEPTHWISE[qualname_tail]
     if inputs is None or not is_simple_ref(inputs):
-        return Unsupported(
-            f"{sig.display} needs the input channel count C (nn.Conv(features=C * channel_multiplier, "
-            "feature_group_count=C)), which Haiku reads from the input when called; write that "
-            "nn.Conv with your C"
-        )
+        return Unsupported(f"{sig.display} needs the input channel count C, which Haiku reads from the input when called")
     if "channel_multiplier" not in bound:
         return Unsupported(f"{sig.display} needs channel_multiplier")
     common = _common(bound, n, ctx, sig.display, transpose=True)  # padding goes to lax as given
@@ -327,3 +342,64 @@ def depthwise(bound: Bound, ctx: Ctx, qualname_tail: str, inputs: cst.BaseExpres
     args.append(("feature_group_count", channels))
     args += flag_arg(bound, "with_bias", "use_bias") + w[0] + b[0] + name_arg(bound, ctx.name)
     return Rewrite(flax_call(f"{ctx.nn}.Conv", args), merge_imports(w[1], b[1]))
+
+
+#: Spatial dimension letters and Haiku's default ``data_format`` per ``DepthwiseConv{n}D``.
+_DEPTHWISE_LAYOUT = {1: ("W", "NWC"), 2: ("HW", "NHWC"), 3: ("DHW", "NDHWC")}
+
+DEPTHWISE_SOURCE = '''class {name}({nn}.Module):
+    """Haiku's hk.{name}: kernel [*kernel_shape, 1, C * channel_multiplier], feature_group_count=C, C read from the input."""
+
+    channel_multiplier: int
+    kernel_shape: Any
+    stride: Any = 1
+    rate: Any = 1
+    padding: Any = "SAME"
+    with_bias: bool = True
+    w_init: Any = None
+    b_init: Any = None
+    data_format: str = "{data_format}"
+
+    @{nn}.compact
+    def __call__(self, inputs):
+        def replicate(value):
+            value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+            return value * {n} if len(value) == 1 else value
+
+        channel_index = get_channel_index(self.data_format)
+        channels = inputs.shape[channel_index]
+        w_shape = replicate(self.kernel_shape) + (1, self.channel_multiplier * channels)
+        w_init = self.w_init or {nn}.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
+        kernel = self.param("kernel", w_init, w_shape, inputs.dtype)
+        layout = "N{spatial}C" if channel_index == -1 else "NC{spatial}"
+        out = jax.lax.conv_general_dilated(
+            inputs,
+            kernel,
+            window_strides=replicate(self.stride),
+            padding=self.padding,
+            rhs_dilation=replicate(self.rate),
+            dimension_numbers=(layout, "{spatial}IO", layout),
+            feature_group_count=channels,
+        )
+        if self.with_bias:
+            features = self.channel_multiplier * channels
+            b_shape = (features,) if channel_index == -1 else (features, 1, 1)
+            bias = self.param("bias", self.b_init or {nn}.initializers.zeros, b_shape, inputs.dtype)
+            out = out + {jnp}.broadcast_to(bias, out.shape)
+        return out
+'''
+
+DEPTHWISE_CLASS_IMPORTS = (JAX_IMPORT, ImportSpec("typing", "Any", None))
+
+
+def depthwise_class_source(qualname_tail: str, nn: str = "nn", jnp: str = "jnp") -> str:
+    """The emitted ``DepthwiseConv{n}D`` helper."""
+    n = DEPTHWISE[qualname_tail][1]
+    spatial, data_format = _DEPTHWISE_LAYOUT[n]
+    return DEPTHWISE_SOURCE.format(name=qualname_tail, nn=nn, jnp=jnp, n=n, spatial=spatial, data_format=data_format)
+
+
+def depthwise_helper(call: cst.Call, ctx: Ctx, qualname_tail: str) -> Rewrite | Unsupported:
+    """``hk.DepthwiseConv2D(...)`` -> ``DepthwiseConv2D(...)`` (the exact helper), arguments as written."""
+    sig, _ = DEPTHWISE[qualname_tail]
+    return helper_call(call, sig, qualname_tail, ("w_init", "b_init"), ctx, required=("channel_multiplier", "kernel_shape"))

@@ -8,7 +8,11 @@ leaves ``counter``, ``hidden`` and ``average`` in the ``"state"`` collection
 update rule, and Haiku's ``init`` semantics: ``counter``/``hidden`` stay at their
 initial values (created by ``get_state``), ``average`` holds the first value
 (created by ``set_state``). The call ``ema(value, update_stats=True)`` and the
-``average`` property are unchanged; ``initialize`` is not ported.
+``average`` property are unchanged; ``initialize(shape, dtype)`` creates
+``hidden`` and ``average`` as zeros unless they exist, as Haiku's does (so an
+``init`` after ``initialize`` keeps ``average`` at zeros, as Haiku's does). The
+``collection`` field names the Linen collection; the emitted ``BatchNorm``
+(``layers_batchnorm.py``) keeps its ``mean_ema`` / ``var_ema`` in ``"batch_stats"``.
 
 Example::
 
@@ -25,17 +29,18 @@ from flaxify.migrate.rewrite import JAX_IMPORT, Rewrite, Unsupported
 EMA = Signature("hk.ExponentialMovingAverage", ("decay", "zero_debias", "warmup_length", "name"))
 
 CLASS_SOURCE = '''class ExponentialMovingAverage({nn}.Module):
-    """Haiku's hk.ExponentialMovingAverage: counter/hidden/average in the "state" collection, zero-debiased update."""
+    """Haiku's hk.ExponentialMovingAverage: counter/hidden/average in `collection` ("state" unless told), zero-debiased update."""
 
     decay: float
     zero_debias: bool = True
     warmup_length: int = 0
+    collection: str = "state"
 
     @{nn}.compact
     def __call__(self, value, update_stats=True):
         value = {jnp}.asarray(value)
-        counter = self.variable("state", "counter", lambda: {jnp}.full((), -self.warmup_length, {jnp}.int32))
-        hidden = self.variable("state", "hidden", {jnp}.zeros, value.shape, value.dtype)
+        counter = self.variable(self.collection, "counter", lambda: {jnp}.full((), -self.warmup_length, {jnp}.int32))
+        hidden = self.variable(self.collection, "hidden", {jnp}.zeros, value.shape, value.dtype)
         count = counter.value + 1
         decay = jax.lax.convert_element_type(self.decay, value.dtype)
         if self.warmup_length > 0:
@@ -49,12 +54,22 @@ CLASS_SOURCE = '''class ExponentialMovingAverage({nn}.Module):
             if not self.is_initializing():  # Haiku's init keeps get_state entries at their initial values
                 counter.value = count
                 hidden.value = new_hidden
-            self.put_variable("state", "average", average)
+                self.put_variable(self.collection, "average", average)
+            elif not self.has_variable(self.collection, "average"):  # ... and records what set_state creates
+                self.put_variable(self.collection, "average", average)
         return average
+
+    def initialize(self, shape, dtype={jnp}.float32):
+        """Haiku's ``initialize``: ``hidden`` and ``average`` start as zeros of ``shape`` unless they exist."""
+        if hasattr(shape, "shape"):  # a value instead of a shape (deprecated in Haiku, still accepted)
+            shape, dtype = shape.shape, shape.dtype
+        for name in ("hidden", "average"):
+            if not self.has_variable(self.collection, name):
+                self.put_variable(self.collection, name, {jnp}.zeros(shape, dtype))
 
     @property
     def average(self):
-        return self.get_variable("state", "average")
+        return self.get_variable(self.collection, "average")
 '''
 
 CLASS_IMPORTS = (JAX_IMPORT,)

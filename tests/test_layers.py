@@ -107,6 +107,17 @@ SOURCE = [
         'nn.Sequential([MLP(output_sizes=[3]), Bias(), nn.Dense(1)], name="layer")',
     ),
     ("hk.nets.MLP([64, 10])", 'MLP(output_sizes=[64, 10], name="layer")'),
+    # Depthwise convs whose input is unknown here, and BatchNorm: exact helpers taking Haiku's arguments
+    ("hk.DepthwiseConv2D(2, 3)", 'DepthwiseConv2D(2, 3, name="layer")'),
+    (
+        "hk.DepthwiseConv1D(1, 3, data_format='NCW', b_init=hk.initializers.Constant(0.5))",
+        "DepthwiseConv1D(1, 3, data_format='NCW', b_init=nn.initializers.constant(0.5), name=\"layer\")",
+    ),
+    ("hk.BatchNorm(True, False, 0.9, eps=1e-3)", 'BatchNorm(True, False, 0.9, eps=1e-3, name="layer")'),
+    (
+        "hk.BatchNorm(name='bn', scale_init=hk.initializers.Constant(2.0), **bn_config)",
+        "BatchNorm(name='bn', scale_init=nn.initializers.constant(2.0), **bn_config)",
+    ),
     (
         "hk.nets.MLP(sizes, w_init=hk.initializers.VarianceScaling(2.0), with_bias=False, "
         "activation=jax.nn.gelu, activate_final=True)",
@@ -132,7 +143,9 @@ UNSUPPORTED = [
     ("hk.Conv2D(4, 3, w_init=my_init)", "w_init: `my_init` is not a known Haiku initializer"),
     ("hk.Conv2D(4, 3, padding=hk.pad.same)".replace("3,", "k,"), "literal kernel_shape"),
     ("hk.Conv2DTranspose(4, 3, output_shape=(8, 8))", "output_shape"),
-    ("hk.DepthwiseConv2D(2, 3)", "input channel count"),
+    ("hk.DepthwiseConv2D(*args)", "pass its arguments by position or name"),
+    ("hk.BatchNorm(True, True)", "needs decay_rate"),
+    ("hk.BatchNorm(True, True, 0.9, scale_init=my_init)", "scale_init: `my_init` is not a known Haiku initializer"),
     ("hk.LayerNorm(slice(1, None), True, True)", "depends on the input rank"),
     ("hk.LayerNorm(-1, True, True, use_fast_variance=True)", "clips a negative"),
     ("hk.LayerNorm(-1, True)", "needs axis, create_scale and create_offset"),
@@ -234,6 +247,7 @@ CALLS = [
         "hk.DepthwiseConv2D(2, 3, padding='VALID')(x)",
         f'nn.Conv(2 * x.shape[-1], (3, 3), padding="VALID", feature_group_count=x.shape[-1], kernel_init={TN}, name="layer")(x)',
     ),
+    ("hk.DepthwiseConv2D(2, 3)(f(x))", 'DepthwiseConv2D(2, 3, name="layer")(f(x))'),
     ("hk.Flatten()(h)", "h if h.ndim <= 1 else jnp.reshape(h, h.shape[:1] + (-1,))"),
     ("hk.Flatten()(f(h))", "(lambda x: x if x.ndim <= 1 else jnp.reshape(x, x.shape[:1] + (-1,)))(f(h))"),
     ("hk.MaxPool(2, 2, 'SAME')(y)", 'nn.max_pool(y, (2,) * (y.ndim - 2), strides=(2,) * (y.ndim - 2), padding="SAME")'),
@@ -263,7 +277,6 @@ def test_immediate_call_noop(haiku_src: str) -> None:
     [
         ("hk.LayerNorm(-1, False, False)(x, scale, offset)", "extra positional arguments"),
         ("hk.Embed(3, 2)(ids, lookup_style='ONE_HOT')", "lookup_style"),
-        ("hk.DepthwiseConv2D(2, 3)(f(x))", "input channel count"),
     ],
 )
 def test_immediate_call_unsupported(haiku_src: str, reason: str) -> None:
