@@ -50,6 +50,7 @@ Examples::
 
 from __future__ import annotations
 
+from flaxify.migrate import ema_tree
 from flaxify.migrate.layers_common import Bound, Ctx, Signature, code, flax_call, literal, name_arg
 from flaxify.migrate.layers_linear import Args, init_arg
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported, merge_imports
@@ -318,12 +319,16 @@ HELPERS: dict[str, tuple[str, str, tuple[ImportSpec, ...]]] = {
     "deep_rnn_with_skip_connections": ("deep_rnn_with_skip_connections", DEEP_RNN_SKIP_SOURCE, ()),
     "ResetCore": ("ResetCore", RESET_CORE_SOURCE, (JAX_IMPORT, _ANY)),
     "IdentityCore": ("IdentityCore", IDENTITY_CORE_SOURCE, ()),
+    # hk.EMAParamsTree (ema_tree.py) registers through these tables, which the shared
+    # files (layers.py, base.py) already read, so that no shared file needs editing.
+    **ema_tree.HELPERS,
 }
 #: Helpers another helper refers to.
 DEPENDENCIES = {
     "LSTM": ("LSTMState",),
     **{tail: ("LSTMState",) for tail in CONV_LSTM_DIMS},
     "deep_rnn_with_skip_connections": ("DeepRNN",),
+    **ema_tree.DEPENDENCIES,
 }
 
 
@@ -405,4 +410,5 @@ COMBINATORS = {
     "DeepRNN": (DEEP_RNN, deep_rnn),
     "ResetCore": (RESET_CORE, reset_core),
     "IdentityCore": (IDENTITY_CORE, identity_core),
+    **ema_tree.LAYERS,
 }
