@@ -119,7 +119,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         if node.name.value in self.state.wrapper_classes:
             return True
         for base in node.bases:
-            if self.haiku_name(base.value) == "haiku.Module":
+            if self.haiku_name(base.value) in ("haiku.Module", "haiku.RNNCore"):
                 return True
             if isinstance(base.value, cst.Name) and base.value.value in self.state.module_classes:
                 return True
@@ -476,7 +476,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         return updated_node.with_changes(bases=bases, body=updated_node.body.with_changes(body=body))
 
     def _base(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
-        if self.haiku_name(original.value) == "haiku.Module":
+        if self.haiku_name(original.value) in ("haiku.Module", "haiku.RNNCore"):
             return updated.with_changes(value=self.nn_attr("Module"))
         return updated
 
