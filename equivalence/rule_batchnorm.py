@@ -2,7 +2,14 @@
 
 Haiku stores ``<bn>/~/mean_ema`` and ``<bn>/~/var_ema``, each
 ``{counter, hidden, average}`` of shape ``(1,…,1,C)``; evaluation uses the
-debiased ``average``. Flax ``nn.BatchNorm`` keeps ``batch_stats: {mean, var}`` of
+debiased ``average``.
+
+The ``BatchNorm`` that ``flaxify migrate`` emits keeps exactly that layout
+(``batch_stats: {<bn>: {mean_ema, var_ema: {counter, hidden, average}}}``) and
+Haiku's update rule: every leaf is copied one to one and compared after a
+training step like any other state.
+
+A hand-written Flax ``nn.BatchNorm`` keeps ``batch_stats: {mean, var}`` of
 shape ``(C,)`` and a plain EMA. ``average`` → ``mean``/``var`` reproduces
 evaluation outputs exactly; ``hidden`` and ``counter`` have no place in
 ``nn.BatchNorm`` and are reported as *dropped by design*.
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from flaxify.equivalence import rule_rename
 from flaxify.equivalence.index import FlaxIndex
 from flaxify.equivalence.plan import Dropped, Mismatch, RuleResult, Transfer, reshape_to, squeeze_equal
 from flaxify.equivalence.trees import FlaxPath, HaikuBucket, shape_of
@@ -36,6 +44,8 @@ def apply(bucket: HaikuBucket, target: FlaxPath, index: FlaxIndex, *, by: str = 
     for collection in index.collections():
         if collection == "params":
             continue
+        if set(bucket.leaves) <= set(index.leaves_at(collection, target)):  # the emitted exact BatchNorm
+            return rule_rename.apply(bucket, target, index, collection=collection, by=by)
         available = index.leaves_at(collection, target[:-1])
         if stat in available:
             return _result(bucket, collection, target[:-1] + (stat,), available[stat], by)

@@ -2,6 +2,9 @@
 
 The pipeline, one construct family per module:
 
+0. ``lifted_loops.py`` turns ``hk.fori_loop`` / ``hk.while_loop`` over pure
+   functions into their ``jax.lax`` twins (before the functions move into
+   classes);
 1. ``transforms.py`` turns functions given to ``hk.transform`` /
    ``hk.transform_with_state`` (call or decorator) into Linen module classes
    and the transformed variables into module instances; an
@@ -38,11 +41,13 @@ from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, impo
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
+from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.modules import ConvertModulesCommand
 from flaxify.migrate.project import ProjectIndex
 from flaxify.migrate.transforms import ConvertTransformsCommand
 
 PIPELINE = (
+    PureLoopsCommand,
     ConvertTransformsCommand,
     ConvertModulesCommand,
     RewriteLooseExpressionsCommand,

@@ -355,6 +355,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self.apply_rewrite(lifted.rewrite_cond(updated, nn=nn), qualname, updated)
         if qualname == "haiku.switch":
             return self.apply_rewrite(lifted.rewrite_switch(updated, nn=nn), qualname, updated)
+        if qualname in lifted.LOOP_CALLS:
+            return self.apply_rewrite(lifted.rewrite_loop(updated, qualname, nn=nn), qualname, updated)
         if qualname == "haiku.get_state":
             bound = _bind(original, ("name", "shape", "dtype", "init"))
             init_qualname = self.qualname_of(bound["init"]) if bound and "init" in bound else None

@@ -202,3 +202,37 @@ def test_haiku_mobilenet_migrates_without_todos() -> None:
     result = migrate_source(forked.encode(), str(path))
     assert result.todos == (), result.todos
     assert "BatchNorm(create_scale=True, create_offset=True, decay_rate=0.999" in result.source.decode()
+
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "migrate" / "state" / "batchnorm_convnet"
+
+
+def test_trained_checkpoint_converts_leaf_for_leaf_and_keeps_training_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``convert-params``: Haiku's trained params and EMAs land in the migrated model and keep its dynamics."""
+    from flax import serialization
+
+    from flaxify.cli import main
+    from flaxify.equivalence.convert import save_npz
+    from flaxify.equivalence.refs import resolve_ref
+
+    haiku_ref, flax_ref = f"{FIXTURE}.before.py:net", f"{FIXTURE}.after.py:net"
+    hk_net, fx_net = resolve_ref(haiku_ref), resolve_ref(flax_ref)
+    xs = _batches((2, 8, 8, 3), jnp.float32)
+    params, state = hk_net.init(jax.random.PRNGKey(7), xs[0], is_training=True)
+    for x in xs[1:]:  # a trained checkpoint: counters > 0, EMAs away from the init batch
+        _, state = hk_net.apply(params, state, None, x, is_training=True)
+    save_npz(tmp_path / "ckpt.npz", jax.device_get(params), jax.device_get(state))
+    out = tmp_path / "flax.msgpack"
+    args = ["--input", "f32[2,8,8,3]", "--kwargs", '{"is_training": false}']
+    assert main(["convert-params", haiku_ref, flax_ref, str(tmp_path / "ckpt.npz"), "-o", str(out), *args]) == 0, capsys.readouterr().err
+    variables = serialization.msgpack_restore(out.read_bytes())
+    for module, leaves in state.items():  # "conv_block/~/batch_norm/~/mean_ema" -> batch_stats/conv_block/batch_norm/mean_ema
+        node = variables["batch_stats"]
+        for part in module.replace("/~/", "/").split("/"):
+            node = node[part]
+        _assert_same(dict(leaves), node, module)
+    hk_out, hk_state = hk_net.apply(params, state, None, xs[0], is_training=True)
+    fx_out, updates = fx_net.apply(variables, xs[0], is_training=True, mutable=["batch_stats"])
+    _assert_same(hk_out, fx_out, "training output after conversion")
+    _assert_same(map_params(params, hk_state, variables, root_is_module=False)["batch_stats"], updates["batch_stats"], "state")
+    _assert_same(hk_net.apply(params, state, None, xs[0], is_training=False)[0], fx_net.apply(variables, xs[0], is_training=False), "eval")
