@@ -20,9 +20,9 @@ Only the common template is recognised: the function builds one module
 (``model = Cls(...)`` with arguments that do not read the function's locals)
 and returns ``(init_fn, apply_fns)`` where ``init_fn`` is the module or one
 of its bound methods and ``apply_fns`` a dict, tuple or list of its bound
-methods. ``init_fn`` may also be a lambda that only forwards its parameters
-to the module or a method, written inline or bound to a name first, as in
-Flax's own migration guide::
+methods. ``init_fn`` may also be a lambda (or a nested one-line ``def``) that
+only forwards its parameters to the module or a method, written inline or
+bound to a name first, as in Flax's own migration guide::
 
     def forward():
       module = AutoEncoder(256, 784)
@@ -55,7 +55,7 @@ def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | Non
     params = fn.params
     if len(body) not in (2, 3) or params.params or params.kwonly_params or isinstance(params.star_arg, cst.Param):
         return None
-    build, *middle, ret = (_only(statement) for statement in body)
+    build, ret = _only(body[0]), _only(body[-1])
     if not isinstance(build, cst.Assign) or len(build.targets) != 1 or not isinstance(ret, cst.Return):
         return None
     target, call = build.targets[0].target, build.value
@@ -66,8 +66,8 @@ def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | Non
     if not isinstance(ret.value, cst.Tuple) or len(ret.value.elements) != 2:
         return None
     init_ref, applies = (e.value for e in ret.value.elements)
-    if middle:  # `init = lambda x: module(x)`, returned by name
-        init_ref = _named_lambda(middle[0], init_ref, applies)
+    if len(body) == 3:  # `init = lambda x: module(x)` or `def init(x): return module(x)`, returned by name
+        init_ref = _named_init(body[1], init_ref, applies)
     init_method = _forwarded_method(init_ref, target.value) if isinstance(init_ref, cst.Lambda) else (
         _method_of(init_ref, target.value, allow_self=True) if init_ref is not None else None
     )
@@ -77,16 +77,30 @@ def read_template(fn: cst.FunctionDef, classes: set[str]) -> MultiTemplate | Non
     return MultiTemplate(_without_name(call), init_method, methods)
 
 
-def _named_lambda(
-    statement: cst.BaseSmallStatement | None, init_ref: cst.BaseExpression, applies: cst.BaseExpression
+def _named_init(
+    statement: cst.BaseStatement, init_ref: cst.BaseExpression, applies: cst.BaseExpression
 ) -> cst.Lambda | None:
-    """The lambda of ``init = lambda ...: ...`` when the template returns ``init`` and uses it nowhere else."""
-    if not isinstance(statement, cst.Assign) or len(statement.targets) != 1 or not isinstance(statement.value, cst.Lambda):
+    """``init = lambda ...: ...`` or ``def init(...): return ...``, as a lambda, when the template
+    returns ``init`` and the apply functions do not use it."""
+    if isinstance(statement, cst.FunctionDef):
+        name, lam = statement.name, _as_lambda(statement)
+    else:
+        assign = _only(statement)
+        if not isinstance(assign, cst.Assign) or len(assign.targets) != 1 or not isinstance(assign.value, cst.Lambda):
+            return None
+        name, lam = assign.targets[0].target, assign.value
+    if lam is None or not isinstance(name, cst.Name) or not m.matches(init_ref, m.Name(name.value)):
         return None
-    name = statement.targets[0].target
-    if not isinstance(name, cst.Name) or not m.matches(init_ref, m.Name(name.value)) or _reads_name(applies, name.value):
+    return None if _reads_name(applies, name.value) else lam
+
+
+def _as_lambda(fn: cst.FunctionDef) -> cst.Lambda | None:
+    """``def f(x): return g(x)`` (undecorated, one statement) as ``lambda x: g(x)``."""
+    body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else ()
+    ret = _only(body[0]) if len(body) == 1 else None
+    if fn.decorators or fn.asynchronous or not isinstance(ret, cst.Return) or ret.value is None:
         return None
-    return statement.value
+    return cst.Lambda(params=fn.params, body=ret.value)
 
 
 def _forwarded_method(lam: cst.Lambda, variable: str) -> str | None:

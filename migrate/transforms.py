@@ -173,7 +173,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if plan is None:
             self.todo(
                 "hk.multi_transform",
-                "only a template `def f(): m = Module(...); return m.<init>, {key: m.<method>, ...}` is rewritten;"
+                "only a template `def f(): m = Module(...); return m.<init>, {key: m.<method>, ...}` (or a tuple of"
+                " m.<method>; init may be a lambda or def passing its parameters to m unchanged) is rewritten;"
                 " make the module the Flax model and call net.apply(variables, ..., method='<method>')",
             )
             return stmt

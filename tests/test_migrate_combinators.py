@@ -137,3 +137,49 @@ def test_tuple_multi_transform_call_sites_run_with_converted_params() -> None:
     }
     np.testing.assert_array_equal(hk_mod.decode_jitted(hk_params, x), fx_mod.decode_jitted(fx_params, x))
     assert fx_mod.reconstruct(x).shape == hk_mod.reconstruct(x).shape == (3, 8)
+
+
+MULTI_INIT_FORMS = textwrap.dedent(
+    '''
+    import haiku as hk
+
+
+    class AE(hk.Module):
+        def __init__(self, name=None):
+            super().__init__(name=name)
+            self.encoder = hk.Linear(3)
+
+        def encode(self, x):
+            return self.encoder(x)
+
+        def __call__(self, x, y):
+            return self.encode(x) + y
+
+
+    def forwarding_def():
+        ae = AE()
+
+        def init(x, y):
+            return ae(x, y)
+
+        return init, [ae.encode]
+
+
+    def reordering_lambda():
+        ae = AE()
+        return (lambda x, y: ae(y, x)), [ae.encode]
+
+
+    net = hk.without_apply_rng(hk.multi_transform(forwarding_def))
+    other = hk.without_apply_rng(hk.multi_transform(reordering_lambda))
+    '''
+)
+
+
+def test_multi_transform_init_must_forward_its_parameters_unchanged() -> None:
+    """A def forwarding ``(x, y)`` is Flax's ``init``; a lambda that swaps them is not, and stays a TODO."""
+    result = migrate_source(MULTI_INIT_FORMS.encode(), "forms.py")
+    text = result.source.decode()
+    assert "net = AE()" in text and "def forwarding_def" not in text
+    assert [todo.construct for todo in result.todos] == ["hk.multi_transform"]
+    assert "other = hk.without_apply_rng(hk.multi_transform(reordering_lambda))" in text
