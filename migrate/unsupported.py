@@ -9,22 +9,16 @@ the attribute path below ``haiku`` (``"LSTM"``, ``"experimental.layer_stack"``).
 
 Example::
 
-    core = hk.DeepRNN([hk.LSTM(8), hk.LSTM(8)])
+    layer = hk.SpectralNorm()
     # becomes
-    # TODO(flaxify): hk.DeepRNN: no Flax built-in: compose the cells in a Linen module (...)
-    core = hk.DeepRNN([LSTM(8), LSTM(8)])
+    # TODO(flaxify): hk.SpectralNorm: nn.SpectralNorm wraps a layer instance (...)
+    layer = hk.SpectralNorm()
 """
 
 from __future__ import annotations
 
-_CELL = "Flax cells take (carry, x) -> (carry, y) and Haiku cores (x, state) -> (y, state)"
-
 #: Haiku module classes without a table-driven rewrite.
 MODULES = {
-    "DeepRNN": "no Flax built-in: compose the cells in a Linen module and thread a tuple of carries; " + _CELL,
-    "ResetCore": "no Flax built-in: reset the carry with jnp.where(should_reset, initial_carry, carry) in the cell",
-    "IdentityCore": "no Flax built-in: a cell returning (carry, x)",
-    "EMAParamsTree": "use optax.ema(decay, debias=True) on the params tree outside the model (same zero-init and debias)",
     "nets.VectorQuantizer": "no Flax built-in: port the codebook as self.param and the straight-through estimator by hand",
     "nets.VectorQuantizerEMA": (
         "no Flax built-in: port the codebook and its debiased EMAs (cluster sizes, embedding sums) as "
