@@ -13,10 +13,14 @@ is renamed to ``self.hidden`` everywhere in the class; ``self.proj = ...``
 moves to ``setup()`` with ``hidden`` read as ``self.hidden``.
 
 An argument reassigned by a top-level ``arg = expr`` statement keeps its raw
-value in the field; the derived value lives in a private attribute computed in
-``setup()`` (``self._arg = expr``), and every later read of ``arg`` in
-``__init__`` (and every ``self.attr`` that stored it afterwards) reads that
-attribute, as Haiku's methods read what ``__init__`` stored.
+value in the field; from that statement on ``arg`` is a local variable of
+``setup()``, as it was of ``__init__`` (``bn_config = dict(self.bn_config)``,
+then ``bn_config.setdefault(...)``). Linen freezes what ``setup()`` stores on
+``self`` (dict -> FrozenDict, list -> tuple), so a local is the one place the
+value may still be changed in place; ``self.attr = arg`` stores the finished
+value (renamed ``self._arg`` when ``attr`` is a field), and changing ``arg``
+in place after that store is refused, since Haiku's attribute would see the
+change and Linen's frozen copy would not.
 
 What cannot be expressed as dataclass fields (``*args``, an argument
 reassigned inside a block or through a tuple target, arguments forwarded to a
@@ -39,18 +43,18 @@ class Field:
     name: str
     annotation: cst.BaseExpression | None  # None: the caller emits ``Any``
     default: cst.BaseExpression | None
+    kw_only: bool = False  # declared after ``_: dataclasses.KW_ONLY``
 
 
 @dataclass
 class InitPlan:
     fields: list[Field] = field(default_factory=list)
     setup: list[cst.BaseStatement] = field(default_factory=list)  # still reading argument names
-    # Parallel to ``setup``: which attribute each argument name reads as in
-    # that statement (``arg`` -> ``arg`` or, once reassigned, ``_arg``).
+    # Parallel to ``setup``: the argument names that still read the field
+    # (``arg`` -> ``self.arg``) in that statement; once reassigned, ``arg`` is a local.
     reads: list[dict[str, str]] = field(default_factory=list)
     # Parallel to ``setup``: the argument a top-level ``arg = expr`` reassigns, else None.
     reassigns: list[str | None] = field(default_factory=list)
-    derived: dict[str, str] = field(default_factory=dict)  # reassigned argument -> private attribute
     renames: dict[str, str] = field(default_factory=dict)  # self.<old> -> self.<new>
     default_name: str | None = None  # Haiku base name when __init__ overrides it
     docstring: cst.BaseStatement | None = None
@@ -120,8 +124,9 @@ def _split_body(plan: InitPlan, init: cst.FunctionDef, arguments: set[str]) -> N
     if body and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])):
         plan.docstring = body.pop(0)
     stored: set[str] = set()
-    derived_stores: set[str] = set()  # attributes that store a reassigned argument
     raw_stores: set[str] = set()  # attributes that store an argument as passed
+    local: set[str] = set()  # reassigned arguments: locals of setup() from then on
+    on_self: set[str] = set()  # locals setup() has stored on self (Linen froze a copy)
     for statement in body:
         if _is_super_init(statement):
             if not _plain_super_init(statement, plan):
@@ -134,27 +139,21 @@ def _split_body(plan: InitPlan, init: cst.FunctionDef, arguments: set[str]) -> N
                 "normalise it at the call sites or in a property"
             )
             return
-        mutated = next((name for name in plan.derived if _may_mutate(statement, name)), None)
+        mutated = next((name for name in sorted(on_self) if _may_mutate(statement, name)), None)
         if mutated is not None:
-            # Linen freezes what setup() stores (dict -> FrozenDict, list -> tuple).
             plan.problem = (
-                f"__init__ reassigns `{mutated}` and then changes it in place (a method call or an item "
-                "assignment); the private attribute setup() keeps it in is frozen by Linen: build the value "
-                "in one expression"
+                f"__init__ stores `{mutated}` on self and then changes it in place; Linen stores a frozen "
+                "copy (dict -> FrozenDict, list -> tuple) that would miss the change: finish the value first"
             )
             return
-        reads = {name: plan.derived.get(name, name) for name in arguments}
         stored_as = _stored_argument(statement, arguments)
-        if stored_as is not None and stored_as[1] in plan.derived:
-            # `self.attr = arg` after `arg = f(arg)`: Haiku's methods see the derived value.
-            attribute, argument = stored_as
-            if attribute in raw_stores or plan.renames.get(attribute, plan.derived[argument]) != plan.derived[argument]:
-                plan.problem = f"`self.{attribute}` stores two different values of `{argument}`; store it once"
+        if stored_as is not None and stored_as[1] in local:
+            # `self.attr = arg` after `arg = f(arg)`: setup() stores the local, as __init__ did.
+            if stored_as[0] in raw_stores:
+                plan.problem = f"`self.{stored_as[0]}` stores two different values of `{stored_as[1]}`; store it once"
                 return
-            plan.renames[attribute] = plan.derived[argument]
-            derived_stores.add(attribute)
-            continue
-        if stored_as is not None and stored_as[1] not in stored:
+            on_self.add(stored_as[1])
+        elif stored_as is not None and stored_as[1] not in stored:
             attribute, argument = stored_as
             stored.add(argument)
             raw_stores.add(attribute)
@@ -162,17 +161,17 @@ def _split_body(plan: InitPlan, init: cst.FunctionDef, arguments: set[str]) -> N
                 plan.renames[attribute] = argument
             continue
         plan.setup.append(statement)
-        plan.reads.append(reads)
+        plan.reads.append({name: name for name in sorted(arguments - local)})
         plan.reassigns.append(reassigned)
         if reassigned is not None:
-            plan.derived[reassigned] = f"_{reassigned}"
-    # `self.x = f(x)` where `x` is also a field: the field keeps the argument,
-    # the derived value moves to a private attribute.
+            local.add(reassigned)
+            on_self.discard(reassigned)  # a fresh value: the stored one is no longer its alias
+    # `self.x = ...` in setup() where `x` is also a field: the field keeps the
+    # argument, the value setup() computes moves to a private attribute.
     for statement in plan.setup:
         for attribute in _assigned_self_attributes(statement):
             if attribute in arguments and attribute not in plan.renames.values():
                 plan.renames[attribute] = f"_{attribute}"
-    _check_private_names(plan, init, derived_stores)
 
 
 def _top_level_reassignment(statement: cst.BaseStatement, arguments: set[str]) -> str | None:
@@ -186,12 +185,17 @@ def _top_level_reassignment(statement: cst.BaseStatement, arguments: set[str]) -
     return name
 
 
+#: Methods of dict, list and tuple that leave the value as it was.
+_READ_ONLY_METHODS = frozenset({"get", "keys", "values", "items", "copy", "count", "index"})
+
+
 def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
     """``name.method(...)``, ``name[k] = v``, ``name.a = v``, ``del name[k]`` or ``name += v`` in ``statement``."""
     is_name = m.Name(name)
     for node in _walk(statement):
         if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(value=is_name)):
-            return True
+            if node.func.attr.value not in _READ_ONLY_METHODS:  # type: ignore[attr-defined]
+                return True
         targets: list[cst.BaseExpression] = []
         if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del)):
             targets = [node.target]
@@ -201,24 +205,6 @@ def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
             if any(m.matches(t, m.Subscript(value=is_name) | m.Attribute(value=is_name)) for t in _walk(target)):
                 return True
     return False
-
-
-def _check_private_names(plan: InitPlan, init: cst.FunctionDef, stores: set[str]) -> None:
-    """The private attribute of a derived value must name nothing else in ``__init__``.
-
-    ``stores`` are the attributes renamed to a private attribute because they
-    stored the derived value (``self.attr = arg`` after the reassignment).
-    """
-    taken = {n.attr.value for n in _walk(init) if m.matches(n, m.Attribute(m.Name("self"), m.Name()))}  # type: ignore[attr-defined]
-    taken |= {f.name for f in plan.fields}
-    taken |= {new for old, new in plan.renames.items() if old not in stores}
-    for argument, private in plan.derived.items():
-        if private in taken:
-            plan.problem = (
-                f"__init__ reassigns `{argument}` and also uses `self.{private}`, the attribute its derived "
-                "value would live in; rename one of them"
-            )
-            return
 
 
 def _is_super_init(statement: cst.BaseStatement) -> bool:

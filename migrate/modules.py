@@ -55,12 +55,16 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
+from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
 from flaxify.migrate import layers_batchnorm, lifted, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
-from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
-from flaxify.migrate.layers_common import code
+from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
+from flaxify.migrate.layers_common import bind, code
+from flaxify.migrate import layer_configs
+from flaxify.migrate.layer_configs import LayerConfig, find_layer_configs, literal_name, spread_name
 from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
-from flaxify.migrate.rewrite import ImportSpec, Unsupported
+from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
+from flaxify.migrate.setup_containers import build_then_store
 
 _DYNAMIC = (
     cst.For,
@@ -90,6 +94,8 @@ class ClassPlan:
     # `self.bn` / `bn` bound to hk.BatchNorm(...): their calls take is_training.
     batch_norms: set[str] = field(default_factory=set)
     has_layer_stack: bool = False
+    # Keyword dicts spread into one layer (layer_configs.py): dict name -> its translated setdefault lines.
+    layer_configs: dict[str, list[cst.SimpleStatementLine]] = field(default_factory=dict)
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -113,6 +119,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._in_stack_body: set[int] = set()  # calls inside an @hk.layer_stack body
         # id(original hk.DepthwiseConv*D construction) -> the argument its one call passes.
         self._depthwise_inputs: dict[int, cst.Name] = {}
+        # id(original construction taking **config) -> the config dict __init__ builds for it.
+        self._configs: dict[int, LayerConfig] = {}
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -127,13 +135,27 @@ class ConvertModulesCommand(FlaxifyCommand):
 
     def visit_Module(self, node: cst.Module) -> None:
         # Register every module class first: a class can build one defined below it.
+        classes: dict[str, cst.ClassDef] = {}
         for statement in node.body:
             if isinstance(statement, cst.ClassDef) and self.is_haiku_module(statement):
                 init = _method(statement, "__init__")
-                plan = analyse_init(init, statement.name.value) if init else None
+                plan = self._forwarding_plan(statement, classes) if init else None
+                plan = plan or (analyse_init(init, statement.name.value) if init else None)
+                classes[statement.name.value] = statement
                 default = plan.default_name if plan else camel_to_snake(statement.name.value)
                 self.state.module_classes[statement.name.value] = default or camel_to_snake(statement.name.value)
                 self._plans[statement.name.value] = ClassPlan(plan)
+
+    def _forwarding_plan(self, node: cst.ClassDef, classes: dict[str, cst.ClassDef]) -> InitPlan | None:
+        """The plan of a subclass of a converted class above it whose ``__init__`` only forwards."""
+        init = _method(node, "__init__")
+        bases = [b.value.value for b in node.bases if isinstance(b.value, cst.Name)]
+        if init is None or len(node.bases) != 1 or not bases or forwarding_call(init) is None:
+            return None
+        parent = self._plans.get(bases[0])
+        if bases[0] not in classes or parent is None or parent.init is None or parent.init.problem:
+            return None
+        return analyse_forwarding(init, node.name.value, parent.init, classes[bases[0]])
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         plan = self._plans.get(node.name.value)
@@ -147,6 +169,9 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._classes.append(node.name.value)
         self._method_ids.update(id(method) for method in _methods(node))
         self._find_state_and_batch_norms(node, plan)
+        init = _method(node, "__init__")
+        if init is not None:
+            self._configs.update(find_layer_configs(list(init.body.body), self._config_spreads(init)))
         self._name_constructions(node, plan)
         for method in _methods(node):
             if method.name.value != "__init__":
@@ -251,7 +276,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         if isinstance(node, cst.Call):
             base = self.construction_base(node)
             if base is not False:
-                namer.add(Construction(id(node), base, _explicit_name(node) is not None, dynamic))
+                explicit = _explicit_name(node) is not None or id(node) in self._configs and base is not None
+                namer.add(Construction(id(node), base, explicit, dynamic))
                 needs = True
             if isinstance(node.func, cst.Call) and self.is_haiku_module_class(self.haiku_name(node.func.func)):
                 self._called_at_once.add(id(node.func))
@@ -288,6 +314,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         explicit = _explicit_name(call)
         if explicit is not None:
             return explicit.evaluated_value if isinstance(explicit, cst.SimpleString) else None
+        if id(call) in self._configs:  # `name` set by the config dict: the Haiku name unless a caller overrides it
+            return literal_name(self._configs[id(call)])
         if local is not None:
             return self.state.module_classes[local]
         return camel_to_snake(qualname.rsplit(".", 1)[-1])  # type: ignore[union-attr]
@@ -385,11 +413,50 @@ class ConvertModulesCommand(FlaxifyCommand):
             return state.guarded(updated_node)
         return updated_node
 
+    def _config_spreads(self, init: cst.FunctionDef) -> dict[str, cst.Call]:
+        """``{name: call}`` for the Haiku layer constructions taking ``**name`` (names spread once)."""
+        spreads: dict[str, cst.Call] = {}
+        seen: set[str] = set()
+        for node in _walk(init):
+            name = spread_name(node) if isinstance(node, cst.Call) else None
+            if name is None:
+                continue
+            tail = (self.haiku_name(node.func) or "").rpartition(".")[2]  # type: ignore[attr-defined]
+            if name not in seen and tail in layer_configs.LAYERS and self.is_haiku_module_class(self.haiku_name(node.func)):  # type: ignore[attr-defined]
+                spreads[name] = node  # type: ignore[assignment]
+            else:
+                spreads.pop(name, None)
+            seen.add(name)
+        return spreads
+
+    def _config_construction(self, original: cst.Call, updated: cst.Call, qualname: str) -> cst.BaseExpression:
+        """``hk.Conv2D(**config)`` -> ``nn.Conv(**config)``, the config's known keys translated (layer_configs.py)."""
+        config = self._configs[id(original)]
+        synthetic = layer_configs.synthetic_call(_without_name(updated) if _explicit_name(updated) is None else updated, config)
+        if isinstance(synthetic, str):
+            return self.apply_rewrite(Unsupported(synthetic), qualname, updated)
+        name = self._names[id(original)] if literal_name(config) is None else None
+        result = rewrite_layer(synthetic, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        if isinstance(result, Unsupported):
+            return self.apply_rewrite(result, qualname, updated)
+        sig = LAYERS[qualname.rpartition(".")[2]][0]
+        bound = bind(cst.Call(updated.func, args=[a for a in updated.args if not a.star]), sig)
+        split = "unsupported arguments" if isinstance(bound, Unsupported) else layer_configs.split_flax_call(result.expr, set(bound), config)
+        if isinstance(split, str):
+            return self.apply_rewrite(Unsupported(split), qualname, updated)
+        call, pairs = split
+        layer = f"{self.state.nn}.{call.func.attr.value}"  # type: ignore[attr-defined]
+        lines = layer_configs.setdefault_lines(config, pairs, layer, _short(qualname))
+        self._plan().layer_configs[config.name] = lines
+        return self.apply_rewrite(Rewrite(call, result.imports), qualname, updated)
+
     def _construction(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         name = self._names[id(original)]
         if self.local_name(original.func) is not None:
             return _with_name(updated, name)
         qualname = self.haiku_name(original.func) or ""
+        if id(original) in self._configs:
+            return self._config_construction(original, updated, qualname)
         call = _without_name(updated) if name is not None else updated
         result = rewrite_layer(
             call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling,
@@ -474,6 +541,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         assert name is not None
         bases = [self._base(o, u) for o, u in zip(original_node.bases, updated_node.bases)]
         self._forget_init_imports(original_node)
+        self._layer_config_lines = plan.layer_configs
         body = self._class_body(original_node, updated_node, plan.init)
         return updated_node.with_changes(bases=bases, body=updated_node.body.with_changes(body=body))
 
@@ -516,9 +584,17 @@ class ConvertModulesCommand(FlaxifyCommand):
         out: list[cst.BaseStatement] = []
         if init.docstring is not None and not has_docstring:
             out.append(init.docstring)
-        for index, item in enumerate(init.fields):
-            line = self._field(item)
-            out.append(line.with_changes(leading_lines=old.leading_lines) if index == 0 else line)
+        fields = [self._field(item) for item in init.fields if not item.kw_only]
+        keyword_only = [self._field(item) for item in init.fields if item.kw_only]
+        if keyword_only:
+            # Fields a subclass fixes: keyword-only, so they leave the positional order as it was.
+            self.need_import(_DATACLASSES)
+            marker = cst.AnnAssign(target=cst.Name("_"), annotation=cst.Annotation(cst.parse_expression("dataclasses.KW_ONLY")))
+            fields += [cst.SimpleStatementLine([marker]), *keyword_only]
+        # The first field keeps the blank line above __init__ (one after a docstring moved up from it).
+        first = old.leading_lines or ([cst.EmptyLine(indent=False)] if out else [])
+        for index, line in enumerate(fields):
+            out.append(line.with_changes(leading_lines=first) if index == 0 else line)
         if setup:
             out.append(self._setup(init, setup))
         return out
@@ -535,10 +611,20 @@ class ConvertModulesCommand(FlaxifyCommand):
     def _setup(self, init: InitPlan, setup: list[cst.BaseStatement]) -> cst.FunctionDef:
         # The statements were already rewritten (layers, names, renames) when
         # __init__'s body was left; only the argument reads remain.
+        reads, reassigns = list(init.reads), list(init.reassigns)
+        for name, lines in self._layer_config_lines.items():  # translated config dicts (layer_configs.py)
+            setup, origin = layer_configs.regroup(setup, name, lines)
+            # A new line reads what the statement it follows left: its reassigned argument is a local.
+            reads = [{k: v for k, v in reads[i].items() if not new or k != reassigns[i]} for i, new in origin]
+            reassigns = [None if new else reassigns[i] for i, new in origin]
         statements = [
-            statement.visit(_ArgumentsToSelf(reads, {argument: init.derived[argument]} if argument else {}))
-            for statement, reads, argument in zip(setup, init.reads, init.reassigns, strict=True)
+            statement.visit(_ArgumentsToSelf(statement_reads, argument))
+            for statement, statement_reads, argument in zip(setup, reads, reassigns, strict=True)
         ]
+        statements = build_then_store(statements)
+        if statements and not any(line.comment for line in statements[0].leading_lines):
+            # What __init__ had above its first kept statement (super().__init__, stored arguments) is gone.
+            statements[0] = statements[0].with_changes(leading_lines=[])
         return cst.FunctionDef(
             name=cst.Name("setup"),
             params=cst.Parameters([cst.Param(cst.Name("self"))]),
@@ -548,6 +634,7 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 
 _ANY = ImportSpec("typing", "Any", None)
+_DATACLASSES = ImportSpec("dataclasses", None, None)
 _RNG_AND_STATE = rng.KEY_CALLS | lifted.SELF_LIFTED | lifted.LAYER_STACK_CALLS | {"haiku.running_init", "haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the
@@ -562,21 +649,20 @@ _SCOPED_METHOD_REASON = (
 class _ArgumentsToSelf(cst.CSTTransformer):
     """Reads of constructor arguments become reads of the fields: ``x`` → ``self.x``.
 
-    ``reads`` maps each argument to the attribute it reads as in this statement
-    (``x``, or ``_x`` once ``x = f(x)`` ran); ``writes`` maps the argument a
-    top-level ``x = f(x)`` assigns to the private attribute that holds it.
+    ``reads`` maps each argument still read from its field in this statement
+    to that field; ``local`` is the argument a top-level ``x = f(x)`` turns into
+    a local of ``setup()``: its target stays a plain name.
     """
 
-    def __init__(self, reads: dict[str, str], writes: dict[str, str]) -> None:
+    def __init__(self, reads: dict[str, str], local: str | None) -> None:
         super().__init__()
         self.reads = reads
-        self.writes = writes
+        self.local = local
         self.protected: set[int] = set()
-        self.targets: set[int] = set()
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        if isinstance(node.target, cst.Name) and node.target.value in self.writes:
-            self.targets.add(id(node.target))
+        if isinstance(node.target, cst.Name) and node.target.value == self.local:
+            self.protected.add(id(node.target))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.protected.add(id(node.attr))
@@ -589,8 +675,6 @@ class _ArgumentsToSelf(cst.CSTTransformer):
         self.protected.add(id(node.name))
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
-        if id(original_node) in self.targets:
-            return cst.Attribute(cst.Name("self"), cst.Name(self.writes[original_node.value]))
         if original_node.value in self.reads and id(original_node) not in self.protected:
             return cst.Attribute(cst.Name("self"), cst.Name(self.reads[original_node.value]))
         return updated_node

@@ -148,18 +148,8 @@ CASES = (
         "that arrive as constructor arguments (None or a Haiku initializer) -> TODO `w_init is not a known Haiku "
         "initializer`, so the layers stay hk.Linear inside the Linen MLP (mlp.py:78's reassignment is ported)",
     ),
-    NetCase(
-        "resnet", "ResNet18", {"num_classes": 10}, "f32[1,32,32,3]",
-        xfail="engine: resnet.py:399/427 ResNet18.__init__ forwards to super().__init__ -> TODO `forwards arguments "
-        "to a Haiku parent class`; resnet.py:58/140/331 `bn_config = dict(bn_config)` + `bn_config.setdefault` -> "
-        "TODO `reassigns bn_config and then changes it in place` (Linen freezes the dict setup() keeps), and "
-        "`hk.BatchNorm(**bn_config)` cannot be translated name by name: ResNet, BlockV1, BlockV2 and ResNet18 "
-        "stay hk.Modules",
-    ),
-    NetCase(
-        "resnet", "ResNet18", {"num_classes": 10, "resnet_v2": True}, "f32[1,32,32,3]",
-        xfail="engine: as ResNet18 v1 (BlockV2: resnet.py:140 `bn_config = dict(bn_config)`)",
-    ),
+    NetCase("resnet", "ResNet18", {"num_classes": 10}, "f32[1,32,32,3]"),
+    NetCase("resnet", "ResNet18", {"num_classes": 10, "resnet_v2": True}, "f32[1,32,32,3]"),
     NetCase(
         "mobilenetv1", "MobileNetV1",
         {"num_classes": 10, "strides": [1, 2], "channels": [8, 16]}, "f32[1,16,16,3]",
