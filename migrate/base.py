@@ -17,6 +17,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.api import TODO_PREFIX
+from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.layers import DEPENDENCIES as LAYER_DEPENDENCIES
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.lifted import DEPENDENCIES as LIFTED_DEPENDENCIES
@@ -111,6 +112,9 @@ class MigrationState:
     root_classes: set[str] = field(default_factory=set)
     # Transformed names of the other files being migrated (project.py).
     project: "ProjectIndex | None" = None
+    # Names that certainly hold an initializer flaxify rewrites (bindings.py):
+    # `w_init=NAME` passes them through.
+    initializer_names: frozenset[str] = frozenset()
 
 
 def choose_aliases(tree: cst.Module) -> tuple[str, str]:
@@ -266,6 +270,8 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
         the import table instead: with ``import haiku as hk``, ``hk.pad.same`` is
         ``haiku.pad.same``. Names the imports do not bind resolve to None.
         """
+        if isinstance(node, cst.Name) and node.value in self.state.initializer_names:
+            return BOUND_INITIALIZER  # its binding is rewritten where it stands
         dotted = _dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else ""
         head, _, rest = dotted.partition(".")
         bound = self._imports().get(head)

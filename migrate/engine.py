@@ -37,6 +37,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
+from flaxify.migrate.bindings import initializer_names
 from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, import_table, user_defined_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
@@ -77,6 +78,7 @@ def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) 
     context = CodemodContext(filename=path)
     context.scratch[STATE_KEY] = MigrationState(*choose_aliases(tree), user_names=user_defined_names(tree), project=project)
     state = context.scratch[STATE_KEY]
+    state.initializer_names = initializer_names(tree, import_table(tree), nn=state.nn, jnp=state.jnp)
     for command in PIPELINE:
         if command.wanted(source, state):
             tree = command(context).transform_module(tree)

@@ -17,7 +17,7 @@ import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
-from flaxify.migrate import batch_apply, lifted, recurrent, utilities
+from flaxify.migrate import batch_apply, lifted, prng, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite
 
@@ -60,6 +60,15 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             # An emitted helper of the same name and signature (recurrent.py, batch_apply.py).
             name = cst.Name(qualname.rsplit(".", 1)[-1])
             return self.apply_rewrite(Rewrite(updated_node.with_changes(func=name)), qualname, updated_node)
+        if qualname is not None and qualname.startswith("haiku.initializers."):
+            # Anywhere, module scopes included: `init = hk.initializers.X(...)`
+            # bindings are rewritten where they stand (bindings.py).
+            result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+            return self.apply_rewrite(result, qualname, updated_node)
+        if qualname == prng.QUALNAME:
+            # The exact key-sequence helper (prng.py), inside module methods and out.
+            key_sequence = Rewrite(updated_node.with_changes(func=cst.Name(prng.CLASS_NAME)))
+            return self.apply_rewrite(key_sequence, qualname, updated_node)
         if self._module_scope():
             return updated_node
         if self.is_haiku_module_class(qualname) and id(original_node) not in self._called_at_once:
@@ -67,9 +76,6 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
                 updated_node, qualname, name=None, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling  # type: ignore[arg-type]
             )
             return self.apply_rewrite(result, qualname, updated_node)  # type: ignore[arg-type]
-        if qualname is not None and qualname.startswith("haiku.initializers."):
-            result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
-            return self.apply_rewrite(result, qualname, updated_node)
         if id(original_node.func) in self._called_at_once:
             return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node

@@ -54,6 +54,7 @@ from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
+from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
 from flaxify.migrate import layers_batchnorm, lifted, rng, state, utilities
@@ -486,7 +487,10 @@ class ConvertModulesCommand(FlaxifyCommand):
         if args is None or "init" not in args or "shape" not in args:
             self.todo("hk.get_parameter", "no init= given (or arguments not understood); pass an initializer to self.param")
             return updated
-        init_qualname = self.qualname_of(_bind(original, ("name", "shape", "dtype", "init"))["init"])  # type: ignore[index]
+        init_node = _bind(original, ("name", "shape", "dtype", "init"))["init"]  # type: ignore[index]
+        init_qualname = self.resolve_spelling(init_node) if isinstance(init_node, cst.Name) else None
+        if init_qualname != BOUND_INITIALIZER:  # a name bound to an initializer (bindings.py) passes through
+            init_qualname = self.qualname_of(init_node)
         init = rewrite_initializer(
             args["init"], init_qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling
         )
