@@ -125,10 +125,10 @@ def _batches(shape: tuple[int, ...], dtype: Any) -> list[jax.Array]:
 
 def _calls(name: str, hk_net: Any, fx_net: Any) -> tuple[Any, Any, Any, Any]:
     """Jitted Haiku and Flax init/apply with the training flag static (vmapped over replicas for cross_replica)."""
-    hk_init = lambda x: hk_net.init(jax.random.PRNGKey(0), x, True)  # noqa: E731
-    fx_init = lambda x: fx_net.init(jax.random.PRNGKey(0), x, True)  # noqa: E731
-    hk_apply = lambda p, s, x, t: hk_net.apply(p, s, None, x, t)  # noqa: E731
-    fx_apply = lambda v, x, t: fx_net.apply(v, x, t, mutable=["batch_stats"])  # noqa: E731
+    hk_init = lambda x: hk_net.init(jax.random.PRNGKey(0), x, True)
+    fx_init = lambda x: fx_net.init(jax.random.PRNGKey(0), x, True)
+    hk_apply = lambda p, s, x, t: hk_net.apply(p, s, None, x, t)
+    fx_apply = lambda v, x, t: fx_net.apply(v, x, t, mutable=["batch_stats"])
     if name == "cross_replica_net":  # state and params replicated, the batch statistics averaged over "i"
         hk_init = jax.vmap(hk_init, axis_name="i")
         fx_init = jax.vmap(fx_init, axis_name="i")
@@ -141,8 +141,11 @@ def _mapped(params: Any, state: Any, template: Any, name: str) -> dict[str, Any]
     """Haiku variables on the Flax tree, through the checker's own mapping (one replica at a time)."""
     if name != "cross_replica_net":
         return map_params(params, state, template, root_is_module=False)
-    first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
-    mapped = [map_params(jax.tree.map(lambda a: a[r], params), jax.tree.map(lambda a: a[r], state), first(template), root_is_module=False) for r in range(2)]
+
+    def replica(tree: Any, r: int) -> Any:
+        return jax.tree.map(lambda a: a[r], tree)
+
+    mapped = [map_params(replica(params, r), replica(state, r), replica(template, 0), root_is_module=False) for r in range(2)]
     return jax.tree.map(lambda *leaves: np.stack(leaves), *mapped)
 
 
@@ -197,8 +200,8 @@ def test_haiku_mobilenet_migrates_without_todos() -> None:
     """``hk.nets.MobileNetV1``'s BatchNorms and depthwise convs need no TODO (its check: test_realworld_haiku_nets)."""
     path = Path(hk.__file__).resolve().parent / "_src" / "nets" / "mobilenetv1.py"
     # The fork edit the file prescribes: its `class hk:` shim over private modules -> `import haiku as hk`.
-    forked = re.sub(r"# If you are forking.*?\ndel [^\n]*\n", "import haiku as hk\n", path.read_text(), flags=re.S)
-    forked = re.sub(r"^from haiku\._src import \w+\n", "", forked, flags=re.M)
+    forked = re.sub(r"# If you are forking.*?\ndel [^\n]*\n", "import haiku as hk\n", path.read_text(), flags=re.DOTALL)
+    forked = re.sub(r"^from haiku\._src import \w+\n", "", forked, flags=re.MULTILINE)
     result = migrate_source(forked.encode(), str(path))
     assert result.todos == (), result.todos
     assert "BatchNorm(create_scale=True, create_offset=True, decay_rate=0.999" in result.source.decode()
