@@ -112,16 +112,7 @@ class Analysis:
     # --- name resolution -----------------------------------------------------------
     def qualify(self, fn: FunctionInfo | None, module: ModuleInfo, node: ast.expr) -> str | None:
         """Qualified name of ``node`` unless its root name is a local of ``fn``."""
-        root = node
-        while isinstance(root, ast.Attribute):
-            root = root.value
-        if isinstance(root, ast.Name) and fn is not None:
-            scope: FunctionInfo | None = fn
-            while scope is not None:
-                if root.id in scope.locals:
-                    return None
-                scope = scope.parent
-        return module.imports.qualname(node)
+        return qualify(fn, module, node)
 
     def resolve(self, node: ast.expr, scope: FunctionInfo | None, module: ModuleInfo) -> _Target | None:
         """The project function an expression denotes (a name, ``self.m``, ``mod.f``, partial, lambda)."""
@@ -168,8 +159,8 @@ class Analysis:
             return cls.methods[name]
         if depth > 10:
             return None
-        for base in cls.node.bases:
-            found = self.project.lookup(cls.module.imports.qualname(base) or "", cls.module)
+        for base in cls.bases:
+            found = self.project.lookup(base or "", cls.module)
             if isinstance(found, ClassInfo):
                 method = self.method_of(found, name, depth + 1)
                 if method:
@@ -181,8 +172,7 @@ class Analysis:
         if cls.resolved or depth > 10:
             return cls.framework
         cls.resolved = True
-        for base in cls.node.bases:
-            qualname = cls.module.imports.qualname(base)
+        for qualname in cls.bases:
             if qualname is None:
                 continue
             kind = {LINEN_MODULE: "linen", NNX_MODULE: "nnx", HAIKU_MODULE: "haiku"}.get(qualname)
@@ -196,13 +186,14 @@ class Analysis:
 
     # --- seeding -----------------------------------------------------------------------
     def _seed_module(self, module: ModuleInfo) -> None:
-        for fn in module.all_functions:
-            if not isinstance(fn.node, ast.Lambda):
-                self._seed_decorators(fn)
-            for call in fn.calls:
-                self._seed_call(call, fn, module, None)
-        for call in module.module_calls:
-            self._seed_call(call, None, module, None)
+        if module.may_seed:
+            for fn in module.all_functions:
+                if not isinstance(fn.node, ast.Lambda):
+                    self._seed_decorators(fn)
+                for call in fn.calls:
+                    self._seed_call(call, fn, module, None)
+            for call in module.module_calls:
+                self._seed_call(call, None, module, None)
         for cls in _all_classes(module):
             self._seed_class(cls)
 
@@ -221,24 +212,15 @@ class Analysis:
 
     def _decorator_spec(self, deco: ast.expr, scope: FunctionInfo | None, module: ModuleInfo
                         ) -> tuple[Transform | None, list[ast.keyword]]:
-        if isinstance(deco, ast.Call):
-            name = self.qualify(scope, module, deco.func)
-            if name in PARTIALS and deco.args:
-                return TRANSFORMS.get(self.qualify(scope, module, deco.args[0]) or ""), deco.keywords
-            return TRANSFORMS.get(name or ""), deco.keywords
-        return TRANSFORMS.get(self.qualify(scope, module, deco) or ""), []
+        return decorator_spec(deco, scope, module)
 
     def _seed_call(self, call: ast.Call, scope: FunctionInfo | None, module: ModuleInfo,
                    outer: Context | None) -> bool:
         """Reaches the callables passed to a transform call; True if ``call`` is one."""
-        func = call.func
-        last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-        if last in CUSTOM_RULE_ATTRS and isinstance(func, ast.Attribute):
+        if _custom_rule_call(call):
             self._seed_custom_rules(call, scope, module, outer)
             return True
-        if last not in LAST_NAMES:
-            return False
-        spec = TRANSFORMS.get(self.qualify(scope, module, func) or "")
+        spec = _call_spec(call, scope, module)
         if spec is None:
             return False
         for arg in _slot_args(call, spec):
@@ -381,11 +363,10 @@ class Analysis:
 
     def _item_summary(self, caller: FunctionInfo, call: ast.Call) -> tuple[Taint, ...] | None:
         target = self.resolve(call.func, caller, caller.module)
-        tuples = _tuple_returns(target.fn) if target is not None and not target.fn.is_generator else None
-        if target is None or not tuples:
+        if target is None or target.fn.is_generator or target.fn.tuple_width is None:
             return None
         self._callers.setdefault(target.fn, set()).add(caller)
-        width = len(tuples[0].elts)
+        width = target.fn.tuple_width
         return self.tuple_returns.get(target.fn, (Taint.NONE,) * width)
 
     def _process(self, ctx: Context) -> None:
@@ -460,6 +441,63 @@ class Analysis:
         closure = dict(outer.closure)
         closure.update(env.names)
         return closure, outer.inner | outer.fn.locals
+
+
+def qualify(fn: FunctionInfo | None, module: ModuleInfo, node: ast.expr) -> str | None:
+    """Qualified name of ``node`` unless its root name is a local of ``fn`` (needs no other module)."""
+    root = node
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if isinstance(root, ast.Name) and fn is not None:
+        scope: FunctionInfo | None = fn
+        while scope is not None:
+            if root.id in scope.locals:
+                return None
+            scope = scope.parent
+    return module.imports.qualname(node)
+
+
+def decorator_spec(deco: ast.expr, scope: FunctionInfo | None, module: ModuleInfo
+                   ) -> tuple[Transform | None, list[ast.keyword]]:
+    """The transformation a decorator applies (``@jax.jit``, ``@partial(jax.jit, ...)``) and its options."""
+    if isinstance(deco, ast.Call):
+        name = qualify(scope, module, deco.func)
+        if name in PARTIALS and deco.args:
+            return TRANSFORMS.get(qualify(scope, module, deco.args[0]) or ""), deco.keywords
+        return TRANSFORMS.get(name or ""), deco.keywords
+    return TRANSFORMS.get(qualify(scope, module, deco) or ""), []
+
+
+def _custom_rule_call(call: ast.Call) -> bool:
+    """``f.defvjp(...)`` and friends."""
+    return isinstance(call.func, ast.Attribute) and call.func.attr in CUSTOM_RULE_ATTRS
+
+
+def _call_spec(call: ast.Call, scope: FunctionInfo | None, module: ModuleInfo) -> Transform | None:
+    """The transformation ``call`` applies to the callables passed to it (``jax.jit(f)``), if any."""
+    func = call.func
+    last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if last not in LAST_NAMES:
+        return None  # a cheap filter before resolving imports
+    return TRANSFORMS.get(qualify(scope, module, func) or "")
+
+
+def has_seed_sites(module: ModuleInfo) -> bool:
+    """False when seeding ``module``'s functions and module-level calls cannot reach anything.
+
+    Mirrors :meth:`Analysis._seed_module` up to the point where it needs other modules: a
+    transformation decorator, a call to a transformation, or ``f.defvjp(...)``. Reads only this
+    module, so ``-j`` workers compute it where the tree is, and the main process skips the rest.
+    """
+    for fn in module.all_functions:
+        if not isinstance(fn.node, ast.Lambda):
+            for deco in fn.node.decorator_list:
+                if (isinstance(deco, ast.Attribute) and deco.attr in CUSTOM_RULE_ATTRS) or decorator_spec(
+                        deco, fn.parent, module)[0] is not None:
+                    return True
+        if any(_custom_rule_call(call) or _call_spec(call, fn, module) for call in fn.calls):
+            return True
+    return any(_custom_rule_call(call) or _call_spec(call, None, module) for call in module.module_calls)
 
 
 def _tuple_returns(fn: FunctionInfo) -> list[ast.Tuple] | None:

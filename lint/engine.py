@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flaxify.lint.analysis import Analysis, Context
 from flaxify.lint.model import Finding
-from flaxify.lint.project import ModuleInfo, Project, index_module
+from flaxify.lint.project import ModuleInfo, Project, index_module, release
 from flaxify.lint.rule import ModuleContext, Rule, TracedContext
 from flaxify.lint.rules import RULES
 from flaxify.lint.settings import LintSettings
@@ -93,21 +93,41 @@ def lint_sources(files: list[SourceFile], settings: LintSettings) -> LintResult:
 
 def _lint(files: list[SourceFile], settings: LintSettings) -> LintResult:
     modules, errors = parse(files)
-    return lint_modules(modules, errors, settings, len(files))
+    try:
+        return lint_modules(modules, errors, settings, len(files))
+    finally:
+        release(modules)
 
 
 def lint_modules(modules: list[ModuleInfo], errors: list[Finding], settings: LintSettings, count: int) -> LintResult:
-    """Analyses parsed modules as one project and runs the rules (``-j`` parses elsewhere, then calls this)."""
+    """Analyses parsed modules as one project and runs the rules."""
     rules = active_rules(settings)
     analysis = Analysis(Project(modules))
     analysis.run()
     raw: list[Finding] = []
     internal: list[str] = []
     for module in modules:
-        _guarded(internal, module.display, run_module_rules, module, analysis, rules, raw)
+        module_findings(module, analysis, rules, raw, internal)
+    traced_findings(analysis, rules, raw, internal)
+    return finish(modules, raw, internal, errors, settings, count)
+
+
+def module_findings(module: ModuleInfo, analysis: Analysis, rules: list[Rule], raw: list[Finding],
+                    internal: list[str]) -> None:
+    """The module-scope rules on one file (its share of the raw findings; ``-j`` runs these anywhere)."""
+    _guarded(internal, module.display, run_module_rules, module, analysis, rules, raw)
+
+
+def traced_findings(analysis: Analysis, rules: list[Rule], raw: list[Finding], internal: list[str]) -> None:
+    """The traced-scope rules on every traced function, in the order the analysis reached them."""
     traced_rules = [r for r in rules if r.SCOPE == "traced"]
     for context in analysis.contexts.values():
         _guarded(internal, context.fn.module.display, run_traced_rules, context, analysis, traced_rules, raw)
+
+
+def finish(modules: list[ModuleInfo], raw: list[Finding], internal: list[str], errors: list[Finding],
+           settings: LintSettings, count: int) -> LintResult:
+    """Dedupes raw findings (first one wins), applies ignores and ``noqa``, adds parse errors, sorts."""
     by_path = {m.display: m for m in modules}
     findings = [f for f in _dedupe(raw) if _kept(f, by_path.get(f.path), settings)]
     findings.extend(errors)

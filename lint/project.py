@@ -21,6 +21,27 @@ from flaxify.lint.names import ImportMap
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 
+# The fields that hold syntax trees. ``-j`` ships the index between processes without them (a
+# *summary*: names, scopes, imports); the first read of one of them re-parses the file (see
+# ``ModuleInfo.materialize``), so code that only resolves names never pays for a parse.
+_MODULE_TREES = frozenset({"tree", "by_node", "module_calls", "loops", "import_nodes"})
+_MODULE_DROPPED = _MODULE_TREES | {"source", "_lines"}  # the receiver already holds every source
+_CLASS_TREES = frozenset({"node", "fields"})
+_FUNCTION_TREES = frozenset({"node", "calls", "returns", "facts"})
+
+
+def _summary_state(obj: object, dropped: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in obj.__dict__.items() if k not in dropped}
+
+
+def _materialized_attribute(obj: object, module: ModuleInfo | None, name: str) -> Any:
+    """``name`` of a summary object, after re-parsing its module; AttributeError when that does not help."""
+    if module is not None and "tree" not in module.__dict__ and "source" in module.__dict__:
+        module.materialize()
+        if name in obj.__dict__:
+            return obj.__dict__[name]
+    raise AttributeError(name)
+
 
 @dataclass(eq=False)
 class ClassInfo:
@@ -32,10 +53,21 @@ class ClassInfo:
     fields: dict[str, ast.expr | None] = field(default_factory=dict)  # annotated class attributes
     framework: str | None = None  # "linen", "nnx", "haiku" or None, filled lazily
     resolved: bool = False
+    name: str = field(init=False)
+    # Qualified name of each base (None when not rooted in an import), read once the whole module
+    # is indexed: base classes resolve by name without touching the tree.
+    bases: tuple[str | None, ...] = field(init=False, default=())
 
-    @property
-    def name(self) -> str:
-        return self.node.name
+    def __post_init__(self) -> None:
+        self.name = self.node.name
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _summary_state(self, _CLASS_TREES)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _CLASS_TREES:
+            raise AttributeError(name)
+        return _materialized_attribute(self, self.__dict__.get("module"), name)
 
 
 @dataclass(eq=False)
@@ -56,29 +88,32 @@ class FunctionInfo:
     is_generator: bool = False
     # (target, value, how): how is "assign", "aug", "iter" (for/comprehension) or "with".
     facts: list[tuple[ast.expr, ast.expr, str]] = field(default_factory=list)
+    # Read from the tree once, so that resolving a call to this function needs no tree.
+    name: str = field(init=False)
+    positional: list[str] = field(init=False)
+    is_method: bool = field(init=False)
+    # Width of the tuple every ``return`` builds; None unless all returns are same-width tuple displays.
+    tuple_width: int | None = field(init=False, default=None)
 
-    @property
-    def name(self) -> str:
-        return getattr(self.node, "name", "<lambda>")
+    def __post_init__(self) -> None:
+        node = self.node
+        self.name = getattr(node, "name", "<lambda>")
+        self.positional = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+        self.is_method = self.cls is not None and not isinstance(node, ast.Lambda) and not any(
+            isinstance(deco, ast.Name) and deco.id == "staticmethod" for deco in node.decorator_list)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _summary_state(self, _FUNCTION_TREES)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _FUNCTION_TREES:
+            raise AttributeError(name)
+        return _materialized_attribute(self, self.__dict__.get("module"), name)
 
     @property
     def params(self) -> list[ast.arg]:
         args = self.node.args
         return [*args.posonlyargs, *args.args, *args.kwonlyargs]
-
-    @property
-    def positional(self) -> list[str]:
-        args = self.node.args
-        return [a.arg for a in (*args.posonlyargs, *args.args)]
-
-    @property
-    def is_method(self) -> bool:
-        if self.cls is None or isinstance(self.node, ast.Lambda):
-            return False
-        for deco in self.node.decorator_list:
-            if isinstance(deco, ast.Name) and deco.id == "staticmethod":
-                return False
-        return True
 
     def location(self) -> str:
         return f"{self.module.display}:{self.node.lineno}"
@@ -97,13 +132,53 @@ class ModuleInfo:
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     all_functions: list[FunctionInfo] = field(default_factory=list)
+    all_classes: list[ClassInfo] = field(default_factory=list)  # every class statement, in source order
     by_node: dict[int, FunctionInfo] = field(default_factory=dict)
     module_calls: list[ast.Call] = field(default_factory=list)
     module_assigned: dict[str, int] = field(default_factory=dict)  # name -> times bound
     loops: list[ast.For | ast.AsyncFor | ast.While] = field(default_factory=list)
     import_nodes: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
+    # False when no decorator or call here can start a traced region (``-j`` computes it per file, so
+    # the project-wide analysis skips those bodies); classes are seeded either way.
+    may_seed: bool = True
     _lines: list[str] | None = None
     _rebound: frozenset[str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A summary: everything but the trees and the source (which every process already holds)."""
+        return _summary_state(self, _MODULE_DROPPED)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _MODULE_TREES:
+            raise AttributeError(name)
+        return _materialized_attribute(self, self, name)
+
+    @property
+    def materialized(self) -> bool:
+        """True when this module holds its syntax tree (always, except for an unread ``-j`` summary)."""
+        return "tree" in self.__dict__
+
+    def materialize(self) -> None:
+        """Gives a summary its trees back: parses the source again and grafts the nodes in place.
+
+        The summary's FunctionInfo and ClassInfo objects stay the same objects (the analysis keys
+        dictionaries by them); indexing is deterministic, so the n-th function of the fresh index is
+        the n-th of the summary.
+        """
+        if self.materialized:
+            return
+        fresh = index_module(self.path, self.display, self.source, ast.parse(self.source, filename=self.display))
+        if [f.qualname for f in fresh.all_functions] != [f.qualname for f in self.all_functions] or len(
+                fresh.all_classes) != len(self.all_classes):
+            raise RuntimeError(f"{self.display}: the file indexes differently than when it was summarised")
+        self.tree, self.module_calls = fresh.tree, fresh.module_calls
+        self.loops, self.import_nodes = fresh.loops, fresh.import_nodes
+        self.by_node = {}
+        for mine, new in zip(self.all_functions, fresh.all_functions):
+            mine.node, mine.calls, mine.returns, mine.facts = new.node, new.calls, new.returns, new.facts
+            self.by_node[id(new.node)] = mine
+        for cls, new_cls in zip(self.all_classes, fresh.all_classes):
+            cls.node, cls.fields = new_cls.node, new_cls.fields
 
     @property
     def rebound_globals(self) -> frozenset[str]:
@@ -211,6 +286,7 @@ class _Indexer:
         for expr in (*node.decorator_list, *node.bases, *(k.value for k in node.keywords)):
             self.visit(expr)
         info = ClassInfo(node, self.module)
+        self.module.all_classes.append(info)
         if self.func is None and self.cls is None:
             self.module.classes[node.name] = info
             self._bind_module_name(node.name)
@@ -354,7 +430,37 @@ def index_module(path: Path, display: str, source: str, tree: ast.Module) -> Mod
     name, is_package = module_name(path)
     module = ModuleInfo(path, display, name, tree, source, ImportMap(name, is_package))
     _Indexer(module).run()
+    # Both read the finished import map (an import may follow the class or function that uses it).
+    for cls in module.all_classes:
+        cls.bases = tuple(module.imports.qualname(base) for base in cls.node.bases)
+    for fn in module.all_functions:
+        fn.tuple_width = _tuple_width(fn.returns)
     return module
+
+
+def release(modules: list[ModuleInfo]) -> None:
+    """Breaks the module <-> function <-> class reference cycles of a finished run.
+
+    Reference counting then frees the trees at once, while the cyclic GC is still off; left as
+    cycles, they would cost the next collection a scan of millions of nodes (about a quarter of a
+    run on the jax package). Nothing may use ``modules`` afterwards.
+    """
+    for module in modules:
+        for fn in module.all_functions:
+            fn.__dict__.clear()
+        for cls in module.all_classes:
+            cls.__dict__.clear()
+        module.__dict__.clear()
+
+
+def _tuple_width(values: list[ast.expr]) -> int | None:
+    """The width when every value is a tuple display of one width without ``*``; else None."""
+    if not values or not all(isinstance(v, ast.Tuple) for v in values):
+        return None
+    widths = {len(v.elts) for v in values}  # type: ignore[attr-defined]
+    if len(widths) != 1 or any(isinstance(e, ast.Starred) for v in values for e in v.elts):  # type: ignore[attr-defined]
+        return None
+    return widths.pop()
 
 
 class Project:
