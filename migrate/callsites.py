@@ -36,6 +36,10 @@ becomes::
 ``mutable=list(state)`` returns every state collection, updated or not, so
 ``state`` keeps its structure as Haiku's did.
 
+A literal ``None`` for the parameters of ``apply`` (a model without any) adds no
+``"params"`` entry, a ``None`` key for ``init`` becomes ``{}`` (no RNG streams),
+and ``_, state = net.init(...)`` pops ``"params"`` with a default.
+
 With ``hk.multi_transform`` each apply function is a method of the model:
 ``net.apply["encode"](params, rng, x)`` becomes ``net.apply({"params": params},
 x, method="encode")``; ``net.apply[KEY]`` used as a value and the tuple form's
@@ -100,7 +104,10 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         first = cst.SimpleStatementLine(
             [cst.Assign([cst.AssignTarget(state)], call)], leading_lines=updated_node.leading_lines
         )
-        pop = cst.parse_expression(f'{_code(state)}.pop("params")')
+        # `_, state = net.init(None, ...)` (EMAParamsTree's documented use): a model without
+        # parameters, whose Flax init returns no "params" collection.
+        default = ", {}" if m.matches(params, m.Name("_")) else ""
+        pop = cst.parse_expression(f'{_code(state)}.pop("params"{default})')
         second = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(params)], pop)])
         return cst.FlattenSentinel([first, second])
 
@@ -206,6 +213,9 @@ class RewriteInitApplyCommand(FlaxifyCommand):
 
     def _init(self, original: cst.Call, call: cst.Call, info: TransformInfo) -> cst.BaseExpression:
         args = list(call.args)
+        if args and args[0].keyword is None and m.matches(args[0].value, m.Name("None")):
+            # Haiku's init runs without a key until something draws one; Flax's, given no streams.
+            args[0] = args[0].with_changes(value=cst.Dict([]))
         if args and args[0].keyword is None and isinstance(args[0].value, cst.Integer):
             self.need_import(JAX_IMPORT)
             key = cst.parse_expression(f"jax.random.PRNGKey({args[0].value.value})")
@@ -251,7 +261,9 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         rng: cst.BaseExpression | None = None
         if info.apply_rng:
             rng = positional.pop(0).value if positional else keywords.pop("rng").value if "rng" in keywords else None
-        elements = [cst.DictElement(cst.SimpleString('"params"'), params)]
+        # `apply(None, ...)`: a model without parameters (Flax rejects a None collection).
+        no_params = m.matches(params, m.Name("None"))
+        elements = [] if no_params else [cst.DictElement(cst.SimpleString('"params"'), params)]
         if state is not None:
             elements.append(cst.StarredDictElement(state))
         variables = cst.Dict(elements)

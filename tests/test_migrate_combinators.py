@@ -182,3 +182,37 @@ def test_multi_transform_init_must_forward_its_parameters_unchanged() -> None:
     assert "net = AE()" in text and "def forwarding_def" not in text
     assert [todo.construct for todo in result.todos] == ["hk.multi_transform"]
     assert "other = hk.without_apply_rng(hk.multi_transform(reordering_lambda))" in text
+
+
+EMA_PROGRAM = textwrap.dedent(
+    '''
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+
+    network = hk.without_apply_rng(hk.transform(lambda x: hk.nets.MLP([4, 2])(x)))
+    ema_fn = hk.transform_with_state(lambda p: hk.EMAParamsTree(0.2)(p))
+
+
+    def polyak(params, x, steps=3):
+        _, ema_state = ema_fn.init(None, params)
+        for _ in range(steps):
+            params = jax.tree.map(lambda p: p * 0.5 + 1.0, params)
+            ema_params, ema_state = ema_fn.apply(None, ema_state, None, params)
+        return network.apply(ema_params, x)
+    '''
+)
+
+
+def test_ema_params_tree_documented_program_runs_the_same(tmp_path: Path) -> None:
+    """Haiku's own EMAParamsTree example (param-less transform_with_state, init/apply with None)."""
+    hk_mod, fx_mod = _pair(EMA_PROGRAM, tmp_path, "ema_program")
+    x = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    hk_params = hk_mod.network.init(jax.random.PRNGKey(0), x)
+    fx_params = {
+        "mlp": {
+            layer: {"kernel": hk_params[f"mlp/~/{layer}"]["w"], "bias": hk_params[f"mlp/~/{layer}"]["b"]}
+            for layer in ("linear_0", "linear_1")
+        }
+    }
+    np.testing.assert_array_equal(hk_mod.polyak(hk_params, x), fx_mod.polyak(fx_params, x))
