@@ -45,7 +45,7 @@ def _rows(run: Any, plan: MappingPlan, seeds: int) -> list[InitRow]:
     def fx_init(key: jax.Array) -> Any:
         rngs = {"params": key, "dropout": key}
         trees = [run.module.init(rngs, *p.inputs, method=p.flax_name, **run.init_kwargs(p)) for p in run.pairs]
-        return merge_trees(trees)["params"]
+        return merge_trees(trees).get("params", {})  # a state-only model has no "params"
 
     # One compiled, vmapped init per library: drawing seeds one by one would be ~seeds times slower.
     hk_params = jax.device_get(jax.jit(jax.vmap(hk_init))(keys))

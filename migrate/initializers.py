@@ -67,6 +67,33 @@ def default_kernel_init(nn: str = "nn") -> str:
     return DEFAULT_KERNEL_INIT.format(nn=nn)
 
 
+#: What a resolver reports for a module field that, after migration, holds a
+#: Flax initializer or None (``init_fields.py``): a layer slot given one keeps
+#: Haiku's "None means the layer's default" with :func:`field_or_default`.
+FIELD_INITIALIZER = "<flaxify: initializer field>"
+
+#: Haiku's default for an initializer slot, in Flax, by the Flax keyword, where
+#: every Haiku layer that fills the slot agrees (biases and offsets start at
+#: zero, scales at one, Linear/Conv/MLP weights at ``DEFAULT_KERNEL_INIT``).
+_SLOT_DEFAULTS = {
+    "bias_init": "{nn}.initializers.zeros",
+    "scale_init": "{nn}.initializers.ones",
+    "kernel_init": DEFAULT_KERNEL_INIT,
+}
+
+
+def field_or_default(field: str, flax_key: str, default: str | None, *, nn: str = "nn") -> str | None:
+    """``field if field is not None else <Haiku's default>``, or None when that default is unknown.
+
+    ``default`` is the layer's own Haiku default in Flax (it wins); without it
+    the slot's common default is used.
+    """
+    fallback = default or _SLOT_DEFAULTS.get(flax_key, "").format(nn=nn)
+    if not fallback:
+        return None
+    return f"{field} if {field} is not None else {fallback}"
+
+
 def _lambda(params: tuple[str, str, str], body: str, jnp: str) -> str:
     key, shape, dtype = params
     return f"lambda {key}, {shape}, {dtype}={jnp}.float32: {body}"
@@ -276,4 +303,4 @@ def _rewrite_lambda(expr: cst.Lambda, resolver: Resolver | None) -> Rewrite | Un
     return Rewrite(expr.with_changes(params=new_params, body=body))
 
 
-__all__ = ["DEFAULT_KERNEL_INIT", "default_kernel_init", "rewrite_initializer"]
+__all__ = ["DEFAULT_KERNEL_INIT", "FIELD_INITIALIZER", "default_kernel_init", "field_or_default", "rewrite_initializer"]

@@ -28,7 +28,7 @@ the last row while ``nn.Embed`` returns NaN; both document such ids as invalid.
 
 from __future__ import annotations
 
-from flaxify.migrate.initializers import default_kernel_init, rewrite_initializer
+from flaxify.migrate.initializers import FIELD_INITIALIZER, default_kernel_init, field_or_default, rewrite_initializer
 from flaxify.migrate.layers_common import (
     Bound,
     Ctx,
@@ -39,6 +39,7 @@ from flaxify.migrate.layers_common import (
     is_simple_ref,
     literal,
     name_arg,
+    resolve,
 )
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported, merge_imports
 
@@ -61,6 +62,15 @@ def init_arg(
     """
     if haiku_key not in bound or literal(bound[haiku_key]) is None:
         return ([(flax_key, default)] if default else [], ())
+    if resolve(bound[haiku_key], ctx.resolver) == FIELD_INITIALIZER:
+        # A module field holding a Flax initializer or None (init_fields.py).
+        chosen = field_or_default(code(bound[haiku_key]), flax_key, default, nn=ctx.nn)
+        if chosen is not None:
+            return [(flax_key, chosen)], ()
+        return Unsupported(
+            f"{haiku_key}: `{code(bound[haiku_key])}` is a field that may be None (the layer's default), and "
+            f"flaxify does not know this layer's default for {flax_key}: pass an initializer explicitly"
+        )
     result = rewrite_initializer(bound[haiku_key], None, nn=ctx.nn, jnp=ctx.jnp, resolver=ctx.resolver)
     if isinstance(result, Unsupported):
         return Unsupported(f"{haiku_key}: {result.reason}")

@@ -56,8 +56,9 @@ from libcst.metadata import QualifiedNameProvider
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
+from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import layers_batchnorm, lifted, rng, state, utilities
+from flaxify.migrate import layers_batchnorm, lifted, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code
@@ -97,6 +98,11 @@ class ClassPlan:
     has_layer_stack: bool = False
     # Keyword dicts spread into one layer (layer_configs.py): dict name -> its translated setdefault lines.
     layer_configs: dict[str, list[cst.SimpleStatementLine]] = field(default_factory=dict)
+    # Fields that only feed layers' initializer slots: Flax initializers or None (init_fields.py).
+    initializer_fields: InitializerFields = field(default_factory=InitializerFields)
+    # Properties creating a variable, made in setup() instead (properties.py), and their setup() code.
+    variable_properties: dict[str, properties.VariableProperty] = field(default_factory=dict)
+    property_setup: list[cst.BaseStatement] = field(default_factory=list)
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -110,6 +116,8 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._names: dict[int, str | None] = {}  # id(original construction call) -> Haiku name
         self._classes: list[str | None] = []  # stack: converting class name, or None
         self._method_ids: set[int] = set()  # direct methods of converting classes
+        self._method_stack: list[str] = []  # the converting class's methods being visited
+        self._value_writes: dict[int, str] = {}  # id(rewritten set_state) -> attribute holding its variable
         # Haiku constructions called on the spot (`hk.Linear(3)(x)`): rewritten
         # together with their call, whose arguments may belong to the constructor.
         self._called_at_once: set[int] = set()
@@ -170,6 +178,10 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._classes.append(node.name.value)
         self._method_ids.update(id(method) for method in _methods(node))
         self._find_state_and_batch_norms(node, plan)
+        if plan.init is not None:
+            plan.initializer_fields = find_initializer_fields(
+                node, [(f.name, f.default) for f in plan.init.fields], plan.init.renames, self._call_kind
+            )
         init = _method(node, "__init__")
         if init is not None:
             self._configs.update(find_layer_configs(list(init.body.body), self._config_spreads(init)))
@@ -177,6 +189,21 @@ class ConvertModulesCommand(FlaxifyCommand):
         for method in _methods(node):
             if method.name.value != "__init__":
                 self._find_depthwise_inputs(method)
+
+    def _call_kind(self, call: cst.Call) -> bool | str:
+        """True for a Haiku layer construction, "local" for a module class of this file, else False."""
+        if not isinstance(call.func, (cst.Name, cst.Attribute)):
+            return False
+        if self.local_name(call.func) is not None:
+            return "local"
+        return self.is_haiku_module_class(self.haiku_name(call.func))
+
+    def _layer_resolver(self):  # type: ignore[no-untyped-def]
+        """The resolver layer rewrites get: initializer fields resolve to ``FIELD_INITIALIZER``."""
+        if not self._converting() or not self._method_stack:
+            return self.resolve_spelling
+        in_init = self._method_stack[-1] == "__init__"
+        return self._plan().initializer_fields.resolver(self.resolve_spelling, in_init)
 
     def _find_state_and_batch_norms(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         for sub in _walk(node):
@@ -226,8 +253,18 @@ class ConvertModulesCommand(FlaxifyCommand):
     # -- naming -------------------------------------------------------------------
     def _name_constructions(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         per_method: dict[str, dict[int, str]] = {}
+        for method in _methods(node):  # first: properties creating a variable move to setup()
+            planned = properties.plan_property(method, node, self.haiku_name, self.resolve_spelling)
+            if planned is not None:  # its calls are rewritten (or kept) with the property as a whole
+                self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
+                if isinstance(planned, str):
+                    plan.todo_methods[method.name.value] = planned
+                else:
+                    plan.variable_properties[method.name.value] = planned
         for method in _methods(node):
             method_name = method.name.value
+            if method_name in plan.variable_properties or method_name in plan.todo_methods:
+                continue
             transparent = any(self.haiku_name(_decorator_target(d)) == "haiku.transparent" for d in method.decorators)
             namer = ScopeNamer()
             # A transparent method's children are named in its caller's scope:
@@ -241,7 +278,7 @@ class ConvertModulesCommand(FlaxifyCommand):
                     self._names.update({c.key: None for c in namer.constructions})
                     self._names.update(namer.names())
                     continue
-                plan.todo_methods[method_name] = _SCOPED_METHOD_REASON
+                plan.todo_methods[method_name] = properties.scoped_method_reason(method, _SCOPED_METHOD_REASON)
                 self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
                 continue
             self._names.update({c.key: None for c in namer.constructions})
@@ -282,9 +319,16 @@ class ConvertModulesCommand(FlaxifyCommand):
                 needs = True
             if isinstance(node.func, cst.Call) and self.is_haiku_module_class(self.haiku_name(node.func.func)):
                 self._called_at_once.add(id(node.func))
-            elif self.haiku_name(node.func) in VARIABLE_CALLS:
+            elif self.haiku_name(node.func) in VARIABLE_CALLS and not self._writes_held_state(node):
                 needs = True
         return needs
+
+    def _writes_held_state(self, call: cst.Call) -> bool:
+        """``hk.set_state`` on an entry setup() made (a state property): a ``.value`` write, no compact scope."""
+        if self.haiku_name(call.func) != "haiku.set_state" or not self._converting():
+            return False
+        held = self._plan().variable_properties.values()
+        return state.literal_name(call, state.SET_STATE) in {p.entry for p in held if p.kind == "state"}
 
     def _creates_variables(self, method: cst.FunctionDef) -> bool:
         """Haiku puts a method's own parameters in the module's bucket, not under ``~method``."""
@@ -400,6 +444,9 @@ class ConvertModulesCommand(FlaxifyCommand):
             self.todo("hk.set_state", "inside an expression; Haiku's init keeps the initial state: write it as a statement under `if not self.is_initializing():`")
             return updated
         result = self.apply_rewrite(state.rewrite_set_state(updated), qualname, updated)
+        held = next((p for p in self._plan().variable_properties.values() if p.kind == "state" and p.entry == name), None)
+        if held is not None and result is not updated and id(original) in self._statement_calls:
+            self._value_writes[id(result)] = held.attribute  # written through the variable setup() made
         if guard and result is not updated:
             self._guarded.add(id(result))
         return result
@@ -410,9 +457,12 @@ class ConvertModulesCommand(FlaxifyCommand):
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         body = updated_node.body
-        if len(body) == 1 and isinstance(body[0], cst.Expr) and id(body[0].value) in self._guarded:
-            return state.guarded(updated_node)
-        return updated_node
+        if len(body) != 1 or not isinstance(body[0], cst.Expr):
+            return updated_node
+        call = body[0].value
+        if id(call) in self._value_writes:
+            updated_node = updated_node.with_changes(body=[properties.value_write(self._value_writes[id(call)], call)])  # type: ignore[arg-type]
+        return state.guarded(updated_node) if id(call) in self._guarded else updated_node
 
     def _config_spreads(self, init: cst.FunctionDef) -> dict[str, cst.Call]:
         """``{name: call}`` for the Haiku layer constructions taking ``**name`` (names spread once)."""
@@ -437,7 +487,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         if isinstance(synthetic, str):
             return self.apply_rewrite(Unsupported(synthetic), qualname, updated)
         name = self._names[id(original)] if literal_name(config) is None else None
-        result = rewrite_layer(synthetic, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        result = rewrite_layer(synthetic, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self._layer_resolver())
         if isinstance(result, Unsupported):
             return self.apply_rewrite(result, qualname, updated)
         sig = LAYERS[qualname.rpartition(".")[2]][0]
@@ -460,7 +510,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._config_construction(original, updated, qualname)
         call = _without_name(updated) if name is not None else updated
         result = rewrite_layer(
-            call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling,
+            call, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self._layer_resolver(),
             inputs=self._depthwise_inputs.get(id(original)),
         )
         return self.apply_rewrite(result, qualname, updated)
@@ -474,11 +524,11 @@ class ConvertModulesCommand(FlaxifyCommand):
         constructor = _without_name(constructor) if name is not None else constructor
         whole = rewrite_layer_call(
             updated.with_changes(func=constructor), qualname, name=name, nn=self.state.nn, jnp=self.state.jnp,
-            resolver=self.resolve_spelling,
+            resolver=self._layer_resolver(),
         )
         if whole is not None:
             return self.apply_rewrite(whole, qualname, updated)
-        result = rewrite_layer(constructor, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        result = rewrite_layer(constructor, qualname, name=name, nn=self.state.nn, jnp=self.state.jnp, resolver=self._layer_resolver())
         return updated.with_changes(func=parenthesized(self.apply_rewrite(result, qualname, updated.func)))
 
 
@@ -520,10 +570,18 @@ class ConvertModulesCommand(FlaxifyCommand):
         return updated_node
 
     # -- the class itself -------------------------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if self._converting() and id(node) in self._method_ids:
+            self._method_stack.append(node.name.value)
+
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef):  # type: ignore[no-untyped-def]
         if not self._converting() or id(original_node) not in self._method_ids:
             return updated_node
+        self._method_stack.pop()
         plan = self._plans[self._classes[-1]]  # type: ignore[index]
+        prop = plan.variable_properties.get(updated_node.name.value)
+        if prop is not None:
+            return self._property_to_setup(plan, prop, updated_node)
         decorators = [d for d in updated_node.decorators if self.haiku_name(_decorator_target(d)) != "haiku.transparent"]
         reason = plan.todo_methods.get(updated_node.name.value)
         if reason is not None:
@@ -533,6 +591,16 @@ class ConvertModulesCommand(FlaxifyCommand):
         if kind is not None:
             decorators.insert(0, cst.Decorator(self.nn_attr(kind)))
         return updated_node.with_changes(decorators=decorators)
+
+    def _property_to_setup(self, plan: ClassPlan, prop: properties.VariableProperty, method: cst.FunctionDef):  # type: ignore[no-untyped-def]
+        """Moves a variable-creating property into setup(); what is left of it (or nothing)."""
+        built = properties.setup_code(prop, method, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
+        assert not isinstance(built, Unsupported), "plan_property built it once already"
+        self.need_nn()
+        for spec in built.imports:
+            self.need_import(spec)
+        plan.property_setup.extend(built.statements)
+        return built.kept if built.kept is not None else cst.RemovalSentinel.REMOVE
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef):  # type: ignore[no-untyped-def]
         name = self._classes.pop()
@@ -577,19 +645,27 @@ class ConvertModulesCommand(FlaxifyCommand):
                 original_init = _method(original, "__init__")
                 assert original_init is not None
                 setup = _updated_setup(original_init, statement, init)
-                body.extend(self._fields(init, statement, setup, has_docstring=_has_docstring(node)))
+                initializer_fields = self._plans[original.name.value].initializer_fields.names
+                body.extend(self._fields(init, statement, setup, has_docstring=_has_docstring(node), initializer_fields=initializer_fields))
             else:
                 body.append(statement)
-        return body
+        moved = self._plans[original.name.value].property_setup
+        return properties.add_to_setup(body, moved) if moved else body
 
     def _fields(
-        self, init: InitPlan, old: cst.FunctionDef, setup: list[cst.BaseStatement], *, has_docstring: bool
+        self,
+        init: InitPlan,
+        old: cst.FunctionDef,
+        setup: list[cst.BaseStatement],
+        *,
+        has_docstring: bool,
+        initializer_fields: frozenset[str] = frozenset(),
     ) -> list[cst.BaseStatement]:
         out: list[cst.BaseStatement] = []
         if init.docstring is not None and not has_docstring:
             out.append(init.docstring)
-        fields = [self._field(item) for item in init.fields if not item.kw_only]
-        keyword_only = [self._field(item) for item in init.fields if item.kw_only]
+        fields = [self._field(item, item.name in initializer_fields) for item in init.fields if not item.kw_only]
+        keyword_only = [self._field(item, item.name in initializer_fields) for item in init.fields if item.kw_only]
         if keyword_only:
             # Fields a subclass fixes: keyword-only, so they leave the positional order as it was.
             self.need_import(_DATACLASSES)
@@ -603,8 +679,11 @@ class ConvertModulesCommand(FlaxifyCommand):
             out.append(self._setup(init, setup))
         return out
 
-    def _field(self, item: Field) -> cst.SimpleStatementLine:
+    def _field(self, item: Field, takes_initializer: bool = False) -> cst.SimpleStatementLine:
         annotation = item.annotation
+        if annotation is not None and takes_initializer:
+            # The field now takes a Flax initializer (init_fields.py); say so in its type.
+            annotation = annotation.visit(_FlaxInitializerType(self.haiku_name, self.nn_attr("initializers")))
         if annotation is None:
             self.need_import(_ANY)
             annotation = cst.Name("Any")
@@ -639,6 +718,20 @@ class ConvertModulesCommand(FlaxifyCommand):
 
 _ANY = ImportSpec("typing", "Any", None)
 _DATACLASSES = ImportSpec("dataclasses", None, None)
+
+
+class _FlaxInitializerType(cst.CSTTransformer):
+    """``hk.initializers.Initializer`` -> ``nn.initializers.Initializer`` inside one annotation."""
+
+    def __init__(self, haiku_name, initializers: cst.Attribute) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.haiku_name = haiku_name
+        self.initializers = initializers
+
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        if self.haiku_name(original_node) == "haiku.initializers.Initializer":
+            return cst.Attribute(self.initializers, cst.Name("Initializer"))
+        return updated_node
 _RNG_AND_STATE = rng.KEY_CALLS | lifted.SELF_LIFTED | lifted.LAYER_STACK_CALLS | {"haiku.running_init", "haiku.dropout", "haiku.get_state", "haiku.set_state"}
 # Linen allows one compact method, and nn.compact_name_scope (the Linen twin of
 # Haiku's `~method/` scopes) attaches its scope to the caller's module when the

@@ -142,12 +142,7 @@ class NetCase:
 
 # xfail reasons: the construct at its line in the installed haiku/_src/nets file (dm-haiku 0.0.17) and the gap.
 CASES = (
-    NetCase(
-        "mlp", "MLP", {"output_sizes": [8, 4]}, "f32[2,6]", kwargs=None,
-        xfail="engine: mlp.py:80 `hk.Linear(..., w_init=w_init, b_init=b_init)` in a setup() loop: initializers "
-        "that arrive as constructor arguments (None or a Haiku initializer) -> TODO `w_init is not a known Haiku "
-        "initializer`, so the layers stay hk.Linear inside the Linen MLP (mlp.py:78's reassignment is ported)",
-    ),
+    NetCase("mlp", "MLP", {"output_sizes": [8, 4]}, "f32[2,6]", kwargs=None),
     NetCase("resnet", "ResNet18", {"num_classes": 10}, "f32[1,32,32,3]"),
     NetCase("resnet", "ResNet18", {"num_classes": 10, "resnet_v2": True}, "f32[1,32,32,3]"),
     NetCase(
@@ -157,15 +152,10 @@ CASES = (
     NetCase(
         "vqvae", "VectorQuantizer",
         {"embedding_dim": 4, "num_embeddings": 8, "commitment_cost": 0.25}, "f32[2,3,4]",
-        xfail="engine: vqvae.py:99 `@property embeddings` calls hk.get_parameter outside __call__ -> TODO `builds "
-        "parameters inline in a method other than __call__` and the property is left as Haiku",
     ),
     NetCase(
         "vqvae", "VectorQuantizerEMA",
         {"embedding_dim": 4, "num_embeddings": 8, "commitment_cost": 0.25, "decay": 0.9}, "f32[2,3,4]",
-        xfail="engine: vqvae.py:259 `@property embeddings` calls hk.get_state outside __call__ -> TODO `builds "
-        "parameters inline in a method other than __call__`, left as Haiku (vqvae.py:254/256 "
-        "hk.ExponentialMovingAverage itself is ported)",
     ),
 )
 
