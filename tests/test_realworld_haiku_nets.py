@@ -189,3 +189,24 @@ def test_migrated_net_equals_hk_nets(case: NetCase, migrated: dict[str, Migrated
     )
     assert report.equivalent, report.format_table()
     assert report.bitexact, report.format_table()
+
+
+def test_migrated_mlp_dropout_draws_haikus_masks(migrated: dict[str, Migrated]) -> None:
+    """``hk.PRNGSequence(rng)`` + ``hk.dropout(next(rng), ...)`` in MLP.__call__: the same units dropped, bit for bit."""
+    import jax
+    import numpy as np
+
+    flax_mlp = _import(migrated["mlp"].path).MLP
+    sizes = [16, 16, 4]
+    forward = hk.transform(lambda x, rate, key: hk.nets.MLP(sizes)(x, rate, key))
+    x = jax.random.normal(jax.random.PRNGKey(1), (8, 6))
+    key = jax.random.PRNGKey(7)
+    params = forward.init(jax.random.PRNGKey(0), x, 0.5, key)
+    # Haiku's `mlp/~/linear_i/{w,b}` are Flax's `linear_i/{kernel,bias}` (the check maps them the same way).
+    variables = {"params": {path.rsplit("/", 1)[-1]: {"kernel": p["w"], "bias": p["b"]} for path, p in params.items()}}
+    without_dropout = np.asarray(forward.apply(params, None, x, None, None))
+    for rate in (0.1, 0.5):
+        expected = np.asarray(forward.apply(params, None, x, rate, key))
+        got = np.asarray(flax_mlp(sizes).apply(variables, x, rate, key))
+        assert not np.array_equal(expected, without_dropout)  # the masks matter
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
