@@ -326,28 +326,14 @@ _FAILED = b"\0flaxify-worker-failed\0"
 
 
 def _serve(connection: Connection, files: list[SourceFile], part: list[int], settings: LintSettings) -> None:
-    """A worker: phase 1 on its shard, then module rules on the files the main process left to it."""
+    """A worker process: :func:`_work`, with failures reported to the main process instead of raised."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    # The GC stays off to the end: the process exits right after, and re-enabling it would make
+    # the next allocation scan every node of the shard.
+    gc.disable()
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION, DEEP_RECURSION))
     try:
-        with _deep_stack():
-            own, errors = _parse_shard(files, part)
-            connection.send_bytes(pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL))
-            connection.send_bytes(pickle.dumps(errors, protocol=pickle.HIGHEST_PROTOCOL))
-            blobs, to_lint = pickle.loads(connection.recv_bytes())
-            indexed: Indexed = list(own)
-            for blob in blobs:
-                indexed.extend(_load_summaries(blob, files))
-            indexed.sort(key=lambda pair: pair[0])
-            analysis = Analysis(Project([module for _, module in indexed]))  # names only: no contexts here
-            rules = active_rules(settings)
-            mine = dict(own)
-            results: dict[int, tuple[list[Finding], list[str]]] = {}
-            for index in to_lint:
-                raw: list[Finding] = []
-                internal: list[str] = []
-                module_findings(mine[index], analysis, rules, raw, internal)
-                results[index] = (raw, internal)
-            connection.send_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+        _work(connection, files, part, settings)
     except (EOFError, OSError):
         pass  # the main process went away (it fell back, or was interrupted)
     except BaseException as err:  # noqa: BLE001 - reported to the main process, which lints without workers
@@ -357,3 +343,25 @@ def _serve(connection: Connection, files: list[SourceFile], part: list[int], set
             pass
     finally:
         connection.close()
+
+
+def _work(connection: Connection, files: list[SourceFile], part: list[int], settings: LintSettings) -> None:
+    """Phase 1 on the worker's shard, then the module rules on the files the main process left to it."""
+    own, errors = _parse_shard(files, part)
+    connection.send_bytes(pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL))
+    connection.send_bytes(pickle.dumps(errors, protocol=pickle.HIGHEST_PROTOCOL))
+    blobs, to_lint = pickle.loads(connection.recv_bytes())
+    indexed: Indexed = list(own)
+    for blob in blobs:
+        indexed.extend(_load_summaries(blob, files))
+    indexed.sort(key=lambda pair: pair[0])
+    analysis = Analysis(Project([module for _, module in indexed]))  # names only: no contexts here
+    rules = active_rules(settings)
+    mine = dict(own)
+    results: dict[int, tuple[list[Finding], list[str]]] = {}
+    for index in to_lint:
+        raw: list[Finding] = []
+        internal: list[str] = []
+        module_findings(mine[index], analysis, rules, raw, internal)
+        results[index] = (raw, internal)
+    connection.send_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))

@@ -61,8 +61,7 @@ class JitInLoop(Rule):
             self._loop(loop, ctx)
 
     def _loop(self, loop: ast.For | ast.AsyncFor | ast.While, ctx: ModuleContext) -> None:
-        defined = {n.name for stmt in loop.body for n in ast.walk(stmt)
-                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        defined: set[str] | None = None  # functions defined in the loop, collected at the first jit call
         stack: list[ast.AST] = list(loop.body)
         lowered: set[int] = set()
         while stack:
@@ -71,10 +70,14 @@ class JitInLoop(Rule):
                 continue  # inner loops are visited on their own
             if isinstance(node, ast.Attribute) and node.attr in ("lower", "trace") and isinstance(node.value, ast.Call):
                 lowered.add(id(node.value))  # jax.jit(f).lower(...): deliberate ahead-of-time tracing
-            if isinstance(node, ast.Call) and id(node) not in lowered and self._new_function(node, defined, ctx):
+            if isinstance(node, ast.Call) and id(node) not in lowered:
                 name = ctx.module.imports.qualname(node.func)
                 if name in JITS:
-                    ctx.report(node, self.MESSAGE.format(name=name))
+                    if defined is None:
+                        defined = {n.name for stmt in loop.body for n in ast.walk(stmt)
+                                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                    if self._new_function(node, defined, ctx):
+                        ctx.report(node, self.MESSAGE.format(name=name))
             stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
     @staticmethod
