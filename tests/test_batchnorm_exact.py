@@ -71,7 +71,7 @@ SOURCE = textwrap.dedent(
 
 
     def depthwise(x, is_training):
-        conv = hk.DepthwiseConv2D(2, 3, stride=2, data_format="NCHW", b_init=hk.initializers.Constant(0.1))
+        conv = hk.DepthwiseConv2D(2, 3, stride=2, data_format="NCHW", w_init=hk.initializers.RandomNormal(0.3), b_init=hk.initializers.Constant(0.1))
         return hk.BatchNorm(True, True, 0.9, data_format="channels_first")(conv(x), is_training)
 
 
@@ -192,7 +192,7 @@ def test_migrated_source_keeps_haikus_call_and_names(modules: tuple[ModuleType, 
     assert source.count("class BatchNorm(nn.Module):") == 1
     assert source.count("class ExponentialMovingAverage(nn.Module):") == 1
     assert source.count("def get_channel_index(") == 1
-    assert 'DepthwiseConv2D(2, 3, stride=2, data_format="NCHW", b_init=nn.initializers.constant(0.1), name="depthwise_conv2_d")' in source
+    assert 'DepthwiseConv2D(2, 3, stride=2, data_format="NCHW", w_init=nn.initializers.normal(0.3), b_init=nn.initializers.constant(0.1), name="depthwise_conv2_d")' in source
     assert "nn.BatchNorm" not in source and "use_running_average" not in source
 
 
