@@ -193,9 +193,9 @@ def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
     """``name.method(...)``, ``name[k] = v``, ``name.a = v``, ``del name[k]`` or ``name += v`` in ``statement``."""
     is_name = m.Name(name)
     for node in _walk(statement):
-        if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(value=is_name)):
-            if node.func.attr.value not in _READ_ONLY_METHODS:  # type: ignore[attr-defined]
-                return True
+        called = isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(value=is_name))
+        if called and node.func.attr.value not in _READ_ONLY_METHODS:  # type: ignore[attr-defined]
+            return True
         targets: list[cst.BaseExpression] = []
         if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del)):
             targets = [node.target]

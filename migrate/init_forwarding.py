@@ -36,7 +36,6 @@ import ast
 
 import libcst as cst
 import libcst.matchers as m
-
 from flaxify.migrate.init_analysis import Field, InitPlan
 from flaxify.migrate.naming import camel_to_snake
 
@@ -63,7 +62,9 @@ def analyse_forwarding(
     """The fields a forwarding-only subclass declares; None when it is not one flaxify can express."""
     call = forwarding_call(init)
     params = init.params
-    if call is None or isinstance(params.star_arg, cst.Param) or params.star_kwarg or params.kwonly_params or params.posonly_params:
+    if call is None or isinstance(params.star_arg, cst.Param) or params.star_kwarg:
+        return None
+    if params.kwonly_params or params.posonly_params:
         return None
     own = [p for p in params.params[1:] if p.name.value != "name"]
     split = _split_arguments(call, {p.name.value for p in own}, parent_class)
@@ -147,10 +148,10 @@ def _class_attribute(node: cst.ClassDef, name: str) -> cst.BaseExpression | None
         if not isinstance(statement, cst.SimpleStatementLine):
             continue
         for small in statement.body:
-            if isinstance(small, cst.Assign) and any(m.matches(t.target, m.Name(name)) for t in small.targets):
-                found.append(small.value)
-            elif isinstance(small, cst.AnnAssign) and m.matches(small.target, m.Name(name)):
-                found.append(small.value)
+            targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else []
+            targets += [small.target] if isinstance(small, cst.AnnAssign) else []
+            if any(m.matches(t, m.Name(name)) for t in targets):
+                found.append(small.value)  # type: ignore[attr-defined]
     return found[0] if len(found) == 1 else None
 
 
@@ -169,7 +170,7 @@ def _valid_order(inherited: list[Field | None], redeclared: list[Field]) -> bool
     for item in inherited:
         if item is None:
             continue
-        has_default = (defaults[item.name] if item.name in defaults else item.default) is not None
+        has_default = defaults.get(item.name, item.default) is not None
         if seen_default and not has_default:
             return False
         seen_default = seen_default or has_default

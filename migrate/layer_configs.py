@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import libcst as cst
 import libcst.matchers as m
-
 from flaxify.migrate.layers_common import code, literal
 
 #: Haiku layers whose keyword dicts are translated.
@@ -202,11 +201,8 @@ def _names(node: cst.CSTNode) -> list[str]:
 
 
 def _binds(statement: cst.BaseStatement, name: str) -> bool:
-    for node in _walk(statement):
-        target = getattr(node, "target", None) if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)) else None
-        if target is not None and name in _names(target):
-            return True
-    return False
+    binders = (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)
+    return any(isinstance(node, binders) and name in _names(node.target) for node in _walk(statement))
 
 
 _EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))

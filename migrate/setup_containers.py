@@ -66,16 +66,14 @@ def _is_attr(node: cst.CSTNode, attribute: str) -> bool:
 
 def _fills(statement: cst.BaseStatement, attribute: str) -> bool:
     for node in _walk(statement):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and _is_attr(node.func.value, attribute):
-            if node.func.attr.value not in _READ_ONLY:
-                return True
-        if isinstance(node, (cst.AssignTarget, cst.Del)) and m.matches(node.target, m.Subscript()):
-            if _is_attr(node.target.value, attribute):  # type: ignore[attr-defined]
-                return True
-        if isinstance(node, cst.AugAssign) and _is_attr(node.target, attribute):
+        method = node.func if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) else None
+        if method is not None and _is_attr(method.value, attribute) and method.attr.value not in _READ_ONLY:
             return True
-        if isinstance(node, cst.AssignTarget) and _is_attr(node.target, attribute):
-            return True  # rebound: the local must follow it
+        item = node.target if isinstance(node, (cst.AssignTarget, cst.Del)) else None
+        if isinstance(item, cst.Subscript) and _is_attr(item.value, attribute):
+            return True
+        if isinstance(node, (cst.AugAssign, cst.AssignTarget)) and _is_attr(node.target, attribute):
+            return True  # `+=` changes it; a plain assignment rebinds it, and the local must follow
     return False
 
 
@@ -83,9 +81,9 @@ def _unsafe(statement: cst.BaseStatement, attribute: str) -> bool:
     for node in _walk(statement):
         if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(m.Name("self"), m.Name())):
             return True  # a method of self could read the attribute before it exists
-        if isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
-            if any(_is_attr(sub, attribute) for sub in _walk(node)):
-                return True
+        nested = isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef))
+        if nested and any(_is_attr(sub, attribute) for sub in _walk(node)):
+            return True
     return False
 
 
