@@ -52,13 +52,22 @@ def run_lint(args: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure_jobs(roots: dict[str, list[str]], jobs: list[int], repeat: int) -> dict[str, dict]:  # type: ignore[type-arg]
+def wait_for_quiet(threshold: float | None, deadline: float) -> None:
+    """On a shared machine: wait (until ``deadline``) for the 1-minute load average to drop below ``threshold``."""
+    while threshold is not None and os.getloadavg()[0] >= threshold and time.time() < deadline:
+        time.sleep(10)
+
+
+def measure_jobs(roots: dict[str, list[str]], jobs: list[int], repeat: int, quiet: float | None,
+                 deadline: float) -> dict[str, dict]:  # type: ignore[type-arg]
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     for name, paths in roots.items():
         walls: dict[int, list[float]] = {n: [] for n in jobs}
         cpus: dict[int, list[float]] = {n: [] for n in jobs}
+        wait_for_quiet(quiet, deadline)
         load_before = os.getloadavg()[0]
         for _ in range(repeat):
+            wait_for_quiet(quiet, deadline)
             for n in jobs:
                 wall, cpu = run_lint([*paths, "--no-cache", "-j", str(n)])
                 walls[n].append(round(wall, 3))
@@ -102,6 +111,9 @@ def main() -> int:
     parser.add_argument("--corpora", nargs="+", default=[*CORPORA, "all"], help="jax flax optax haiku all")
     parser.add_argument("--skip-cache", action="store_true")
     parser.add_argument("--render", action="store_true", help="rewrite the markdown from the stored JSON")
+    parser.add_argument("--quiet-below", type=float, default=None,
+                        help="before each round of runs, wait for the 1-minute load average to drop below this")
+    parser.add_argument("--max-wait", type=float, default=1800, help="seconds to wait for quiet in all")
     options = parser.parse_args()
     if options.render:
         (RESULTS / "lint_jobs.md").write_text(render(json.loads((RESULTS / "lint_jobs.json").read_text())))
@@ -116,8 +128,11 @@ def main() -> int:
             "versions": {name: importlib.metadata.version(dist) for name, dist in
                          (("jax", "jax"), ("flax", "flax"), ("optax", "optax"), ("haiku", "dm-haiku"))},
             "repeat": options.repeat}
-    data = {"meta": meta, "jobs": measure_jobs(roots, options.jobs, options.repeat)}
+    deadline = time.time() + options.max_wait
+    meta["quiet_below"] = options.quiet_below
+    data = {"meta": meta, "jobs": measure_jobs(roots, options.jobs, options.repeat, options.quiet_below, deadline)}
     if not options.skip_cache:
+        wait_for_quiet(options.quiet_below, deadline)
         data["cache"] = measure_cache(site / "jax", options.repeat)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "lint_jobs.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -133,6 +148,8 @@ def render(data: dict) -> str:  # type: ignore[type-arg]
            (f"{meta['date']} · Python {meta['python']} · {meta['machine']}, {meta['cpus']} CPUs (shared with "
            f"other users) · flaxify {meta['flaxify']} · {versions} · `.venv/bin/python benchmarks/lint_jobs.py`"),
            "", f"## `-j N`, cold (`--no-cache`), median of {meta['repeat']} alternated runs", "",
+           *([(f"Each round of runs waited (up to a deadline) for the 1-minute load average to drop below "
+              f"{meta['quiet_below']}."), ""] if meta.get("quiet_below") else []),
            "| corpus | N | runs (s) | median (s) | speed-up vs -j 1 | CPU s (median) | load avg before/after |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in data["jobs"].items():

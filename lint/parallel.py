@@ -1,20 +1,16 @@
 """``-j N``: parallel linting that gives the same findings, in the same order, as one process.
 
-Two strategies, picked by the shape of the project:
-
-* Parts of the project that do not import each other (connected components of the import
-  graph, read with a cheap line scan) cannot affect each other's findings. When no part is
-  bigger than a worker's share, each worker lints whole parts (:func:`_lint_components`).
-* Otherwise (one package: the usual case) the run is sharded in three phases
-  (:func:`lint_sharded`), with the main process as one of the N jobs:
+The call graph spans the whole project, so the run is sharded in three phases
+(:func:`lint_sharded`), with the main process as one of the N jobs:
 
   1. every job parses and indexes its shard of the files and keeps the trees; the workers send
      back a *summary* of each module (names, scopes, imports, base classes: no trees), a few
      percent of what pickling the trees would cost;
   2. the main process runs the project-wide analysis (call graph, traced regions, reach chains)
      over its own modules and the summaries. Names resolve on summaries; a summary is parsed
-     again here only when the analysis reads a tree from it (a traced function, the target of a
-     transformation), about a fifth of the files of a large package;
+     again here only when the analysis reads a tree from it (a module that starts traced regions,
+     a traced function); the main process's own shard is filled first with the files most likely
+     to be read, so this is about 1% of the jax package at ``-j 2``;
   3. each worker runs the module rules on its files that the main process did not re-parse; the
      main process runs them on the others and runs the traced rules. Raw findings are put back
      in one-process order before the shared dedupe, so the output is byte-identical to ``-j 1``.
@@ -32,7 +28,6 @@ import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from typing import Any
@@ -50,75 +45,21 @@ from flaxify.lint.engine import (
     traced_findings,
 )
 from flaxify.lint.model import Finding
-from flaxify.lint.project import ModuleInfo, Project, module_name, release
-from flaxify.lint.rules.float64_without_x64 import X64_MARKER
+from flaxify.lint.project import ModuleInfo, Project, release
 from flaxify.lint.settings import LintSettings
 from flaxify.lint.transforms import LAST_NAMES
 
-_IMPORT = re.compile(r"^\s*(?:from\s+(\.*[\w.]*)\s+import\b|import\s+([\w.]+(?:\s*,\s*[\w.]+)*))", re.MULTILINE)
 # Pickling summaries walks scope chains recursively; deeply nested functions need more than the default stack.
 _RECURSION = 20_000
 # Below this much source a one-process run takes a fraction of a second: starting workers would not pay.
 MIN_PARALLEL_CHARS = 400_000
+# The main process's share of phase 1 relative to a worker's (see ``shards``).
+LEAD_WEIGHT = 0.9
 _SITE_NAMES = "|".join(sorted(LAST_NAMES | CUSTOM_RULE_ATTRS))
 # `@jax.jit`, `lax.scan(`, `partial(jax.jit`: text that usually means a transformation site.
 _SITES = re.compile(rf"@[\w.]*\b(?:{_SITE_NAMES})\b|\.(?:{_SITE_NAMES})\s*\(|partial\(\s*[\w.]*\b(?:{_SITE_NAMES})\b")
 
 Indexed = list[tuple[int, ModuleInfo]]  # (position in the file list, module)
-
-
-def components(files: Sequence[SourceFile]) -> list[list[int]]:
-    """Groups of file indexes that import each other, directly or not (union-find)."""
-    names = [module_name(f.path) for f in files]
-    parent = list(range(len(files)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    by_prefix: dict[str, list[int]] = {}
-    for index, (name, _) in enumerate(names):
-        parts = name.split(".")
-        for cut in range(1, len(parts) + 1):
-            by_prefix.setdefault(".".join(parts[:cut]), []).append(index)
-    for index, item in enumerate(files):
-        for target in _imported(item, names[index]):
-            for other in by_prefix.get(target, ()):
-                parent[find(index)] = find(other)
-    # JX211 reads a project-wide fact (x64 enabled anywhere): files that set it and files asking
-    # for float64 must be linted together, or -j would differ from one process.
-    x64 = [i for i, f in enumerate(files) if f.source is not None and X64_MARKER in f.source.lower()]
-    if x64:
-        for index, item in enumerate(files):
-            if item.source is not None and "float64" in item.source:
-                parent[find(index)] = find(x64[0])
-        for index in x64[1:]:
-            parent[find(index)] = find(x64[0])
-    groups: dict[int, list[int]] = {}
-    for index in range(len(files)):
-        groups.setdefault(find(index), []).append(index)
-    return sorted(groups.values(), key=len, reverse=True)
-
-
-def _imported(item: SourceFile, name: tuple[str, bool]) -> set[str]:
-    """Top-level names a file imports; relative imports join the whole package."""
-    if item.source is None:
-        return set()
-    module, is_package = name
-    package = module if is_package else module.rpartition(".")[0]
-    found: set[str] = set()
-    for match in _IMPORT.finditer(item.source):
-        if match.group(1) is not None:
-            target = match.group(1)
-            if target.startswith("."):
-                found.add(package.split(".")[0] if package else module)
-            else:
-                found.add(target.split(".")[0])
-        else:
-            found.update(part.strip().split(".")[0] for part in match.group(2).split(","))
-    return found
 
 
 def _size(item: SourceFile) -> int:
@@ -127,30 +68,9 @@ def _size(item: SourceFile) -> int:
 
 def lint_parallel(files: list[SourceFile], settings: LintSettings, jobs: int) -> LintResult:
     """Lints ``files`` as one project with up to ``jobs`` processes; the result equals one process's."""
-    total = sum(_size(f) for f in files)
-    if jobs < 2 or len(files) < 2 or total < MIN_PARALLEL_CHARS:
+    if jobs < 2 or len(files) < 2 or sum(_size(f) for f in files) < MIN_PARALLEL_CHARS:
         return lint_sources(files, settings)
-    groups = components(files)
-    largest = max(sum(_size(files[i]) for i in group) for group in groups)
-    if len(groups) > 1 and largest * jobs <= total:
-        return _lint_components(files, groups, settings, jobs)
     return lint_sharded(files, settings, jobs)
-
-
-def _lint_components(files: list[SourceFile], groups: list[list[int]], settings: LintSettings,
-                     jobs: int) -> LintResult:
-    """Independent parts of the project linted whole, each in one worker (largest first, least loaded)."""
-    buckets: list[list[SourceFile]] = [[] for _ in range(min(jobs, len(groups)))]
-    sizes = [0] * len(buckets)
-    for group in groups:
-        target = sizes.index(min(sizes))
-        buckets[target].extend(files[i] for i in group)
-        sizes[target] += sum(_size(files[i]) for i in group)
-    with ProcessPoolExecutor(max_workers=len(buckets)) as pool:
-        results = list(pool.map(lint_sources, buckets, [settings] * len(buckets)))
-    findings: list[Finding] = sorted((f for r in results for f in r.findings), key=Finding.sort_key)
-    failed = sorted(p for r in results for p in r.failed)
-    return LintResult(findings, failed, len(files), [line for r in results for line in r.internal])
 
 
 # --- the sharded run --------------------------------------------------------------------------------
@@ -161,29 +81,31 @@ class WorkerLost(RuntimeError):
 
 
 def shards(files: Sequence[SourceFile], jobs: int) -> list[list[int]]:
-    """``jobs`` lists of file indexes with about equal source size; the first is the main process's.
+    """``jobs`` lists of file indexes with about equal work; the first is the main process's.
 
     The main process reads the trees of the files that start traced regions (phase 2); any of them
     in a worker's shard it has to parse a second time. So its shard is filled first with the files
     that spell the most transformation sites (a cheap text count, a guess that only moves work
     around: the findings never depend on it), then every file left goes, largest first, to the
-    least loaded shard.
+    least loaded shard. The main process's shard is a little smaller (``LEAD_WEIGHT``): it also
+    runs phase 2 and the traced rules, and transformation-dense files index slower per byte.
     """
     sizes = [_size(f) + 1 for f in files]
-    share = sum(sizes) / jobs
+    weights = [LEAD_WEIGHT] + [1.0] * (jobs - 1)
+    budget = sum(sizes) * LEAD_WEIGHT / sum(weights)
     scores = [len(_SITES.findall(f.source)) if f.source else 0 for f in files]
     parts: list[list[int]] = [[] for _ in range(jobs)]
     loads = [0] * jobs
     for index in sorted(range(len(files)), key=lambda i: (-scores[i], i)):
         if scores[index] == 0:
             break
-        if loads[0] + sizes[index] <= share:
+        if loads[0] + sizes[index] <= budget:
             parts[0].append(index)
             loads[0] += sizes[index]
     placed = set(parts[0])
     for index in sorted(range(len(files)), key=lambda i: (-sizes[i], i)):
         if index not in placed:
-            target = loads.index(min(loads))
+            target = min(range(jobs), key=lambda k: (loads[k] + sizes[index]) / weights[k])
             parts[target].append(index)
             loads[target] += sizes[index]
     return [sorted(part) for part in parts]
