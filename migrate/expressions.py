@@ -47,6 +47,12 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
         if isinstance(node.func, cst.Call) and self.is_haiku_module_class(self.haiku_name(node.func.func)):
             self._called_at_once.add(id(node.func))
 
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        if self.haiku_name(original_node) == prng.QUALNAME:
+            # `hk.PRNGSequence` as a value or a type (`rng: hk.PRNGSequence`): the emitted helper (prng.py).
+            return self.apply_rewrite(Rewrite(cst.Name(prng.CLASS_NAME)), prng.QUALNAME, updated_node)
+        return updated_node
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         qualname = self.haiku_name(original_node.func)
         if qualname in POOLS:
@@ -65,10 +71,6 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             # bindings are rewritten where they stand (bindings.py).
             result = rewrite_initializer(updated_node, qualname, nn=self.state.nn, jnp=self.state.jnp, resolver=self.resolve_spelling)
             return self.apply_rewrite(result, qualname, updated_node)
-        if qualname == prng.QUALNAME:
-            # The exact key-sequence helper (prng.py), inside module methods and out.
-            key_sequence = Rewrite(updated_node.with_changes(func=cst.Name(prng.CLASS_NAME)))
-            return self.apply_rewrite(key_sequence, qualname, updated_node)
         if self._module_scope():
             return updated_node
         if self.is_haiku_module_class(qualname) and id(original_node) not in self._called_at_once:

@@ -102,7 +102,7 @@ def _spelling(node: cst.CSTNode) -> str | None:
 
 
 def _rebound(init: cst.FunctionDef) -> set[str]:
-    """Names ``__init__``'s body binds (assignments, loops, ``with``, walrus, imports)."""
+    """Names ``__init__``'s body binds (assignments, loops, ``with``, walrus, imports, nested parameters)."""
     binder = _Binder()
     init.body.visit(binder)
     return binder.bound
@@ -144,6 +144,9 @@ class _Binder(cst.CSTVisitor):
 
     def visit_AsName(self, node: cst.AsName) -> None:
         self._target(node.name)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.bound.add(node.name.value)  # a nested def or lambda shadowing the argument
 
 
 class _Uses(cst.CSTVisitor):

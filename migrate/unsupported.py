@@ -37,7 +37,10 @@ APIS = {
     "next_rng_keys": "only rewritten inside module classes; split an explicit key with jax.random.split here",
     "reserve_rng_keys": "a performance hint with no Flax counterpart (self.make_rng derives keys by name): delete it",
     "dropout": "only rewritten inside module classes; use nn.Dropout(rate)(x, deterministic=False, rng=key) from a Linen module",
-    "PRNGSequence": "Flax has no key sequence: split an explicit key (key, sub = jax.random.split(key)) where next() is called",
+    "PRNGSequence": (
+        "imported by name: import haiku as hk and write hk.PRNGSequence, which becomes the emitted exact "
+        "PRNGSequence helper (or split keys with jax.random.split)"
+    ),
     "with_rng": "no Flax counterpart: pass rngs={...} to apply or call nn.Dropout(...)(x, rng=key)",
     "get_state": "only rewritten inside module classes with a literal name; use self.variable('state', name, init_fn, shape, dtype)",
     "set_state": "only rewritten inside module classes with a literal name; use self.put_variable('state', name, value)",

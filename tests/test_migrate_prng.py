@@ -114,3 +114,13 @@ def test_explicit_key_dropout_is_bit_exact_with_signed_zeros_and_non_finite_valu
         assert np.asarray(want).dtype == np.asarray(have).dtype
         np.testing.assert_array_equal(np.asarray(have).view(np.uint32), np.asarray(want).view(np.uint32))
     assert np.any(np.asarray(expected[0]) == 0) and np.any(np.asarray(expected[0]) != values)  # something dropped
+
+
+def test_the_class_as_a_type_or_value_becomes_the_helper_too() -> None:
+    source = "import haiku as hk\n\n\ndef keys(rng: hk.PRNGSequence):\n    assert isinstance(rng, hk.PRNGSequence)\n    return next(rng)\n"
+    result = migrate_source(source.encode(), "case.py")
+    text = result.source.decode()
+    assert result.todos == ()
+    assert "def keys(rng: PRNGSequence):" in text and "isinstance(rng, PRNGSequence)" in text
+    assert text.count("class PRNGSequence:") == 1
+    assert _run(text)["keys"](_run(text)["PRNGSequence"](0)).shape == (2,)
