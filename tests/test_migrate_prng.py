@@ -123,4 +123,5 @@ def test_the_class_as_a_type_or_value_becomes_the_helper_too() -> None:
     assert result.todos == ()
     assert "def keys(rng: PRNGSequence):" in text and "isinstance(rng, PRNGSequence)" in text
     assert text.count("class PRNGSequence:") == 1
-    assert _run(text)["keys"](_run(text)["PRNGSequence"](0)).shape == (2,)
+    namespace = _run(text)
+    assert namespace["keys"](namespace["PRNGSequence"](0)).shape == (2,)
