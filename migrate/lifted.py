@@ -30,7 +30,9 @@ dropout key per step), called at once. ``hk.cond`` / ``hk.switch`` become
 ``nn.cond`` / ``nn.switch`` with branches lifted over the calling module (both
 libraries need the branches' parameters to exist at init: build and call the
 modules before the branch, as Haiku's docs ask). ``hk.while_loop`` and
-``hk.fori_loop`` stay TODO (``unsupported.py``).
+``hk.fori_loop`` become ``nn.while_loop`` / the emitted ``fori_loop`` helper
+(``lifted_loops.py``, which also turns loops over pure functions into
+``jax.lax`` loops before the module pass).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ SCAN = Signature("hk.scan", ("f", "init", "xs", "length", "reverse", "unroll"))
 MAP = Signature("hk.map", ("fn", "xs"))
 REMAT_CALLS = frozenset({"haiku.remat", "haiku.checkpoint"})
 #: Lifted over ``self``: rewritten only in module methods, not inside a layer_stack body.
-SELF_LIFTED = REMAT_CALLS | {"haiku.vmap", "haiku.scan", "haiku.map", "haiku.cond", "haiku.switch"}
+LOOP_CALLS = frozenset({"haiku.fori_loop", "haiku.while_loop"})  # lifted_loops.py
+SELF_LIFTED = REMAT_CALLS | LOOP_CALLS | {"haiku.vmap", "haiku.scan", "haiku.map", "haiku.cond", "haiku.switch"}
 # Haiku shares parameters across steps and gives every step a fresh key.
 _SCAN_OPTIONS = 'variable_broadcast="params", split_rngs={"params": False, "dropout": True}'
 
@@ -102,11 +105,23 @@ DEPENDENCIES = {"layer_stack": ("LayerStackBody",)}
 
 
 def helper_source(tail: str, *, nn: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
-    found = HELPERS.get(tail)
+    # lifted_loops.py holds a pass (it imports base.py, which imports this module): import it late.
+    from flaxify.migrate import lifted_loops
+
+    found = HELPERS.get(tail) or lifted_loops.HELPERS.get(tail)
     if found is None:
         return None
     name, template, imports = found
     return name, template.format(nn=nn), imports
+
+
+def rewrite_loop(call: cst.Call, qualname: str, *, nn: str) -> Rewrite | Unsupported:
+    """``hk.fori_loop`` / ``hk.while_loop`` in a module method (``lifted_loops.py``)."""
+    from flaxify.migrate import lifted_loops  # late, as in helper_source
+
+    if qualname == "haiku.fori_loop":
+        return lifted_loops.rewrite_fori_loop(call, nn=nn)
+    return lifted_loops.rewrite_while_loop(call, nn=nn)
 
 
 def rewrite_remat(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
