@@ -112,7 +112,11 @@ def shards(files: Sequence[SourceFile], jobs: int) -> list[list[int]]:
 
 
 def lint_sharded(files: list[SourceFile], settings: LintSettings, jobs: int) -> LintResult:
-    """The three-phase run described in the module docstring; falls back to one process if a worker fails."""
+    """The three-phase run described in the module docstring.
+
+    If a worker dies or fails, or a file cannot be re-parsed here (a deeper stack than in the
+    worker), the run starts over in one process: slower, never a different result.
+    """
     parts = shards(files, jobs)
     context = multiprocessing.get_context()
     workers: list[_Worker] = []
@@ -121,7 +125,7 @@ def lint_sharded(files: list[SourceFile], settings: LintSettings, jobs: int) -> 
             workers.append(_Worker(context, files, part, settings))
         with _deep_stack():
             return _lead(files, settings, parts, workers)
-    except WorkerLost:
+    except RuntimeError:  # WorkerLost, RecursionError, a summary that no longer matches its file
         return lint_sources(files, settings)
     finally:
         for worker in workers:

@@ -9,11 +9,13 @@ cross-module chains, on the committed lint fixtures, and on installed library so
 from __future__ import annotations
 
 import json
+import multiprocessing
 import pickle
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from flaxify.lint import parallel
 from flaxify.lint.api import lint_paths, load_sources
 from flaxify.lint.engine import LintResult, lint_sources
 from flaxify.lint.parallel import MIN_PARALLEL_CHARS, lint_sharded, shards
@@ -165,6 +167,16 @@ def test_a_summary_reparses_into_the_same_objects(tmp_path: Path) -> None:
     assert [f.qualname for f in summary.all_functions] == [f.qualname for f in module.all_functions]
     assert all(summary.by_node[id(f.node)] is f for f in summary.all_functions)
     assert cls.node.name == "Net" and len(summary.module_calls) == 1
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the failing worker is patched in by fork")
+def test_a_failing_worker_falls_back_to_one_process(chained_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise ValueError("worker bug")
+
+    monkeypatch.setattr(parallel, "_work", broken)  # the forked worker runs this instead of its shard
+    files = load_sources([chained_project])
+    assert _snapshot(lint_sharded(files, LintSettings(), 2)) == _snapshot(lint_sources(files, LintSettings()))
 
 
 def test_shards_cover_every_file_once(chained_project: Path) -> None:
