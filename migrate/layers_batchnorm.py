@@ -26,8 +26,8 @@ checkpoint converts by copying.
 Examples::
 
     hk.BatchNorm(True, True, 0.9)               -> BatchNorm(True, True, 0.9, name="batch_norm")
-    hk.BatchNorm(False, True, 0.99, scale_init=hk.initializers.Constant(2.0), data_format="NCHW")
-        -> BatchNorm(False, True, 0.99, scale_init=nn.initializers.constant(2.0), data_format="NCHW", ...)
+    hk.BatchNorm(True, False, 0.99, scale_init=hk.initializers.Constant(2.0), data_format="NCHW")
+        -> BatchNorm(True, False, 0.99, scale_init=nn.initializers.constant(2.0), data_format="NCHW", ...)
     hk.BatchNorm(name="bn", **bn_config)        -> BatchNorm(name="bn", **bn_config)
     bn(x, is_training=training)                 -> bn(x, is_training=training)
 """
@@ -125,10 +125,12 @@ DEPENDENCIES = {"BatchNorm": ("ExponentialMovingAverage", "get_channel_index")}
 
 
 def class_source(nn: str = "nn", jnp: str = "jnp") -> str:
+    """The emitted ``BatchNorm`` with the file's local names for ``flax.linen`` and ``jax.numpy``."""
     return CLASS_SOURCE.format(nn=nn, jnp=jnp)
 
 
 def channel_index_source() -> str:
+    """The emitted ``get_channel_index`` (shared by ``BatchNorm`` and the ``DepthwiseConv*D`` helpers)."""
     return CHANNEL_INDEX_SOURCE.format()
 
 
