@@ -206,6 +206,8 @@ class _Mapper:
                 return
 
     def _by_order(self, pending: list[int]) -> None:
+        self._align_parents([i for i in pending if i not in self.results])
+        pending = [i for i in pending if i not in self.results]
         units = self._free_units()
         groups: dict[FlaxPath, list[int]] = {}
         for i in pending:
@@ -215,6 +217,61 @@ class _Mapper:
             self._align(self._suffix_order(members), siblings, all_or_nothing=False)
         rest = [i for i in pending if i not in self.results]
         self._align(rest, self._free_units(), all_or_nothing=True)
+
+    def _align_parents(self, pending: list[int]) -> None:
+        """Pairs an auto-named Flax parent with a Haiku parent whose children all map *by name*.
+
+        A layer built in a loop keeps Flax's auto-name (``MultiHeadAttention_0``)
+        while its own children keep Haiku's (``query``, ``key``, ``value``,
+        ``linear``). Pairing those children one by one in creation order would
+        swap equal-shaped projections; instead the Haiku parent
+        (``multi_head_attention``) is paired with the first free Flax sibling,
+        in creation order, under which *every* leaf of *every* child maps by
+        name with no mismatch. Haiku parents sharing a base name are tried in
+        Haiku's numbering order, so ``multi_head_attention_1`` takes the next one.
+        """
+        groups: dict[FlaxPath, list[int]] = {}
+        for i in pending:
+            missing = self._first_missing(self.target(self.buckets[i]))
+            if missing is not None:
+                groups.setdefault(missing, []).append(i)
+        for missing in sorted(groups, key=lambda m: (m[:-1], _base_and_number(m[-1]))):
+            members = groups[missing]
+            for candidate in self._free_children(missing[:-1]):
+                results = [self._by_name_under(i, missing, candidate) for i in members]
+                if all(r is not None for r in results):
+                    self.aliases[missing] = candidate
+                    for i, result in zip(members, results, strict=True):
+                        self._record(i, result, self.target(self.buckets[i]))  # type: ignore[arg-type]
+                    break
+
+    def _first_missing(self, target: FlaxPath) -> FlaxPath | None:
+        """The shortest proper prefix of ``target`` that is no Flax node (None if all exist)."""
+        for k in range(1, len(target)):
+            if target[k - 1] not in self.index.children("params", target[: k - 1]):
+                return target[:k]
+        return None
+
+    def _free_children(self, parent: FlaxPath) -> list[FlaxPath]:
+        """Flax children of ``parent`` with no mapped leaf anywhere below, in creation order."""
+        consumed = [path for c, path in self.index.consumed if c == "params"]
+        touched = {path[:k] for path in consumed for k in range(len(path) + 1)}
+        taken = set(self.aliases.values())
+        children = [parent + (name,) for name in self.index.children("params", parent)]
+        free = [c for c in children if c not in touched and c not in taken and self.index.children("params", c)]
+        return sorted(free, key=self.index.order_key)
+
+    def _by_name_under(self, i: int, missing: FlaxPath, candidate: FlaxPath) -> RuleResult | None:
+        """The by-name result for bucket ``i`` if ``missing`` were ``candidate``, when it maps whole."""
+        bucket = self.buckets[i]
+        target = candidate + self.target(bucket)[len(missing):]
+        for rule in (rule_lstm.apply, rule_gru.apply, rule_mha.apply, rule_rename.apply):
+            result = rule(bucket, target, self.index)
+            if result is None:
+                continue
+            sources = {s for t in result.transfers for s in t.sources}
+            return result if not result.mismatches and len(sources) == len(bucket.leaves) else None
+        return None
 
     def _free_units(self) -> list[FlaxPath]:
         """Flax nodes none of whose leaves are mapped yet (LSTM cells count as one node)."""
