@@ -80,8 +80,8 @@ FLAX_ARRAY_LAYERS = frozenset(
     ]
 )
 
-#: The helper Linen classes rewrites construct (both return one array).
-HELPER_CLASSES = frozenset({"MLP", "Bias"})
+#: The helper Linen classes rewrites construct (each returns one array).
+HELPER_CLASSES = frozenset({"MLP", "Bias", "DepthwiseConv1D", "DepthwiseConv2D", "DepthwiseConv3D"})
 
 MLP_CLASS_SOURCE = '''\
 class {cls}({nn}.Module):

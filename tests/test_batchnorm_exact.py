@@ -31,6 +31,7 @@ from flaxify.migrate import migrate_source
 SOURCE = textwrap.dedent(
     '''\
     import haiku as hk
+    import jax
     import jax.numpy as jnp
 
 
@@ -75,6 +76,11 @@ SOURCE = textwrap.dedent(
         return hk.BatchNorm(True, True, 0.9, data_format="channels_first")(conv(x), is_training)
 
 
+    def sequential(x, is_training):
+        features = hk.Sequential([hk.DepthwiseConv2D(1, 3, w_init=hk.initializers.RandomUniform()), jax.nn.relu])
+        return hk.BatchNorm(True, True, 0.9)(features(x), is_training)
+
+
     default_net = hk.transform_with_state(default)
     channels_first_net = hk.transform_with_state(channels_first)
     reduced_axes_net = hk.transform_with_state(reduced_axes)
@@ -82,6 +88,7 @@ SOURCE = textwrap.dedent(
     run_time_config_net = hk.transform_with_state(run_time_config)
     cross_replica_net = hk.transform_with_state(cross_replica)
     depthwise_net = hk.transform_with_state(depthwise)
+    sequential_net = hk.transform_with_state(sequential)
     '''
 )
 
@@ -94,6 +101,7 @@ CASES = {
     "run_time_config_net": (6, 3),
     "cross_replica_net": (2, 4, 3),
     "depthwise_net": (3, 2, 7, 7),
+    "sequential_net": (2, 5, 5, 3),
 }
 STEPS = 3
 
@@ -170,7 +178,7 @@ def test_training_steps_and_evaluation_are_bit_exact(name: str, dtype: Any, modu
     variables = fx_init(xs[0])
     # Flax's own init must record the init batch exactly as Haiku's does (the depthwise case
     # feeds BatchNorm through random weights, which the two libraries draw differently).
-    if name != "depthwise_net":
+    if name not in ("depthwise_net", "sequential_net"):
         _assert_same(_mapped(params, state, variables, name)["batch_stats"], variables["batch_stats"], "init state")
     variables = _mapped(params, state, variables, name)  # Haiku's params (random offset_init) on the Flax side
     for step, x in enumerate(xs[1:], start=1):
@@ -193,6 +201,7 @@ def test_migrated_source_keeps_haikus_call_and_names(modules: tuple[ModuleType, 
     assert source.count("class ExponentialMovingAverage(nn.Module):") == 1
     assert source.count("def get_channel_index(") == 1
     assert 'DepthwiseConv2D(2, 3, stride=2, data_format="NCHW", w_init=nn.initializers.normal(0.3), b_init=nn.initializers.constant(0.1), name="depthwise_conv2_d")' in source
+    assert "nn.Sequential([DepthwiseConv2D(1, 3, w_init=nn.initializers.uniform(1.0), name=" in source
     assert "nn.BatchNorm" not in source and "use_running_average" not in source
 
 
