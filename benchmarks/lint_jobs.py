@@ -104,12 +104,103 @@ def measure_cache(root: Path, repeat: int) -> dict:  # type: ignore[type-arg]
             "speedup": round(cold_m / warm_m, 1), "cli_help_median_s": statistics.median(start_up)}
 
 
+def phase_model(paths: list[Path], jobs: int, repeat: int) -> dict:  # type: ignore[type-arg]
+    """Per-process CPU seconds of each phase of an in-process ``-j`` run, and the wall time they imply.
+
+    Wall-clock on a shared machine measures the other users as much as flaxify. CPU time does
+    not: each phase's CPU seconds are what it takes on a CPU of its own, so the critical path
+    ``pre + max(phase 1) + phase 2 + max(phase 3) + post`` is the run's wall time on ``jobs`` idle
+    CPUs (blocking on a pipe costs no CPU; memory bandwidth and scheduling latency are left out).
+    The one-process run on the same files is timed the same way. Files are read beforehand in both.
+    The harness wraps lint/parallel.py's phase functions to read the clock (forked workers inherit
+    the wrappers and write their marks to a file).
+    """
+    from flaxify.lint import parallel
+    from flaxify.lint.api import load_sources
+    from flaxify.lint.engine import lint_sources
+    from flaxify.lint.settings import LintSettings
+
+    files = load_sources(paths)
+    settings = LintSettings()
+    lead_pid = os.getpid()
+    marks: dict[str, float] = {}
+    originals = {name: getattr(parallel, name) for name in ("_lead", "_parse_shard", "_work", "_load_summaries")}
+    original_send = parallel._Worker.send
+
+    def lead(*args):  # type: ignore[no-untyped-def]
+        marks["lead_start"] = time.process_time()
+        result = originals["_lead"](*args)
+        marks["lead_end"] = time.process_time()
+        return result
+
+    def parse_shard(*args):  # type: ignore[no-untyped-def]
+        result = originals["_parse_shard"](*args)
+        if os.getpid() == lead_pid:
+            marks["parsed"] = time.process_time()
+        return result
+
+    def load_summaries(*args):  # type: ignore[no-untyped-def]
+        marks.setdefault("loads", time.process_time())  # in a worker: phase 3 starts
+        return originals["_load_summaries"](*args)
+
+    def send(self, message):  # type: ignore[no-untyped-def]
+        original_send(self, message)
+        marks["sent"] = time.process_time()
+
+    def work(connection, *args):  # type: ignore[no-untyped-def]
+        marks.clear()
+        start = time.process_time()
+        originals["_work"](connection, *args)
+        end = time.process_time()
+        with open(log / f"{os.getpid()}.json", "w") as handle:
+            json.dump({"p1": marks["loads"] - start, "p3": end - marks["loads"]}, handle)
+
+    runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp)
+        for _ in range(repeat):
+            start = time.process_time()
+            lint_sources(files, settings)
+            serial = time.process_time() - start
+            for name, wrapper in (("_lead", lead), ("_parse_shard", parse_shard), ("_work", work),
+                                  ("_load_summaries", load_summaries)):
+                setattr(parallel, name, wrapper)
+            parallel._Worker.send = send  # type: ignore[method-assign]
+            try:
+                marks.clear()
+                for old in log.glob("*.json"):
+                    old.unlink()
+                start = time.process_time()
+                parallel.lint_sharded(files, settings, jobs)
+                end = time.process_time()
+            finally:
+                for name, original in originals.items():
+                    setattr(parallel, name, original)
+                parallel._Worker.send = original_send  # type: ignore[method-assign]
+            workers = [json.loads(p.read_text()) for p in log.glob("*.json")]
+            if len(workers) != jobs - 1:
+                raise SystemExit(f"expected {jobs - 1} worker timings, got {len(workers)} (did a worker fail?)")
+            phases = {"pre": marks["lead_start"] - start, "p1_lead": marks["parsed"] - marks["lead_start"],
+                      "p1_workers": max(w["p1"] for w in workers), "p2": marks["sent"] - marks["parsed"],
+                      "p3_lead": marks["lead_end"] - marks["sent"], "p3_workers": max(w["p3"] for w in workers),
+                      "post": end - marks["lead_end"]}
+            critical = (phases["pre"] + max(phases["p1_lead"], phases["p1_workers"]) + phases["p2"]
+                        + max(phases["p3_lead"], phases["p3_workers"]) + phases["post"])
+            total = (end - start) + sum(w["p1"] + w["p3"] for w in workers)
+            runs.append({"serial_cpu_s": serial, "critical_path_s": critical, "total_cpu_s": total, **phases})
+    median = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
+    median["modelled_speedup"] = round(median["serial_cpu_s"] / median["critical_path_s"], 2)
+    median["cpu_overhead"] = round(median["total_cpu_s"] / median["serial_cpu_s"] - 1, 2)
+    return median
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--corpora", nargs="+", default=[*CORPORA, "all"], help="jax flax optax haiku all")
     parser.add_argument("--skip-cache", action="store_true")
+    parser.add_argument("--skip-wall", action="store_true", help="only the CPU-time model (and the cache)")
     parser.add_argument("--render", action="store_true", help="rewrite the markdown from the stored JSON")
     parser.add_argument("--quiet-below", type=float, default=None,
                         help="before each round of runs, wait for the 1-minute load average to drop below this")
@@ -130,7 +221,13 @@ def main() -> int:
             "repeat": options.repeat}
     deadline = time.time() + options.max_wait
     meta["quiet_below"] = options.quiet_below
-    data = {"meta": meta, "jobs": measure_jobs(roots, options.jobs, options.repeat, options.quiet_below, deadline)}
+    data: dict = {"meta": meta}  # type: ignore[type-arg]
+    data["model"] = {}
+    for name, paths in roots.items():
+        data["model"][name] = phase_model([Path(p) for p in paths], 2, options.repeat)
+        print(name, data["model"][name], flush=True)
+    if not options.skip_wall:
+        data["jobs"] = measure_jobs(roots, options.jobs, options.repeat, options.quiet_below, deadline)
     if not options.skip_cache:
         wait_for_quiet(options.quiet_below, deadline)
         data["cache"] = measure_cache(site / "jax", options.repeat)
@@ -147,7 +244,28 @@ def render(data: dict) -> str:  # type: ignore[type-arg]
     out = ["# flaxify lint — `-j N` and the warm cache (whole process)", "",
            (f"{meta['date']} · Python {meta['python']} · {meta['machine']}, {meta['cpus']} CPUs (shared with "
            f"other users) · flaxify {meta['flaxify']} · {versions} · `.venv/bin/python benchmarks/lint_jobs.py`"),
-           "", f"## `-j N`, cold (`--no-cache`), median of {meta['repeat']} alternated runs", "",
+           ""]
+    model = data.get("model")
+    if model:
+        out += [f"## `-j 2` on idle CPUs: per-process CPU seconds of each phase (median of {meta['repeat']})", "",
+                ("| corpus | one process | -j 2 critical path | **speed-up** | pre | phase 1 main / worker | "
+                "phase 2 | phase 3 main / worker | post | CPU of all -j 2 processes |"),
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, m in model.items():
+            out.append(f"| {name} | {m['serial_cpu_s']} | {m['critical_path_s']} | **{m['modelled_speedup']}x** | "
+                       f"{m['pre']} | {m['p1_lead']} / {m['p1_workers']} | {m['p2']} | "
+                       f"{m['p3_lead']} / {m['p3_workers']} | {m['post']} | {m['total_cpu_s']} "
+                       f"(+{round(100 * m['cpu_overhead'])}%) |")
+        out += ["", ("Lint work only (files already read, in-process `lint_sources` vs `lint_sharded`), measured in "
+                "CPU time, which other users of the machine do not inflate: each phase's CPU seconds are its wall "
+                "time on a CPU of its own, so `pre + max(phase 1) + phase 2 + max(phase 3) + post` is the run's "
+                "wall time on 2 idle CPUs (waiting on a pipe costs no CPU). pre: choosing shards and starting the "
+                "worker; phase 1: parse and index a shard, pickle its summaries; phase 2 (main process only): "
+                "load the summaries, the project-wide analysis, re-parse what it reads; phase 3: module rules "
+                "where the trees are, traced rules in the main process; post: merge and free the trees."), ""]
+    if "jobs" not in data:
+        return "\n".join(out)
+    out += [f"## `-j N`, cold (`--no-cache`), median of {meta['repeat']} alternated runs", "",
            *([(f"Each round of runs waited (up to a deadline) for the 1-minute load average to drop below "
               f"{meta['quiet_below']}."), ""] if meta.get("quiet_below") else []),
            "| corpus | N | runs (s) | median (s) | speed-up vs -j 1 | CPU s (median) | load avg before/after |",

@@ -136,6 +136,7 @@ def _lead(files: list[SourceFile], settings: LintSettings, parts: list[list[int]
           workers: list[_Worker]) -> LintResult:
     """The main process's part: phase 1 on its shard, phase 2, its share of phase 3, and the merge."""
     own, errors = _parse_shard(files, parts[0])
+    own_blob = pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL)  # for phase 3 of the workers
     blobs: list[bytes] = []
     indexed: Indexed = list(own)
     for worker in workers:  # phase 1 of the workers ran meanwhile
@@ -151,7 +152,6 @@ def _lead(files: list[SourceFile], settings: LintSettings, parts: list[list[int]
         context.fn.module.materialize()  # already read while processing it; made explicit for phase 3
     lead = {index for index, module in indexed if module.materialized}
     parsed = {index for index, _ in indexed}
-    own_blob = pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL)
     for number, (worker, part) in enumerate(zip(workers, parts[1:])):
         others = [own_blob, *(blob for k, blob in enumerate(blobs) if k != number)]
         worker.send((others, [i for i in part if i in parsed and i not in lead]))
