@@ -51,8 +51,10 @@ from flaxify.lint.transforms import LAST_NAMES
 
 # Pickling summaries walks scope chains recursively; deeply nested functions need more than the default stack.
 _RECURSION = 20_000
-# Below this much source a one-process run takes a fraction of a second: starting workers would not pay.
-MIN_PARALLEL_CHARS = 400_000
+# Below this much source (about 75,000 lines) one process takes about a second, and what stays serial
+# (start-up, phase 2, and re-parsing the files with traced code: a quarter to a half of flax, optax or
+# haiku, whose code is mostly traced) leaves nothing to gain: benchmarks/results/lint_jobs.md.
+MIN_PARALLEL_CHARS = 3_000_000
 # The main process's share of phase 1 relative to a worker's (see ``shards``).
 LEAD_WEIGHT = 0.9
 _SITE_NAMES = "|".join(sorted(LAST_NAMES | CUSTOM_RULE_ATTRS))

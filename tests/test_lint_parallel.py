@@ -18,7 +18,7 @@ import pytest
 from flaxify.lint import parallel
 from flaxify.lint.api import lint_paths, load_sources
 from flaxify.lint.engine import LintResult, lint_sources
-from flaxify.lint.parallel import MIN_PARALLEL_CHARS, lint_sharded, shards
+from flaxify.lint.parallel import lint_sharded, shards
 from flaxify.lint.project import index_module
 from flaxify.lint.settings import LintSettings
 
@@ -69,6 +69,15 @@ def _snapshot(result: LintResult) -> tuple[list[dict[str, object]], list[str], i
 
 
 @pytest.fixture()
+def no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes the sharded run fail loudly instead of quietly redoing the work in one process."""
+    def fell_back(*args: object) -> LintResult:
+        raise AssertionError("the sharded run fell back to one process")
+
+    monkeypatch.setattr(parallel, "lint_sources", fell_back)
+
+
+@pytest.fixture()
 def chained_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Six jitted steps in six modules, all reaching one helper module two calls deep."""
     monkeypatch.chdir(tmp_path)
@@ -84,6 +93,7 @@ def chained_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
+@pytest.mark.usefixtures("no_fallback")
 def test_sharded_run_equals_one_process_on_cross_module_chains(chained_project: Path, jobs: int) -> None:
     files = load_sources([chained_project])
     # The analysis must read trees that live in a worker: some jitted step is outside the main shard.
@@ -100,6 +110,7 @@ def test_sharded_run_equals_one_process_on_cross_module_chains(chained_project: 
     assert serial.failed == ["pkg/broken.py"]
 
 
+@pytest.mark.usefixtures("no_fallback")
 def test_sharded_run_equals_one_process_on_the_lint_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES)
     files = load_sources([Path(".")])
@@ -114,16 +125,17 @@ def _json_lint(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
     return code, capsys.readouterr().out
 
 
-def test_cli_json_is_identical_for_j1_and_j2_on_real_sources(capsys: pytest.CaptureFixture[str]) -> None:
-    import haiku
+@pytest.mark.usefixtures("no_fallback")
+def test_cli_json_is_identical_for_j1_and_j2_on_real_sources(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import optax
 
-    roots = [str(Path(haiku.__file__).parent), str(Path(optax.__file__).parent), str(FIXTURES)]
-    files = load_sources([Path(r) for r in roots])
-    assert sum(len(f.source or "") for f in files) > MIN_PARALLEL_CHARS  # -j 2 really runs in parallel
+    # A sample below the size where -j starts workers: lower the bar so that -j 2 really shards it.
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_CHARS", 0)
+    roots = [str(Path(optax.__file__).parent), str(FIXTURES)]
     serial_code, serial = _json_lint(["--no-cache", *roots], capsys)
-    parallel_code, parallel = _json_lint(["--no-cache", "-j", "2", *roots], capsys)
-    assert (parallel_code, parallel) == (serial_code, serial)
+    parallel_code, parallel_out = _json_lint(["--no-cache", "-j", "2", *roots], capsys)
+    assert (parallel_code, parallel_out) == (serial_code, serial)
     codes = {item["code"] for item in json.loads(serial)}
     assert "JX202" in codes and "JX101" in codes  # optax's dice_loss and the fixtures' findings
 
