@@ -26,7 +26,11 @@ After::
         return nn.Dense(self.features, ..., name="linear_1")(jax.nn.relu(x))
 
 Constructor arguments become typed fields (``init_analysis.py``); what
-``__init__`` built moves to ``setup()``; a method that builds submodules or
+``__init__`` built moves to ``setup()``, where a container it filled in place
+is built as a local first (``setup_containers.py``) and a keyword dict spread
+into one layer is translated key by key (``layer_configs.py``); a subclass
+whose ``__init__`` only forwards to its parent's overrides the parent's field
+defaults (``init_forwarding.py``); a method that builds submodules or
 parameters inline becomes ``@nn.compact`` when it is ``__call__``; another
 method doing so becomes ``@nn.compact_name_scope`` (Haiku's ``~method/``
 names) when its class is only ever the Flax root (an ``hk.multi_transform``
@@ -497,9 +501,10 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self.apply_rewrite(Unsupported(split), qualname, updated)
         call, pairs = split
         layer = f"{self.state.nn}.{call.func.attr.value}"  # type: ignore[attr-defined]
-        lines = layer_configs.setdefault_lines(config, pairs, layer, _short(qualname))
-        self._plan().layer_configs[config.name] = lines
-        return self.apply_rewrite(Rewrite(call, result.imports), qualname, updated)
+        rewritten = self.apply_rewrite(Rewrite(call, result.imports, result.note), qualname, updated)
+        if rewritten is not updated:  # the dict's setdefault lines change only with the layer
+            self._plan().layer_configs[config.name] = layer_configs.setdefault_lines(config, pairs, layer, _short(qualname))
+        return rewritten
 
     def _construction(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         name = self._names[id(original)]
