@@ -25,7 +25,8 @@ change and Linen's frozen copy would not.
 What cannot be expressed as dataclass fields (``*args``, an argument
 reassigned inside a block or through a tuple target, arguments forwarded to a
 Haiku parent class, mutable defaults) is returned as a reason, and the class is
-left as it was under a TODO.
+left as it was under a TODO. A subclass whose ``__init__`` does nothing but
+forward to a converted parent is ``init_forwarding.py``'s.
 """
 
 from __future__ import annotations
