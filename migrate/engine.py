@@ -18,6 +18,10 @@ The pipeline, one construct family per module:
    constants);
 4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures
    (``rngs=``, ``mutable=``, ``method=``);
+4b. ``precision.py`` applies a module-level ``hk.mixed_precision`` policy on
+   ``hk.Linear`` as ``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` layers;
+   ``custom_getters.py`` turns ``with hk.custom_getter(cast):`` blocks into
+   ``nn.map_variables`` on the layers built in them;
 5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
    nothing is ever left silently half-migrated; then Haiku imports are removed
    once unused, ``flax.linen`` is added, and the helpers the rewrites refer to
@@ -40,10 +44,12 @@ from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
 from flaxify.migrate.bindings import initializer_names
 from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, import_table, user_defined_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
+from flaxify.migrate.custom_getters import CustomGettersCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.modules import ConvertModulesCommand
+from flaxify.migrate.precision import MixedPrecisionCommand
 from flaxify.migrate.project import ProjectIndex
 from flaxify.migrate.transforms import ConvertTransformsCommand
 
@@ -53,6 +59,8 @@ PIPELINE = (
     ConvertModulesCommand,
     RewriteLooseExpressionsCommand,
     RewriteInitApplyCommand,
+    MixedPrecisionCommand,
+    CustomGettersCommand,
     MarkLeftoversCommand,
 )
 

@@ -76,15 +76,14 @@ APIS = {
         "nn.scan(Block, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True}, length=n) with "
         "Block.__call__(x, _) -> (x, None); the stacked leaves keep their leading layer axis"
     ),
-    "name_scope": "move the block into a method decorated with @nn.compact_name_scope named like the scope, or into a submodule with that name",
-    "experimental.name_scope": "move the block into a method decorated with @nn.compact_name_scope named like the scope, or into a submodule with that name",
-    "custom_getter": "nn.map_variables(Target, 'params', trans_in_fn=...) around the module class",
-    "custom_creator": "nn.map_variables(Target, 'params', init=True, trans_in_fn=...) around the module class",
-    "experimental.custom_getter": "nn.map_variables(Target, 'params', trans_in_fn=...) around the module class",
-    "experimental.custom_creator": "nn.map_variables(Target, 'params', init=True, trans_in_fn=...) around the module class",
-    "intercept_methods": "nn.intercept_methods(interceptor) (the interceptor gets (next_fun, args, kwargs, context))",
+    "name_scope": "Linen has no scope context manager, and a name with '/' stays one flat key (nn.Dense(name='s/linear') gives params['s/linear'], not Haiku's nested 'parent/s/linear'): move the block into `def block(scope): ...; return <values used after it>` and run it as `NameScope(block, name='s')()`, a submodule `class NameScope(nn.Module): fn: Any` whose @nn.compact __call__(self, *args) returns self.fn(self, *args); inside, name the modules as Haiku does in the scope (counters restart there; the name= written here counted the parent's) and use scope.param for hk.get_parameter (Haiku's 'parent/s' bucket); a repeated scope is 's_1', and 'a/b' is one NameScope per part (nn.compact_name_scope only scopes a whole method)",
+    "custom_getter": "wrap each module class built in the block as nn.map_variables(Cls, 'params', trans_in_fn=fn, init=True)(..., name=<Haiku name>); fn maps one module's whole {name: array} dict instead of (next_getter, value, context) per parameter: a cast next_getter(value.astype(D)) is lambda vs: jax.tree.map(lambda v: v.astype(D), vs) (bit-exact for hk.Linear in bfloat16); a getter reading context.full_name/module_name needs that logic on Flax paths, and modules built outside the block but called in it are wrapped too in Haiku (the getter runs at read time)",
+    "custom_creator": "a creator changing dtype or init before creation (next_creator(shape, dtype, init)) has no Linen hook: pass param_dtype= / the initializer to the layers built in the block; one transforming the created value is nn.map_variables(Cls, 'params', trans_out_fn=fn, init=True) on each module class (fn maps a module's whole dict)",
+    "intercept_methods": "with nn.intercept_methods(interceptor): around init/apply; the interceptor gets (next_fun, args, kwargs, context) with context.module / method_name / orig_method as Haiku's MethodContext, but Flax also calls it for setup() and every method of Flax's own layers (nn.Dense, ...), whose names and arguments differ from Haiku's",
     "mixed_precision.set_policy": (
-        "Flax has no per-class policy: set dtype= (compute) and param_dtype= on each layer and cast outputs by hand"
+        "only a module-level set_policy(hk.Linear, jmp policy with output == compute) is rewritten (dtype=/param_dtype= on"
+        " nn.Dense, precision.py); Flax has no per-class policy: set dtype= (compute) and param_dtype= on each layer and"
+        " cast inputs/outputs by hand (Linen norms still reduce in float32)"
     ),
     "mixed_precision.push_policy": "Flax has no policy stack: set dtype=/param_dtype= on the layers and cast outputs by hand",
     "mixed_precision.current_policy": "Flax has no policy: read the layer's dtype/param_dtype fields",
