@@ -98,37 +98,50 @@ class MixedPrecisionCommand(FlaxifyCommand):
         super().__init__(context)
         self._policy: Policy | None = None
         self._statement: int | None = None  # id of the set_policy statement to remove
-        self._reason: str | None = None
+        self._reasons: dict[int, str] = {}  # id(module-level set_policy statement) -> why it stays
 
     def visit_Module(self, node: cst.Module) -> None:
-        calls = [(stmt, call) for stmt in node.body if (call := self._set_policy(stmt)) is not None]
-        if len(calls) != 1:
-            self._reason = "more than one module-level policy" if calls else None
+        on_linear: list[tuple[cst.BaseStatement, Policy]] = []
+        for statement in node.body:
+            call = self._set_policy(statement)
+            if call is None or has_todo(statement):  # a marked one was decided by an earlier run
+                continue
+            found = self._read(call)
+            if isinstance(found, str):
+                self._reasons[id(statement)] = found
+            else:
+                on_linear.append((statement, found))
+        if len(on_linear) > 1:
+            for statement, _ in on_linear:
+                self._reasons[id(statement)] = "several policies on hk.Linear (the last one run wins in Haiku): keep one"
             return
-        statement, call = calls[0]
-        if has_todo(statement):
-            return  # marked by an earlier run: left as it is
-        found = self._read(call)
-        if isinstance(found, str):
-            self._reason = found
-        elif found.output != found.compute:
-            self._reason = (
+        if on_linear:
+            statement, found = on_linear[0]
+            reason = self._unsafe(node, found)
+            if reason is None:
+                self._policy, self._statement = found, id(statement)
+            else:
+                self._reasons[id(statement)] = reason
+
+    def _unsafe(self, node: cst.Module, found: Policy) -> str | None:
+        """Why an hk.Linear policy cannot be applied to this file's Dense layers, if it cannot."""
+        if found.output != found.compute:
+            return (
                 f"output dtype {found.output} differs from compute dtype {found.compute}: nn.Dense(dtype="
                 f"{found.compute}) returns {found.compute}, so cast each layer's output with .astype(jnp.{found.output})"
             )
-        elif self.state.helper_classes:
-            self._reason = (
+        if self.state.helper_classes:
+            return (
                 "this file also uses Haiku modules built from hk.Linear (emitted helpers: "
                 + ", ".join(sorted(q.rsplit(".", 1)[-1] for q in self.state.helper_classes))
                 + "), which the policy governs too: set dtype=/param_dtype= on their Dense layers by hand"
             )
-        elif not any(isinstance(n, cst.Call) and code(n.func) == f"{self.state.nn}.Dense" for n in _nodes(node)):
-            self._reason = (
+        if not any(isinstance(n, cst.Call) and code(n.func) == f"{self.state.nn}.Dense" for n in _nodes(node)):
+            return (
                 "this file builds no hk.Linear, and Haiku's policy is process-wide: set dtype=/param_dtype= on the"
                 " nn.Dense layers of the files that build them"
             )
-        else:
-            self._policy, self._statement = found, id(statement)
+        return None
 
     def _set_policy(self, stmt: cst.CSTNode) -> cst.Call | None:
         if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Expr):
@@ -194,8 +207,8 @@ class MixedPrecisionCommand(FlaxifyCommand):
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         if id(original_node) == self._statement:
             return cst.RemoveFromParent()
-        if self._reason is not None and self._set_policy(original_node) is not None:
-            self.todo("hk.mixed_precision.set_policy", self._reason)
+        if id(original_node) in self._reasons:
+            self.todo("hk.mixed_precision.set_policy", self._reasons[id(original_node)])
         return updated_node
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:

@@ -309,3 +309,13 @@ def test_scoping_apis_stay_todo_with_the_recipe(source: str, construct: str, fra
     out, todos = _migrate(source)
     assert construct in todos
     assert fragment in out
+
+
+def test_a_linear_policy_applies_next_to_a_policy_that_stays_todo() -> None:
+    source = _policy_program('jmp.get_policy("c=bf16")', layers="hk.LayerNorm(-1, True, True)(hk.Linear(4)(x))").replace(
+        "\n\n\nclass M", '\nhk.mixed_precision.set_policy(hk.LayerNorm, jmp.get_policy("f32"))\n\n\nclass M'
+    )
+    out, todos = _migrate(source)
+    assert todos == ["hk.mixed_precision.set_policy"]
+    assert "dtype=jnp.bfloat16, param_dtype=jnp.float32" in out
+    assert "set_policy(hk.Linear" not in out and "set_policy(hk.LayerNorm" in out
