@@ -21,7 +21,9 @@ The pipeline, one construct family per module:
 4b. ``precision.py`` applies a module-level ``hk.mixed_precision`` policy on
    ``hk.Linear`` as ``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` layers;
    ``custom_getters.py`` turns ``with hk.custom_getter(cast):`` blocks into
-   ``nn.map_variables`` on the layers built in them;
+   ``nn.map_variables`` on the layers built in them; ``name_scope.py`` moves
+   ``with hk.name_scope("s"):`` blocks into closures run by a ``NameScope``
+   submodule named ``s``;
 5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
    nothing is ever left silently half-migrated; then Haiku imports are removed
    once unused, ``flax.linen`` is added, and the helpers the rewrites refer to
@@ -49,6 +51,7 @@ from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.modules import ConvertModulesCommand
+from flaxify.migrate.name_scope import NameScopesCommand
 from flaxify.migrate.precision import MixedPrecisionCommand
 from flaxify.migrate.project import ProjectIndex
 from flaxify.migrate.transforms import ConvertTransformsCommand
@@ -61,6 +64,7 @@ PIPELINE = (
     RewriteInitApplyCommand,
     MixedPrecisionCommand,
     CustomGettersCommand,
+    NameScopesCommand,
     MarkLeftoversCommand,
 )
 

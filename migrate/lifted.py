@@ -105,10 +105,10 @@ DEPENDENCIES = {"layer_stack": ("LayerStackBody",)}
 
 
 def helper_source(tail: str, *, nn: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
-    # lifted_loops.py holds a pass (it imports base.py, which imports this module): import it late.
-    from flaxify.migrate import lifted_loops
+    # lifted_loops.py and name_scope.py hold passes (they import base.py, which imports this module): import them late.
+    from flaxify.migrate import lifted_loops, name_scope
 
-    found = HELPERS.get(tail) or lifted_loops.HELPERS.get(tail)
+    found = HELPERS.get(tail) or lifted_loops.HELPERS.get(tail) or name_scope.HELPERS.get(tail)
     if found is None:
         return None
     name, template, imports = found

@@ -62,7 +62,7 @@ from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import layers_batchnorm, lifted, properties, rng, state, utilities
+from flaxify.migrate import layers_batchnorm, lifted, name_scope, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code
@@ -304,6 +304,13 @@ class ConvertModulesCommand(FlaxifyCommand):
         """Records constructions in evaluation order; True if the scope needs a compact scope."""
         needs = False
         for child in node.children:
+            if isinstance(child, cst.With) and name_scope.scope_name(child, self.haiku_name) is not None:
+                # Haiku names the block's modules inside the scope, fresh counters (name_scope.py).
+                scope_namer = ScopeNamer()
+                needs |= self._scan(child.body, scope_namer, dynamic=dynamic)
+                self._names.update({c.key: None for c in scope_namer.constructions})
+                self._names.update(scope_namer.names())
+                continue
             if isinstance(child, cst.FunctionDef) and self._is_layer_stack_body(child):
                 # Haiku names the body's modules in the stack's own scope, fresh counters.
                 body_namer = ScopeNamer()

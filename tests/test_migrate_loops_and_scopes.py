@@ -299,8 +299,8 @@ def test_getter_that_is_not_a_plain_cast_stays_todo() -> None:
 @pytest.mark.parametrize(
     ("source", "construct", "fragment"),
     [
-        (_module('with hk.name_scope("s"):\n    y = hk.Linear(4)(x)\nreturn y'), "hk.name_scope", "NameScope(block, name='s')()"),
-        (_module('with hk.experimental.name_scope("s"):\n    y = hk.Linear(4)(x)\nreturn y'), "hk.experimental.name_scope", "stays one flat key"),
+        (_module('with hk.name_scope("a/b"):\n    y = hk.Linear(4)(x)\nreturn y'), "hk.name_scope", "one NameScope per part"),
+        (_module('with hk.experimental.name_scope("s"):\n    for _ in range(2):\n        x = hk.Linear(4)(x)\nreturn x'), "hk.experimental.name_scope", "stays one flat key"),
         (_module("with hk.custom_creator(lambda nc, s, d, i, c: nc(s, d, i)):\n    y = hk.Linear(4)(x)\nreturn y"), "hk.custom_creator", "trans_out_fn=fn"),
         (_module("with hk.intercept_methods(lambda f, a, k, c: f(*a, **k)):\n    y = hk.Linear(4)(x)\nreturn y"), "hk.intercept_methods", "nn.intercept_methods(interceptor)"),
     ],
@@ -319,3 +319,12 @@ def test_a_linear_policy_applies_next_to_a_policy_that_stays_todo() -> None:
     assert todos == ["hk.mixed_precision.set_policy"]
     assert "dtype=jnp.bfloat16, param_dtype=jnp.float32" in out
     assert "set_policy(hk.Linear" not in out and "set_policy(hk.LayerNorm" in out
+
+
+def test_name_scope_block_becomes_a_scope_submodule() -> None:
+    out, todos = _migrate(_module('x = hk.Linear(4)(x)\nwith hk.name_scope("s"):\n    x = hk.Linear(4)(x)\n    y = x * 2.0\nreturn hk.Linear(4)(y)'))
+    assert todos == []
+    assert "def _name_scope_s(scope, x):" in out and "return x, y" in out
+    assert 'x, y = NameScope(_name_scope_s, name="s")(x)' in out
+    assert out.count('name="linear"') == 2 and 'name="linear_1"' in out  # counters restart in the scope
+    assert out.count("class NameScope(nn.Module)") == 1
