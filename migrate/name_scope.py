@@ -25,8 +25,8 @@ in Haiku. A second scope of the same name in one method is ``s_1``, as Haiku
 names it.
 
 Left under the TODO ``leftovers.py`` writes (``unsupported.py`` gives this
-recipe) when the rewrite could change meaning: a name with ``/`` or not a
-literal, ``method_name=``, ``as``, a block with compound statements, ``return``,
+recipe) when the rewrite could change meaning: a block outside the methods of
+a converted module (or nested in a statement), a name with ``/`` or not a literal, ``method_name=``, ``as``, a block with compound statements, ``return``,
 augmented assignments or ``global``/``nonlocal``, a name the block reads before
 it assigns it (the closure would make it local), or a method whose class
 defines ``NameScope`` itself.
@@ -84,9 +84,16 @@ class NameScopesCommand(FlaxifyCommand):
         super().__init__(context)
         # id(With) -> (Flax name, closure name, (inputs, outputs))
         self._plans: dict[int, tuple[str, str, tuple[list[str], list[str]]]] = {}
+        self._methods: set[int] = set()  # ids of the methods of converted module classes
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        converted = node.name.value in self.state.module_classes or node.name.value in self.state.wrapper_classes
+        if converted and isinstance(node.body, cst.IndentedBlock):
+            self._methods.update(id(s) for s in node.body.body if isinstance(s, cst.FunctionDef))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        if "NameScope" in self.state.user_names or not isinstance(node.body, cst.IndentedBlock):
+        # Only methods of converted modules: NameScope must be built inside a Linen module's method.
+        if id(node) not in self._methods or "NameScope" in self.state.user_names or not isinstance(node.body, cst.IndentedBlock):
             return
         seen: dict[str, int] = {}
         taken = {n.value for n in _nodes(node) if isinstance(n, cst.Name)}

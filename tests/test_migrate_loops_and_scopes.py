@@ -328,3 +328,9 @@ def test_name_scope_block_becomes_a_scope_submodule() -> None:
     assert 'x, y = NameScope(_name_scope_s, name="s")(x)' in out
     assert out.count('name="linear"') == 2 and 'name="linear_1"' in out  # counters restart in the scope
     assert out.count("class NameScope(nn.Module)") == 1
+
+
+def test_name_scope_outside_module_methods_stays_todo() -> None:
+    source = HEADER + 'def helper(x):\n    with hk.name_scope("s"):\n        x = hk.Linear(4)(x)\n    return x\n'
+    out, todos = _migrate(source)
+    assert todos and todos[0] == "hk.name_scope" and "NameScope(_name_scope" not in out
