@@ -101,11 +101,13 @@ class NameScopesCommand(FlaxifyCommand):
             if not isinstance(stmt, cst.With) or has_todo(stmt):
                 continue
             name = scope_name(stmt, self.haiku_name)
-            names = _outputs(stmt) if name is not None else None
-            if name is None or names is None:
+            if name is None:
                 continue
             count = seen.get(name, 0)
-            seen[name] = count + 1
+            seen[name] = count + 1  # a scope left as it was still takes its Haiku number
+            names = _outputs(stmt)
+            if names is None:
+                continue
             flax_name = f"{name}_{count}" if count else name
             closure = free_name(f"_name_scope_{flax_name}", *[cst.Name(t) for t in taken])
             taken.add(closure)
