@@ -59,15 +59,18 @@ _SCAN_OPTIONS = 'variable_broadcast="params", split_rngs={"params": False, "drop
 
 LAYER_STACK_CALLS = frozenset({"haiku.layer_stack", "haiku.experimental.layer_stack"})
 
-LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False, unroll=1, name=None):
-    """Haiku's hk.layer_stack for functions that build Linen modules: nn.scan over one layer, parameters stacked on axis 0."""
+LAYER_STACK_SOURCE = '''def layer_stack(num_layers, with_per_layer_inputs=False, unroll=1, name=None, remat=None):
+    """Haiku's hk.layer_stack for functions that build Linen modules: nn.scan over one layer, parameters stacked on axis 0.
+
+    remat: nn.remat options to rematerialise each layer, as Haiku's layer_stack(n)(hk.remat(f)) does.
+    """
     name = name or ("__layer_stack_with_per_layer" if with_per_layer_inputs else "__layer_stack_no_per_layer")
 
     def decorator(fn):
         def wrapped(*args):
             carry, per_layer = (args[0], args[1:]) if with_per_layer_inputs else (args, ())
             scan = {nn}.scan(
-                LayerStackBody,
+                LayerStackBody if remat is None else {nn}.remat(LayerStackBody, **remat),
                 variable_axes={{"params": 0}},
                 split_rngs={{"params": True, "dropout": True}},
                 length=num_layers,
@@ -277,6 +280,29 @@ def stack_base(call: cst.Call) -> str | None:
     if not isinstance(per_layer, bool):
         return None
     return "__layer_stack_with_per_layer" if per_layer else "__layer_stack_no_per_layer"
+
+
+def remat_in_stack(stack: cst.Call, remat: cst.Call) -> tuple[cst.Call, cst.BaseExpression] | Unsupported:
+    """``layer_stack(n)(hk.remat(f, prevent_cse=..., policy=...))`` -> ``layer_stack(n, remat={...})(f)``.
+
+    ``stack`` is the already rewritten ``layer_stack(n)`` call. ``nn.remat`` of
+    ``f`` lifted over ``self`` would build each layer's modules in the calling
+    module, outside the scan; rematerialising the scanned body module instead
+    keeps Haiku's stacked parameters. Returns the new stack call and ``f``.
+    """
+    bound = bind(remat, REMAT)
+    if isinstance(bound, Unsupported):
+        return bound
+    if "fun" not in bound:
+        return Unsupported("hk.remat needs the function to rematerialise")
+    if "static_argnums" in bound:
+        return Unsupported("hk.remat(static_argnums=...) around a layer_stack body: a layer function takes only the carry")
+    options = ", ".join(f'"{key}": {code(bound[key])}' for key in ("prevent_cse", "policy") if key in bound)
+    args = list(stack.args)
+    args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
+    option = cst.Arg(cst.parse_expression("{" + options + "}"), keyword=cst.Name("remat"), equal=equal)
+    return stack.with_changes(args=[*args, option]), bound["fun"]
 
 
 def rewrite_layer_stack(call: cst.Call, name: str | None = None) -> Rewrite | Unsupported:

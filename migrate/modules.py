@@ -62,7 +62,7 @@ from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import layers_batchnorm, lifted, name_scope, properties, rng, state, utilities
+from flaxify.migrate import dataclass_modules, layers_batchnorm, lifted, name_scope, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code
@@ -130,6 +130,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._guarded: set[int] = set()  # rewritten set_state calls whose statement gets a guard
         self._stack_names: dict[int, str] = {}  # id(original hk.layer_stack call) -> Haiku name
         self._in_stack_body: set[int] = set()  # calls inside an @hk.layer_stack body
+        self._stack_remats: set[int] = set()  # ids of hk.remat(f) in hk.layer_stack(n)(hk.remat(f))
         # id(original hk.DepthwiseConv*D construction) -> the argument its one call passes.
         self._depthwise_inputs: dict[int, cst.Name] = {}
         # id(original construction taking **config) -> the config dict __init__ builds for it.
@@ -383,6 +384,11 @@ class ConvertModulesCommand(FlaxifyCommand):
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         if not self._converting() or id(original_node) in self._skipped:
             return updated_node
+        if self._is_remat_in_stack(original_node):
+            return updated_node  # rewritten with its layer_stack(n)(...) call, below
+        stacked = self._remat_stack(original_node, updated_node)
+        if stacked is not None:
+            return stacked
         key = id(original_node)
         if key in self._names and key not in self._called_at_once:
             return self._construction(original_node, updated_node)
@@ -400,6 +406,32 @@ class ConvertModulesCommand(FlaxifyCommand):
         if id(original_node.func) in self._called_at_once:
             return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node
+
+    def _is_remat_in_stack(self, call: cst.Call) -> bool:
+        """``hk.remat(f)`` given straight to ``hk.layer_stack(n)(...)``."""
+        return self.haiku_name(call.func) in lifted.REMAT_CALLS and id(call) in self._stack_remats
+
+    def _remat_stack(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """``hk.layer_stack(n)(hk.remat(f))`` -> ``layer_stack(n, remat={...})(f)``, else None."""
+        stack = updated.func
+        if not (isinstance(original.func, cst.Call) and self.haiku_name(original.func.func) in lifted.LAYER_STACK_CALLS):
+            return None
+        if len(original.args) != 1 or not isinstance(original.args[0].value, cst.Call):
+            return None
+        if not (isinstance(stack, cst.Call) and isinstance(stack.func, cst.Name) and stack.func.value == "layer_stack"):
+            return None  # the stack itself stayed Haiku (under a TODO)
+        result = lifted.remat_in_stack(stack, updated.args[0].value)  # type: ignore[arg-type]
+        if isinstance(result, Unsupported):
+            self.todo("hk.remat", result.reason)
+            return updated
+        new_stack, fun = result
+        return updated.with_changes(func=new_stack, args=[updated.args[0].with_changes(value=fun)])
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call) and self.haiku_name(node.func.func) in lifted.LAYER_STACK_CALLS:
+            for arg in node.args[:1]:
+                if isinstance(arg.value, cst.Call) and self.haiku_name(arg.value.func) in lifted.REMAT_CALLS:
+                    self._stack_remats.add(id(arg.value))
 
     def _plan(self) -> ClassPlan:
         return self._plans[self._classes[-1]]  # type: ignore[index]
@@ -627,7 +659,14 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._forget_init_imports(original_node)
         self._layer_config_lines = plan.layer_configs
         body = self._class_body(original_node, updated_node, plan.init)
-        return updated_node.with_changes(bases=bases, body=updated_node.body.with_changes(body=body))
+        updated_node = updated_node.with_changes(bases=bases, body=updated_node.body.with_changes(body=body))
+        keep = [not dataclass_modules.is_plain_dataclass(d, self.qualname_of) for d in original_node.decorators]
+        if all(keep):
+            return updated_node
+        RemoveImportsVisitor.remove_unused_import(self.context, "dataclasses")
+        RemoveImportsVisitor.remove_unused_import(self.context, "dataclasses", "dataclass")
+        RemoveImportsVisitor.remove_unused_import(self.context, "typing", "Optional")  # the name field's type
+        return dataclass_modules.strip(updated_node, keep)
 
     def _base(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
         if self.haiku_name(original.value) in ("haiku.Module", "haiku.RNNCore"):
