@@ -66,9 +66,9 @@ flaxify lint PATH... [--select CODES] [--ignore CODES] [--extend-select CODES]
   finding suppresses it; `# flaxify: noqa` on its own line skips a whole file.
 * A content-keyed cache (`.flaxify_cache/`, or `--cache-dir`, or `$FLAXIFY_CACHE_DIR`) returns the
   stored result when no linted file, setting or version changed; `--no-cache` turns it off.
-* `-j N` lints parts of the project that do not import each other in separate processes, and
-  parses and indexes a single large package in N processes (N >= 3) before analysing it in one;
-  the findings are identical to a single process.
+* `-j N` shards parsing and the per-file rules over N processes (one package included); the
+  project-wide analysis stays in one process. Output is identical to one process; below about
+  3 MB of source it runs in one process (sharding would cost more than it saves).
 
 ## Configuration
 
