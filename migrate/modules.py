@@ -822,10 +822,33 @@ class _ArgumentsToSelf(cst.CSTTransformer):
     def visit_Param(self, node: cst.Param) -> None:
         self.protected.add(id(node.name))
 
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self._shadow(node.body, _param_names(node.params))
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._shadow(node.body, _param_names(node.params))
+
+    def _shadow(self, body: cst.CSTNode, names: set[str]) -> None:
+        """A nested lambda's or def's own parameter of the same name is not the argument.
+
+        (Defaults are evaluated outside, so only the body is protected.)
+        """
+        for sub in _walk(body):
+            if isinstance(sub, cst.Name) and sub.value in names:
+                self.protected.add(id(sub))
+
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
         if original_node.value in self.reads and id(original_node) not in self.protected:
             return cst.Attribute(cst.Name("self"), cst.Name(self.reads[original_node.value]))
         return updated_node
+
+
+def _param_names(params: cst.Parameters) -> set[str]:
+    every = [*params.posonly_params, *params.params, *params.kwonly_params]
+    for star in (params.star_arg, params.star_kwarg):
+        if isinstance(star, cst.Param):
+            every.append(star)
+    return {p.name.value for p in every}
 
 
 def _updated_setup(original: cst.FunctionDef, updated: cst.FunctionDef, plan: InitPlan) -> list[cst.BaseStatement]:
