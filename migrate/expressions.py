@@ -17,7 +17,7 @@ import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
-from flaxify.migrate import batch_apply, lifted, prng, recurrent, utilities
+from flaxify.migrate import batch_apply, data_structures, lifted, prng, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import Rewrite
 
@@ -62,6 +62,8 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             return self.apply_rewrite(lifted.rewrite_layer_stack(updated_node), qualname, updated_node)
         if qualname in utilities.TREE_SUMS:
             return self.apply_rewrite(utilities.rewrite_tree_sum(updated_node, qualname), qualname, updated_node)
+        if qualname in data_structures.CALLS:
+            return self.apply_rewrite(data_structures.rewrite(updated_node, qualname, self.module, self.haiku_name), qualname, updated_node)
         if qualname in recurrent.FUNCTIONS or qualname in batch_apply.FUNCTIONS:
             # An emitted helper of the same name and signature (recurrent.py, batch_apply.py).
             name = cst.Name(qualname.rsplit(".", 1)[-1])

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, batch_apply, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
+from flaxify.migrate import attention, batch_apply, data_structures, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
@@ -112,6 +112,7 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         or lifted.helper_source(tail, nn=nn)
         or batch_apply.helper_source(tail, jnp=jnp)
         or prng.helper_source(tail, jnp=jnp)
+        or data_structures.helper_source(tail)
     )
 
 

@@ -30,12 +30,21 @@ MODULES = {
     "Deferred": "no Flax counterpart: build the module lazily in an @nn.compact method",
 }
 
+# hk.data_structures calls become emitted helpers over flax.traverse_util (data_structures.py).
+_HELPER_ONLY = (
+    "only calls are rewritten (to the emitted helper of the same name over flax.traverse_util.flatten_dict);"
+    " call it directly or port by hand"
+)
+
 #: Haiku functions and other APIs.
 APIS = {
     "next_rng_key": "only rewritten inside module classes (self.make_rng('dropout')); pass a key in explicitly here",
     "maybe_next_rng_key": "only rewritten inside module classes; pass a key (or None) in explicitly here",
     "next_rng_keys": "only rewritten inside module classes; split an explicit key with jax.random.split here",
-    "reserve_rng_keys": "a performance hint with no Flax counterpart (self.make_rng derives keys by name): delete it",
+    "reserve_rng_keys": (
+        "only pre-splits Haiku's key stream; Flax derives keys by name (self.make_rng) and key values differ"
+        " between the libraries anyway: delete the statement"
+    ),
     "dropout": "only rewritten inside module classes; use nn.Dropout(rate)(x, deterministic=False, rng=key) from a Linen module",
     "PRNGSequence": (
         "imported by name: import haiku as hk and write hk.PRNGSequence, which becomes the emitted exact "
@@ -93,24 +102,18 @@ APIS = {
     "experimental.name_like": "pass name= explicitly",
     "force_name": "pass name= explicitly",
     "to_module": "write a small nn.Module whose @nn.compact __call__ calls the function",
-    "data_structures.to_mutable_dict": "Linen init returns plain dicts already: drop the call (or flax.core.unfreeze)",
-    "data_structures.to_immutable_dict": "flax.core.freeze(tree) (or keep the plain dict Linen returns)",
-    "data_structures.to_haiku_dict": "Linen trees are plain nested dicts: drop the call",
+    "data_structures.to_mutable_dict": "only a call with one tree is rewritten: flax.core.unfreeze(tree) (a nested dict copy)",
+    "data_structures.to_immutable_dict": "only a call with one tree is rewritten: flax.core.freeze(tree)",
+    "data_structures.to_haiku_dict": "only a call with one tree is rewritten: flax.core.unfreeze(tree) (a nested dict copy)",
     "data_structures.tree_size": "only a call with one tree is rewritten: sum(x.size for x in jax.tree.leaves(tree))",
     "data_structures.tree_bytes": "only a call with one tree is rewritten: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))",
     "running_init": "only rewritten inside module methods: self.is_initializing()",
-    "data_structures.traverse": (
-        "Linen trees nest one level per module: iterate flax.traverse_util.flatten_dict(tree, sep='/') and split "
-        "each key with k.rsplit('/', 1) into (module_name, name)"
-    ),
-    "data_structures.filter": (
-        "flax.traverse_util.unflatten_dict({k: v for k, v in flatten_dict(tree, sep='/').items() if pred(*k.rsplit('/', 1), v)}, sep='/')"
-        " (Haiku's predicate gets (module_name, name, value))"
-    ),
-    "data_structures.partition": "two filters over flax.traverse_util.flatten_dict(tree, sep='/') with the predicate and its negation",
-    "data_structures.partition_n": "filters over flax.traverse_util.flatten_dict(tree, sep='/'), one per index the function returns",
+    "data_structures.traverse": _HELPER_ONLY,
+    "data_structures.filter": _HELPER_ONLY,
+    "data_structures.partition": _HELPER_ONLY,
+    "data_structures.partition_n": _HELPER_ONLY,
+    "data_structures.merge": _HELPER_ONLY,
     "data_structures.map": "flax.traverse_util.path_aware_map(lambda path, v: fn('/'.join(path[:-1]), path[-1], v), tree)",
-    "data_structures.merge": "flax.traverse_util.unflatten_dict({**flatten_dict(a), **flatten_dict(b)}) (later trees win, as in Haiku)",
     "data_structures.is_subset": "set(flatten_dict(a)) <= set(flatten_dict(b)) on flax.traverse_util.flatten_dict",
     "data_structures.structure": "jax.tree.structure(tree)",
 }

@@ -7,10 +7,11 @@ they mean the same on Linen's nested trees::
     hk.data_structures.tree_bytes(params)  -> sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
     hk.running_init()                      -> self.is_initializing()      (inside a module method)
 
-The structure-aware helpers (``filter``, ``partition``, ``traverse``, ``map``,
-``merge``, ...) see Haiku's two-level ``{module: {name: value}}`` dicts; Linen
-trees nest one level per module, so they stay under a TODO naming the
-``flax.traverse_util`` rewrite (``unsupported.py``).
+The structure-aware helpers see Haiku's two-level ``{module: {name: value}}``
+dicts; Linen trees nest one level per module. ``filter``, ``partition``,
+``partition_n``, ``merge``, ``traverse`` and the dict copies are rewritten in
+``data_structures.py``; ``map``, ``is_subset`` and ``structure`` stay under a
+TODO naming the ``flax.traverse_util`` rewrite (``unsupported.py``).
 """
 
 from __future__ import annotations
