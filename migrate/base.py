@@ -326,7 +326,8 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
         if isinstance(result, Unsupported):
             self.todo(construct, result.reason)
             return fallback
-        self.need_nn()
+        if f"{self.state.nn}." in cst.Module([]).code_for_node(result.expr):
+            self.need_nn()  # not for rewrites to plain JAX or emitted plain functions
         self.note_rewrite(qualname, result.expr)
         for spec in result.imports:
             self.need_import(spec)

@@ -64,6 +64,8 @@ class MarkLeftoversCommand(FlaxifyCommand):
                 self.need_import(spec)
             if f"{self.state.jnp}." in source:
                 self.need_jnp()  # the engine owns the jax.numpy import and its local name
+            if f"{self.state.nn}." in source:
+                self.need_nn()
             klass = cst.parse_statement(source)
             classes.append(klass.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2))
         if not classes:
