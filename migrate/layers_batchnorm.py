@@ -34,7 +34,6 @@ Examples::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import libcst as cst
 
@@ -139,6 +138,3 @@ def batch_norm(call: cst.Call, ctx: Ctx) -> Rewrite | Unsupported:
     return helper_call(call, BATCH_NORM, "BatchNorm", _INITIALIZERS, ctx, required=("create_scale", "create_offset", "decay_rate"))
 
 
-def call_args(args: Sequence[cst.Arg]) -> list[cst.Arg] | Unsupported:
-    """The call ``bn(x, is_training, ...)``: the helper takes Haiku's call signature, so unchanged."""
-    return list(args)

@@ -43,8 +43,8 @@ Inside module methods this pass also rewrites what needs ``self``:
 ``hk.get_parameter`` → ``self.param``; RNG keys and ``hk.dropout``
 (``rng.py``); ``hk.get_state`` / ``hk.set_state`` (``state.py``, with the
 ``is_initializing()`` guard on statements); ``hk.remat`` and the Haiku names of
-``hk.layer_stack`` (``lifted.py``); the call-time ``is_training`` of
-``hk.BatchNorm`` instances bound to a name (``layers_batchnorm.py``).
+``hk.layer_stack`` (``lifted.py``). (``hk.BatchNorm`` calls need nothing: the
+emitted exact helper takes Haiku's call signature, ``layers_batchnorm.py``.)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import dataclass_modules, layers_batchnorm, lifted, name_scope, properties, rng, state, utilities
+from flaxify.migrate import dataclass_modules, lifted, name_scope, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code
@@ -98,7 +98,6 @@ class ClassPlan:
     # guarded (Haiku's init returns the initial state).
     initial_state: set[str] = field(default_factory=set)
     # `self.bn` / `bn` bound to hk.BatchNorm(...): their calls take is_training.
-    batch_norms: set[str] = field(default_factory=set)
     has_layer_stack: bool = False
     # Keyword dicts spread into one layer (layer_configs.py): dict name -> its translated setdefault lines.
     layer_configs: dict[str, list[cst.SimpleStatementLine]] = field(default_factory=dict)
@@ -182,7 +181,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             return
         self._classes.append(node.name.value)
         self._method_ids.update(id(method) for method in _methods(node))
-        self._find_state_and_batch_norms(node, plan)
+        self._find_state_and_stacks(node, plan)
         if plan.init is not None:
             plan.initializer_fields = find_initializer_fields(
                 node, [(f.name, f.default) for f in plan.init.fields], plan.init.renames, self._call_kind
@@ -210,7 +209,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         in_init = self._method_stack[-1] == "__init__"
         return self._plan().initializer_fields.resolver(self.resolve_spelling, in_init)
 
-    def _find_state_and_batch_norms(self, node: cst.ClassDef, plan: ClassPlan) -> None:
+    def _find_state_and_stacks(self, node: cst.ClassDef, plan: ClassPlan) -> None:
         for sub in _walk(node):
             if isinstance(sub, cst.Call) and self.haiku_name(sub.func) == "haiku.get_state":
                 bound = _bind(sub, ("name", "shape", "dtype", "init"))
@@ -219,8 +218,6 @@ class ConvertModulesCommand(FlaxifyCommand):
                     plan.initial_state.add(name)
             elif isinstance(sub, cst.Call) and self.haiku_name(sub.func) in lifted.LAYER_STACK_CALLS:
                 plan.has_layer_stack = True
-            elif _assigns_call(sub) and self.haiku_name(sub.value.func) == "haiku.BatchNorm":  # type: ignore[attr-defined]
-                plan.batch_norms.add(code(sub.targets[0].target))  # type: ignore[attr-defined]
 
     def _find_depthwise_inputs(self, method: cst.FunctionDef) -> None:
         """``dw = hk.DepthwiseConv2D(...)`` later called once as ``dw(x)`` in the same method.
@@ -397,12 +394,6 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._get_parameter(original_node, updated_node)
         if qualname in _RNG_AND_STATE:
             return self._rng_or_state(original_node, updated_node, qualname)
-        if isinstance(original_node.func, (cst.Name, cst.Attribute)) and code(original_node.func) in self._plan().batch_norms:
-            args = layers_batchnorm.call_args(updated_node.args)
-            if isinstance(args, Unsupported):
-                self.todo("hk.BatchNorm", args.reason)
-                return updated_node
-            return updated_node.with_changes(args=args)
         if id(original_node.func) in self._called_at_once:
             return self._immediate_call(original_node.func, updated_node)  # type: ignore[arg-type]
         return updated_node
