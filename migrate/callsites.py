@@ -56,6 +56,7 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
 from flaxify.migrate.rewrite import JAX_IMPORT
+from flaxify.migrate.layers_common import code
 
 
 class RewriteInitApplyCommand(FlaxifyCommand):
@@ -107,7 +108,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         # `_, state = net.init(None, ...)` (EMAParamsTree's documented use): a model without
         # parameters, whose Flax init returns no "params" collection.
         default = ", {}" if m.matches(params, m.Name("_")) else ""
-        pop = cst.parse_expression(f'{_code(state)}.pop("params"{default})')
+        pop = cst.parse_expression(f'{code(state)}.pop("params"{default})')
         second = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(params)], pop)])
         return cst.FlattenSentinel([first, second])
 
@@ -141,7 +142,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         found = self._multi_values.get(id(original_node))
         if found is None:
             return updated_node
-        variable = _code(original_node.value.value)  # type: ignore[attr-defined]
+        variable = code(original_node.value.value)  # type: ignore[attr-defined]
         adapter = _adapter(variable, "apply", found[0], self.state.uses_rng, apply_method=found[1])
         if adapter is None:
             self.todo(f"{variable}.apply", "used as a function value; call net.apply(variables, ..., method='<name>') by hand")
@@ -181,7 +182,7 @@ class RewriteInitApplyCommand(FlaxifyCommand):
 
     def _unpacked_applies(self, node: cst.Attribute, info: TransformInfo) -> cst.BaseExpression:
         """``net.apply`` unpacked into one name per method -> a tuple of Haiku-signature lambdas."""
-        variable = _code(node.value)
+        variable = code(node.value)
         adapters = [_adapter(variable, "apply", info, self.state.uses_rng, apply_method=name) for _, name in info.methods]
         if any(a is None for a in adapters):
             self.todo(f"{variable}.apply", "unpacked into functions; call net.apply(variables, ..., method='<name>') by hand")
@@ -316,10 +317,6 @@ def _adapter(
 def _simple(node: cst.BaseExpression) -> bool:
     """A name or attribute chain: safe to read twice (``**state`` and ``list(state)``)."""
     return isinstance(node, cst.Name) or (isinstance(node, cst.Attribute) and _simple(node.value))
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 _EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))

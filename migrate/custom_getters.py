@@ -46,11 +46,10 @@ does not reach calls made outside the context). Anything else keeps the TODO
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
-from flaxify.migrate.layers_common import code
+from flaxify.migrate.layers_common import code, walk
 from flaxify.migrate.rewrite import JAX_IMPORT
 from libcst.metadata import QualifiedNameProvider
 
@@ -129,19 +128,19 @@ class CustomGettersCommand(FlaxifyCommand):
             return None
         wrapped: set[int] = set()
         bound: set[str] = set()  # names holding a layer built in the block
-        for sub in _nodes(node.body):
+        for sub in walk(node.body):
             if isinstance(sub, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
                 return None  # deferred code may run outside the context
             if isinstance(sub, cst.Assign) and isinstance(sub.value, cst.Call) and self._builds(sub.value):
                 bound.update(t.target.value for t in sub.targets if isinstance(t.target, cst.Name))
-        for sub in _nodes(node.body):
+        for sub in walk(node.body):
             if not isinstance(sub, cst.Call):
                 continue
             if self._builds(sub):
                 wrapped.add(id(sub))
             elif not (isinstance(sub.func, cst.Call) and self._builds(sub.func)) and not self._allowed(sub, bound):
                 return None
-        later = {n.value for stmt in after for n in _nodes(stmt) if isinstance(n, cst.Name)}
+        later = {n.value for stmt in after for n in walk(stmt) if isinstance(n, cst.Name)}
         if not wrapped or bound & later:
             return None
         return self._casts[arg.value.value], wrapped
@@ -190,7 +189,7 @@ class CustomGettersCommand(FlaxifyCommand):
             return updated_node
         body[0] = body[0].with_changes(leading_lines=[*updated_node.leading_lines, *body[0].leading_lines])
         dtype, wrapped = self._plans[id(original_node)]
-        if any(id(n) in wrapped and not self._without_bias(n) for n in _nodes(original_node.body)):
+        if any(id(n) in wrapped and not self._without_bias(n) for n in walk(original_node.body)):
             self.todo(
                 "hk.custom_getter",
                 f"outputs are bit-exact, gradients nearly: Haiku's hk.Linear broadcasts its cast bias before adding it, so its"
@@ -203,12 +202,3 @@ class CustomGettersCommand(FlaxifyCommand):
         layer = code(call.func).removeprefix(f"{self.state.nn}.")
         no_bias = any(a.keyword is not None and a.keyword.value == "use_bias" and code(a.value) == "False" for a in call.args)
         return layer == "Dense" and no_bias
-
-
-def _nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """``node`` and every node below it."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)

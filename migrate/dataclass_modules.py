@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import libcst as cst
 
+from flaxify.migrate.layers_common import code
+
 DATACLASS = frozenset({"dataclasses.dataclass"})
 _HARMLESS = {"frozen": "True"}  # options a Linen module already has
 
@@ -38,7 +40,7 @@ def is_plain_dataclass(decorator: cst.Decorator, qualname_of: Callable[[cst.CSTN
     if not isinstance(target, cst.Call):
         return True
     return all(
-        arg.keyword is not None and _HARMLESS.get(arg.keyword.value) == _code(arg.value) for arg in target.args
+        arg.keyword is not None and _HARMLESS.get(arg.keyword.value) == code(arg.value) for arg in target.args
     )
 
 
@@ -60,7 +62,3 @@ def _is_name_field(statement: cst.BaseStatement) -> bool:
         and isinstance(small.value, cst.Name)
         and small.value.value == "None"
     )
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)

@@ -37,6 +37,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from flaxify.migrate.naming import camel_to_snake
+from flaxify.migrate.layers_common import walk
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ _READ_ONLY_METHODS = frozenset({"get", "keys", "values", "items", "copy", "count
 def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
     """``name.method(...)``, ``name[k] = v``, ``name.a = v``, ``del name[k]`` or ``name += v`` in ``statement``."""
     is_name = m.Name(name)
-    for node in _walk(statement):
+    for node in walk(statement):
         called = isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(value=is_name))
         if called and node.func.attr.value not in _READ_ONLY_METHODS:  # type: ignore[attr-defined]
             return True
@@ -203,7 +204,7 @@ def _may_mutate(statement: cst.BaseStatement, name: str) -> bool:
         for target in targets:
             if m.matches(target, is_name) and isinstance(node, cst.AugAssign):
                 return True
-            if any(m.matches(t, m.Subscript(value=is_name) | m.Attribute(value=is_name)) for t in _walk(target)):
+            if any(m.matches(t, m.Subscript(value=is_name) | m.Attribute(value=is_name)) for t in walk(target)):
                 return True
     return False
 
@@ -251,7 +252,7 @@ def _stored_argument(statement: cst.BaseStatement, arguments: set[str]) -> tuple
 
 
 def _reassigns(statement: cst.BaseStatement, arguments: set[str]) -> bool:
-    for node in _walk(statement):
+    for node in walk(statement):
         targets: list[cst.BaseExpression] = []
         if isinstance(node, cst.AssignTarget):
             targets = [node.target]
@@ -260,7 +261,7 @@ def _reassigns(statement: cst.BaseStatement, arguments: set[str]) -> bool:
         elif isinstance(node, (cst.For, cst.CompFor)):
             targets = [node.target]
         for target in targets:
-            for name in _walk(target):
+            for name in walk(target):
                 if isinstance(name, cst.Name) and name.value in arguments and not _is_attr_of(target, name):
                     return True
     return False
@@ -268,20 +269,12 @@ def _reassigns(statement: cst.BaseStatement, arguments: set[str]) -> bool:
 
 def _is_attr_of(target: cst.BaseExpression, name: cst.Name) -> bool:
     """True when ``name`` is the attribute part of ``self.name`` in a target."""
-    return any(isinstance(n, cst.Attribute) and n.attr is name for n in _walk(target))
+    return any(isinstance(n, cst.Attribute) and n.attr is name for n in walk(target))
 
 
 def _assigned_self_attributes(statement: cst.BaseStatement) -> list[str]:
     found: list[str] = []
-    for node in _walk(statement):
+    for node in walk(statement):
         if isinstance(node, cst.AssignTarget) and m.matches(node.target, m.Attribute(m.Name("self"), m.Name())):
             found.append(node.target.attr.value)  # type: ignore[attr-defined]
     return found
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)

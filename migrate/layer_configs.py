@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 import libcst.matchers as m
-from flaxify.migrate.layers_common import code, literal
+from flaxify.migrate.layers_common import code, literal, walk
 
 #: Haiku layers whose keyword dicts are translated.
 LAYERS = frozenset({"Linear", "Conv1D", "Conv2D", "Conv3D", "ConvND"})
@@ -194,7 +194,7 @@ def _setdefault(statement: cst.BaseStatement, name: str) -> tuple[object, cst.Ba
 
 
 def _names(node: cst.CSTNode) -> list[str]:
-    nodes = list(_walk(node))
+    nodes = list(walk(node))
     skip = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
     skip |= {id(n.keyword) for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
     return [n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in skip]
@@ -202,15 +202,7 @@ def _names(node: cst.CSTNode) -> list[str]:
 
 def _binds(statement: cst.BaseStatement, name: str) -> bool:
     binders = (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)
-    return any(isinstance(node, binders) and name in _names(node.target) for node in _walk(statement))
+    return any(isinstance(node, binders) and name in _names(node.target) for node in walk(statement))
 
 
 _EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)

@@ -11,7 +11,7 @@ function) are recomputed from literals.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -31,6 +31,15 @@ _EMPTY_MODULE = cst.Module(body=[])
 def code(node: cst.CSTNode) -> str:
     """The source text of ``node``, exactly as written."""
     return _EMPTY_MODULE.code_for_node(node).strip()
+
+
+def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every node below it (depth first, no metadata, no visitor dispatch)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)
 
 
 def dotted(node: cst.CSTNode) -> str | None:

@@ -47,11 +47,10 @@ runs.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
-from flaxify.migrate.layers_common import Signature, bind, code, free_name
+from flaxify.migrate.layers_common import Signature, bind, code, free_name, walk
 from flaxify.migrate.lifted import LOOP_CALLS
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
 from libcst.metadata import QualifiedNameProvider, ScopeProvider
@@ -174,7 +173,7 @@ class PureLoopsCommand(FlaxifyCommand):
         node = fun if isinstance(fun, cst.Lambda) else self._definition(fun) if isinstance(fun, cst.Name) else None
         if node is None:
             return False
-        return any(isinstance(sub, (cst.Name, cst.Attribute)) and self.haiku_name(sub) in _STATEFUL for sub in _nodes(node))
+        return any(isinstance(sub, (cst.Name, cst.Attribute)) and self.haiku_name(sub) in _STATEFUL for sub in walk(node))
 
     def _pure(self, fun: cst.BaseExpression) -> bool:
         """True when ``fun`` is a lambda or a plain local ``def`` that reads only its locals and pure libraries."""
@@ -280,12 +279,3 @@ def _targets(node: cst.CSTNode) -> list[cst.Name]:
     if isinstance(node, cst.StarredElement):
         return _targets(node.value)
     return []
-
-
-def _nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """``node`` and every node below it."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)

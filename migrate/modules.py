@@ -65,7 +65,7 @@ from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
 from flaxify.migrate import dataclass_modules, lifted, name_scope, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
-from flaxify.migrate.layers_common import bind, code
+from flaxify.migrate.layers_common import bind, code, walk
 from flaxify.migrate import layer_configs
 from flaxify.migrate.layer_configs import LayerConfig, find_layer_configs, literal_name, spread_name
 from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
@@ -210,7 +210,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         return self._plan().initializer_fields.resolver(self.resolve_spelling, in_init)
 
     def _find_state_and_stacks(self, node: cst.ClassDef, plan: ClassPlan) -> None:
-        for sub in _walk(node):
+        for sub in walk(node):
             if isinstance(sub, cst.Call) and self.haiku_name(sub.func) == "haiku.get_state":
                 bound = _bind(sub, ("name", "shape", "dtype", "init"))
                 name = state.literal_name(sub, state.GET_STATE)
@@ -230,12 +230,12 @@ class ConvertModulesCommand(FlaxifyCommand):
         rebound = _bound_names(method)
         parameters = {p.name.value for p in (*method.params.posonly_params, *method.params.params, *method.params.kwonly_params)}
         uses: dict[str, list[cst.Name]] = {}
-        attrs = {id(n.attr) for n in _walk(method) if isinstance(n, cst.Attribute)}
-        for node in _walk(method):
+        attrs = {id(n.attr) for n in walk(method) if isinstance(n, cst.Attribute)}
+        for node in walk(method):
             if isinstance(node, cst.Name) and id(node) not in attrs:
                 uses.setdefault(node.value, []).append(node)
-        calls = {id(n.func): n for n in _walk(method) if isinstance(n, cst.Call)}
-        for node in _walk(method):
+        calls = {id(n.func): n for n in walk(method) if isinstance(n, cst.Call)}
+        for node in walk(method):
             if not (_assigns_call(node) and isinstance(node.targets[0].target, cst.Name)):  # type: ignore[attr-defined]
                 continue
             construction, target = node.value, node.targets[0].target  # type: ignore[attr-defined]
@@ -258,7 +258,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         for method in _methods(node):  # first: properties creating a variable move to setup()
             planned = properties.plan_property(method, node, self.haiku_name, self.resolve_spelling)
             if planned is not None:  # its calls are rewritten (or kept) with the property as a whole
-                self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
+                self._skipped.update(id(n) for n in walk(method) if isinstance(n, cst.Call))
                 if isinstance(planned, str):
                     plan.todo_methods[method.name.value] = planned
                 else:
@@ -281,7 +281,7 @@ class ConvertModulesCommand(FlaxifyCommand):
                     self._names.update(namer.names())
                     continue
                 plan.todo_methods[method_name] = properties.scoped_method_reason(method, _SCOPED_METHOD_REASON)
-                self._skipped.update(id(n) for n in _walk(method) if isinstance(n, cst.Call))
+                self._skipped.update(id(n) for n in walk(method) if isinstance(n, cst.Call))
                 continue
             self._names.update({c.key: None for c in namer.constructions})
             per_method[method_name] = namer.names()
@@ -313,7 +313,7 @@ class ConvertModulesCommand(FlaxifyCommand):
                 # Haiku names the body's modules in the stack's own scope, fresh counters.
                 body_namer = ScopeNamer()
                 self._scan(child.body, body_namer, dynamic=False)
-                self._in_stack_body.update(id(n) for n in _walk(child) if isinstance(n, cst.Call))
+                self._in_stack_body.update(id(n) for n in walk(child) if isinstance(n, cst.Call))
                 self._names.update({c.key: None for c in body_namer.constructions})
                 self._names.update(body_namer.names())
                 needs = True
@@ -342,7 +342,7 @@ class ConvertModulesCommand(FlaxifyCommand):
     def _creates_variables(self, method: cst.FunctionDef) -> bool:
         """Haiku puts a method's own parameters in the module's bucket, not under ``~method``."""
         calls = ("haiku.get_parameter", "haiku.get_state", "haiku.set_state")
-        return any(isinstance(n, cst.Call) and self.haiku_name(n.func) in calls for n in _walk(method))
+        return any(isinstance(n, cst.Call) and self.haiku_name(n.func) in calls for n in walk(method))
 
     def _name_layer_stacks(self, method: cst.FunctionDef) -> None:
         """Haiku names each layer stack of a method ``__layer_stack_no_per_layer``, ``..._1``, ... in order."""
@@ -502,7 +502,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         """``{name: call}`` for the Haiku layer constructions taking ``**name`` (names spread once)."""
         spreads: dict[str, cst.Call] = {}
         seen: set[str] = set()
-        for node in _walk(init):
+        for node in walk(init):
             name = spread_name(node) if isinstance(node, cst.Call) else None
             if name is None:
                 continue
@@ -671,7 +671,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             return
         for param in init.params.params:
             if param.name.value == "name" and param.annotation is not None:
-                for sub in _walk(param.annotation):
+                for sub in walk(param.annotation):
                     qualname = self.qualname_of(sub) if isinstance(sub, cst.Name) else None
                     if qualname and "." in qualname and "<locals>" not in qualname:
                         module, _, obj = qualname.rpartition(".")
@@ -824,7 +824,7 @@ class _ArgumentsToSelf(cst.CSTTransformer):
 
         (Defaults are evaluated outside, so only the body is protected.)
         """
-        for sub in _walk(body):
+        for sub in walk(body):
             if isinstance(sub, cst.Name) and sub.value in names:
                 self.protected.add(id(sub))
 
@@ -852,14 +852,6 @@ def _updated_setup(original: cst.FunctionDef, updated: cst.FunctionDef, plan: In
     return [updated.body.body[i] for i in positions]  # type: ignore[misc]
 
 
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
-
-
 _DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D", "DepthwiseConv3D")
 
 
@@ -867,7 +859,7 @@ def _bound_names(function: cst.FunctionDef) -> list[str]:
     """Every name the body of ``function`` binds, once per binding (parameters excluded)."""
     bound: list[str] = []
     targets: list[cst.CSTNode] = []
-    for node in _walk(function.body):
+    for node in walk(function.body):
         if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)):
             targets.append(node.target)
         elif isinstance(node, cst.AsName):
@@ -877,8 +869,8 @@ def _bound_names(function: cst.FunctionDef) -> list[str]:
         elif isinstance(node, (cst.Global, cst.Nonlocal)):
             bound.extend(n.name.value for n in node.names)
     for target in targets:
-        attrs = {id(n.attr) for n in _walk(target) if isinstance(n, cst.Attribute)}
-        bound.extend(n.value for n in _walk(target) if isinstance(n, cst.Name) and id(n) not in attrs)
+        attrs = {id(n.attr) for n in walk(target) if isinstance(n, cst.Attribute)}
+        bound.extend(n.value for n in walk(target) if isinstance(n, cst.Name) and id(n) not in attrs)
     return bound
 
 

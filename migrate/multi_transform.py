@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from flaxify.migrate.layers_common import walk
+
 
 @dataclass(frozen=True)
 class MultiTemplate:
@@ -164,15 +166,7 @@ def _methods(node: cst.BaseExpression, variable: str) -> tuple[tuple[str | int, 
 
 
 def _reads_name(node: cst.CSTNode, name: str) -> bool:
-    return any(isinstance(n, cst.Name) and n.value == name for n in _walk(node))
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
+    return any(isinstance(n, cst.Name) and n.value == name for n in walk(node))
 
 
 def _without_name(call: cst.Call) -> cst.Call:

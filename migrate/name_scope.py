@@ -34,11 +34,10 @@ defines ``NameScope`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
-from flaxify.migrate.layers_common import free_name, literal
+from flaxify.migrate.layers_common import free_name, literal, walk
 from flaxify.migrate.rewrite import ImportSpec
 
 NAME_SCOPES = frozenset({"haiku.name_scope", "haiku.experimental.name_scope"})
@@ -96,7 +95,7 @@ class NameScopesCommand(FlaxifyCommand):
         if id(node) not in self._methods or "NameScope" in self.state.user_names or not isinstance(node.body, cst.IndentedBlock):
             return
         seen: dict[str, int] = {}
-        taken = {n.value for n in _nodes(node) if isinstance(n, cst.Name)}
+        taken = {n.value for n in walk(node) if isinstance(n, cst.Name)}
         for stmt in node.body.body:
             if not isinstance(stmt, cst.With) or has_todo(stmt):
                 continue
@@ -165,7 +164,7 @@ def _outputs(node: cst.With) -> tuple[list[str], list[str]] | None:
     bound: list[list[str]] = []
     for small in smalls:
         targets = _targets(small) if isinstance(small, (cst.Assign, cst.AnnAssign, cst.Expr, cst.Pass)) else None
-        if targets is None or any(isinstance(n, (cst.Lambda, cst.FunctionDef, cst.NamedExpr)) for n in _nodes(small)):
+        if targets is None or any(isinstance(n, (cst.Lambda, cst.FunctionDef, cst.NamedExpr)) for n in walk(small)):
             return None
         bound.append(targets)
     everything = {name for targets in bound for name in targets}
@@ -175,7 +174,7 @@ def _outputs(node: cst.With) -> tuple[list[str], list[str]] | None:
         # A name the block binds is local to the closure throughout: one it reads
         # before binding it (`x = f(x)`) holds the outer value, so it is passed in.
         value = small.value if isinstance(small, (cst.Assign, cst.AnnAssign, cst.Expr)) else None
-        reads = [n.value for n in _nodes(value) if isinstance(n, cst.Name)] if value is not None else []
+        reads = [n.value for n in walk(value) if isinstance(n, cst.Name)] if value is not None else []
         for read in reads:
             if read in everything and read not in assigned and read not in inputs:
                 inputs.append(read)
@@ -210,13 +209,3 @@ def _names_of(node: cst.BaseExpression) -> list[str] | None:
             names += found
         return names
     return None
-
-
-def _nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """``node`` and every node below it."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
-

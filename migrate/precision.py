@@ -36,12 +36,11 @@ literal dtypes. Left under a TODO saying why:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
-from flaxify.migrate.layers_common import code, literal
+from flaxify.migrate.layers_common import code, literal, walk
 from libcst.codemod.visitors import RemoveImportsVisitor
 
 SET_POLICY = "haiku.mixed_precision.set_policy"
@@ -136,7 +135,7 @@ class MixedPrecisionCommand(FlaxifyCommand):
                 + ", ".join(sorted(q.rsplit(".", 1)[-1] for q in self.state.helper_classes))
                 + "), which the policy governs too: set dtype=/param_dtype= on their Dense layers by hand"
             )
-        if not any(isinstance(n, cst.Call) and code(n.func) == f"{self.state.nn}.Dense" for n in _nodes(node)):
+        if not any(isinstance(n, cst.Call) and code(n.func) == f"{self.state.nn}.Dense" for n in walk(node)):
             return (
                 "this file builds no hk.Linear, and Haiku's policy is process-wide: set dtype=/param_dtype= on the"
                 " nn.Dense layers of the files that build them"
@@ -215,15 +214,6 @@ class MixedPrecisionCommand(FlaxifyCommand):
         if self._policy is not None:
             RemoveImportsVisitor.remove_unused_import(self.context, "jmp")
         return updated_node
-
-
-def _nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """``node`` and every node below it."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
 
 
 def _keyword(name: str, value: str) -> cst.Arg:

@@ -53,7 +53,7 @@ import libcst.matchers as m
 
 from flaxify.migrate import state
 from flaxify.migrate.initializers import rewrite_initializer
-from flaxify.migrate.layers_common import Resolver, Signature, bind, code, literal
+from flaxify.migrate.layers_common import Resolver, Signature, bind, code, literal, walk
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported, merge_imports
 
 GET_PARAMETER = Signature("hk.get_parameter", ("name", "shape", "dtype", "init"))
@@ -101,7 +101,7 @@ class SetupCode:
 
 def scoped_method_reason(method: cst.FunctionDef, generic: str) -> str:
     """Why ``method``, which builds modules or variables inline, stays Haiku: precisely when known."""
-    for node in _walk(method):
+    for node in walk(method):
         if isinstance(node, cst.Attribute) and node.attr.value in _CALL_TIME_ATTRIBUTES:
             return (
                 f"reads `{code(node)}`, which a Haiku layer records when it is called; Linen layers do not record "
@@ -235,7 +235,7 @@ def _only_self(method: cst.FunctionDef) -> bool:
 
 def _private_name(name: str, klass: cst.ClassDef) -> str:
     """``_name`` (or ``_name_variable``, ...) that no ``self.<attribute>`` in the class uses."""
-    used = {n.attr.value for n in _walk(klass) if m.matches(n, _SELF_ATTR)}  # type: ignore[attr-defined]
+    used = {n.attr.value for n in walk(klass) if m.matches(n, _SELF_ATTR)}  # type: ignore[attr-defined]
     used |= {s.name.value for s in klass.body.body if isinstance(s, cst.FunctionDef)}
     candidate = f"_{name}"
     while candidate in used:
@@ -249,7 +249,7 @@ def _class_conditions(
     """Why Linen's eager ``setup()`` would create something else than Haiku's first read, if it would."""
     methods = {s.name.value: s for s in klass.body.body if isinstance(s, cst.FunctionDef)}
     for other in methods.values():
-        for node in _walk(other):
+        for node in walk(other):
             if isinstance(node, cst.AssignTarget) and m.matches(node.target, m.Attribute(m.Name("self"), m.Name(prop.name))):
                 return f"`self.{prop.name}` is assigned in {other.name.value}; a property that creates a variable cannot also be set"
             if other is not method and isinstance(node, cst.Call) and haiku_name(node.func) in _CREATORS:
@@ -270,7 +270,7 @@ def _class_conditions(
 
 
 def _reads(node: cst.CSTNode, name: str) -> bool:
-    return any(m.matches(n, m.Attribute(m.Name("self"), m.Name(name))) for n in _walk(node))
+    return any(m.matches(n, m.Attribute(m.Name("self"), m.Name(name))) for n in walk(node))
 
 
 def _read_on_every_path(method: cst.FunctionDef, name: str) -> bool:
@@ -357,16 +357,8 @@ def _creation(
 
 def _mentions_haiku(node: cst.CSTNode, resolver: Resolver) -> bool:
     return any(
-        (resolver(n) or "").startswith("haiku") for n in _walk(node) if isinstance(n, (cst.Name, cst.Attribute))
+        (resolver(n) or "").startswith("haiku") for n in walk(node) if isinstance(n, (cst.Name, cst.Attribute))
     )
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
 
 
 __all__ = ["SetupCode", "VariableProperty", "add_to_setup", "plan_property", "scoped_method_reason", "setup_code", "value_write"]

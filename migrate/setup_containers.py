@@ -22,6 +22,8 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from flaxify.migrate.layers_common import walk
+
 _EMPTY = m.List(elements=[]) | m.Dict(elements=[]) | m.Call(func=m.Name("list") | m.Name("dict"), args=[])
 #: Methods of list and dict that leave the container as it was.
 _READ_ONLY = frozenset({"get", "keys", "values", "items", "copy", "count", "index"})
@@ -65,7 +67,7 @@ def _is_attr(node: cst.CSTNode, attribute: str) -> bool:
 
 
 def _fills(statement: cst.BaseStatement, attribute: str) -> bool:
-    for node in _walk(statement):
+    for node in walk(statement):
         method = node.func if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) else None
         if method is not None and _is_attr(method.value, attribute) and method.attr.value not in _READ_ONLY:
             return True
@@ -78,11 +80,11 @@ def _fills(statement: cst.BaseStatement, attribute: str) -> bool:
 
 
 def _unsafe(statement: cst.BaseStatement, attribute: str) -> bool:
-    for node in _walk(statement):
+    for node in walk(statement):
         if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(m.Name("self"), m.Name())):
             return True  # a method of self could read the attribute before it exists
         nested = isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef))
-        if nested and any(_is_attr(sub, attribute) for sub in _walk(node)):
+        if nested and any(_is_attr(sub, attribute) for sub in walk(node)):
             return True
     return False
 
@@ -106,18 +108,10 @@ class _AttributeToLocal(cst.CSTTransformer):
 
 
 def _free_name(preferred: str, statements: list[cst.BaseStatement]) -> str:
-    nodes = [n for s in statements for n in _walk(s)]
+    nodes = [n for s in statements for n in walk(s)]
     attrs = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
     used = {n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in attrs}
     name = preferred
     while name in used:
         name += "_"
     return name
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)

@@ -37,6 +37,7 @@ import libcst.matchers as m
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
 from flaxify.migrate.multi_transform import MultiTemplate, read_template
+from flaxify.migrate.layers_common import walk
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         # Plans are made up front: a def is left before the assignment below it is seen.
         self._top_level_defs = {id(s) for s in node.body if isinstance(s, cst.FunctionDef)}
         statements = []
-        for sub in _walk(node):
+        for sub in walk(node):
             if isinstance(sub, (cst.ClassDef, cst.FunctionDef)):
                 self._taken.add(sub.name.value)
                 if isinstance(sub, cst.FunctionDef):
@@ -255,14 +256,6 @@ class ConvertTransformsCommand(FlaxifyCommand):
             body=cst.IndentedBlock([method]),
             leading_lines=[cst.EmptyLine()],
         )
-
-
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(current.children)
 
 
 def _single_assign(node: cst.SimpleStatementLine) -> cst.Assign | None:
