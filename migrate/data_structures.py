@@ -14,12 +14,16 @@ After migration every tree is a plain nested dict, so:
   would not do: it keeps a ``FrozenDict`` frozen. ``to_immutable_dict(p)``
   (Haiku's immutable ``FlatMap``) becomes ``flax.core.freeze(p)`` (Flax's
   immutable ``FrozenDict``, a pytree with the same leaves).
-* ``filter``, ``partition``, ``partition_n``, ``merge`` and ``traverse`` keep
-  their names and signatures and become small functions the engine emits
-  once per file. They flatten the tree with ``flax.traverse_util.flatten_dict``
+* ``filter``, ``partition``, ``partition_n``, ``merge``, ``traverse``, ``map``
+  and ``is_subset`` keep their names and signatures and become small
+  functions the engine emits once per file. They flatten the tree with ``flax.traverse_util.flatten_dict``
   and hand the callback ``(module_name, name, value)`` where ``module_name`` is
   the ``/``-joined path of the leaf's parents and ``name`` its key, visiting
-  leaves in Haiku's order (sorted by module name, then name).
+  leaves in Haiku's order (sorted by module name, then name). ``map`` returns
+  a fresh tree of ``fn(module_name, name, value)``; ``is_subset(subset=,
+  superset=)`` compares the leaf paths (Haiku's ``(module_name, name)``
+  pairs), so an empty module counts for nothing, as in Haiku.
+* ``tree_size`` / ``tree_bytes`` only sum over the leaves (``utilities.py``).
 
 The helpers are exact on the tree they get, but that tree carries Flax names
 (``"outer/Dense_0"``, ``"kernel"``) where Haiku had ``"outer/~/linear"``,
@@ -102,6 +106,20 @@ MERGE_SOURCE = f'''def merge(*structures, check_duplicates=False):
     return traverse_util.unflatten_dict(out)
 '''
 
+MAP_SOURCE = f'''def map(fn, structure):  # noqa: A001 (Haiku's name)
+    """Haiku's hk.data_structures.map on a nested tree: a new tree of fn(module_name, name, value), called in Haiku's order."""
+    flat = traverse_util.flatten_dict(structure)
+    out = {{}}
+    for path in sorted(flat, {_ORDER}):
+        out[path] = fn("/".join(path[:-1]), path[-1], flat[path])
+    return traverse_util.unflatten_dict(out)
+'''
+
+IS_SUBSET_SOURCE = '''def is_subset(*, subset, superset):
+    """Haiku's hk.data_structures.is_subset on nested trees: every leaf path of subset is a leaf path of superset."""
+    return set(traverse_util.flatten_dict(subset)) <= set(traverse_util.flatten_dict(superset))
+'''
+
 #: Haiku name -> emitted source; the helper has Haiku's name and signature.
 HELPERS = {
     "traverse": TRAVERSE_SOURCE,
@@ -109,6 +127,8 @@ HELPERS = {
     "partition": PARTITION_SOURCE,
     "filter": FILTER_SOURCE,
     "merge": MERGE_SOURCE,
+    "map": MAP_SOURCE,
+    "is_subset": IS_SUBSET_SOURCE,
 }
 #: The calls renamed to an emitted helper.
 FUNCTIONS = frozenset(f"haiku.data_structures.{tail}" for tail in HELPERS)
@@ -116,7 +136,7 @@ FUNCTIONS = frozenset(f"haiku.data_structures.{tail}" for tail in HELPERS)
 CALLS = FUNCTIONS | frozenset(CONVERSIONS)
 
 # Which argument is the callback that receives (module_name, name, value).
-_CALLBACK = {"filter": "predicate", "partition": "predicate", "partition_n": "fn"}
+_CALLBACK = {"filter": "predicate", "partition": "predicate", "partition_n": "fn", "map": "fn"}
 
 NAMES_NOTE = (
     "the callback now sees Flax names (module_name like 'outer/Dense_0' without '~', name 'kernel' not 'w'):"
@@ -124,9 +144,13 @@ NAMES_NOTE = (
 )
 
 
-def helper_source(tail: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
-    """``(name, source, imports)`` of the helper emitted for ``hk.data_structures.<tail>``, else None."""
-    source = HELPERS.get(tail)
+def helper_source(qualname: str) -> tuple[str, str, tuple[ImportSpec, ...]] | None:
+    """``(name, source, imports)`` of the helper emitted for ``haiku.data_structures.<tail>``, else None.
+
+    Keyed by the qualified name, not the tail: ``hk.map`` (a lifted transform) is not this ``map``.
+    """
+    module, _, tail = qualname.rpartition(".")
+    source = HELPERS.get(tail) if module == "haiku.data_structures" else None
     if source is None:
         return None
     return tail, source, (TRAVERSE_UTIL_IMPORT,)

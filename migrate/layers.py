@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, batch_apply, data_structures, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent
+from flaxify.migrate import attention, batch_apply, data_structures, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent, spectral_norm
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool
@@ -54,6 +54,7 @@ LAYERS: dict[str, tuple[Signature, _Handler]] = {
     "Reshape": (layers_shape.RESHAPE, layers_shape.reshape),
     "Sequential": (layers_combinators.SEQUENTIAL, layers_combinators.sequential),
     "MLP": (layers_combinators.MLP, layers_combinators.mlp),
+    **spectral_norm.LAYERS,
 }
 
 #: Layers whose exact helper takes Haiku's own parameters: the call is copied as written
@@ -66,6 +67,7 @@ _VERBATIM: dict[str, Callable[[cst.Call, Ctx], Rewrite | Unsupported]] = {
 DEPENDENCIES = {
     **layers_batchnorm.DEPENDENCIES,
     **{tail: ("get_channel_index",) for tail in layers_conv.DEPTHWISE},
+    **spectral_norm.DEPENDENCIES,
 }
 
 #: Layers rewritten to a lambda (no parameters): their immediate call is inlined.
@@ -112,7 +114,8 @@ def helper_class(qualname: str, *, nn: str = "nn", jnp: str = "jnp") -> tuple[st
         or lifted.helper_source(tail, nn=nn)
         or batch_apply.helper_source(tail, jnp=jnp)
         or prng.helper_source(tail, jnp=jnp)
-        or data_structures.helper_source(tail)
+        or spectral_norm.helper_source(tail, nn=nn, jnp=jnp)
+        or data_structures.helper_source(qualname)
     )
 
 

@@ -9,10 +9,10 @@ the attribute path below ``haiku`` (``"LSTM"``, ``"experimental.layer_stack"``).
 
 Example::
 
-    layer = hk.SpectralNorm()
+    vq = hk.nets.VectorQuantizer(...)
     # becomes
-    # TODO(flaxify): hk.SpectralNorm: nn.SpectralNorm wraps a layer instance (...)
-    layer = hk.SpectralNorm()
+    # TODO(flaxify): hk.nets.VectorQuantizer: no Flax built-in: port the codebook (...)
+    vq = hk.nets.VectorQuantizer(...)
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ MODULES = {
         "self.variable('state', ...) updated outside init"
     ),
     "nets.ResNet": "no Flax built-in ResNet with Haiku's layout; build it from the migrated layers",
-    "SpectralNorm": "nn.SpectralNorm wraps a layer instance (different structure and state); port by hand",
-    "SNParamsTree": "no Flax counterpart; port by hand",
     "Deferred": "no Flax counterpart: build the module lazily in an @nn.compact method",
 }
 
@@ -113,9 +111,9 @@ APIS = {
     "data_structures.partition": _HELPER_ONLY,
     "data_structures.partition_n": _HELPER_ONLY,
     "data_structures.merge": _HELPER_ONLY,
-    "data_structures.map": "flax.traverse_util.path_aware_map(lambda path, v: fn('/'.join(path[:-1]), path[-1], v), tree)",
-    "data_structures.is_subset": "set(flatten_dict(a)) <= set(flatten_dict(b)) on flax.traverse_util.flatten_dict",
-    "data_structures.structure": "jax.tree.structure(tree)",
+    "data_structures.map": _HELPER_ONLY,
+    "data_structures.is_subset": _HELPER_ONLY,
+    "data_structures.structure": "not a Haiku API (haiku.data_structures has no structure); a tree's structure is jax.tree.structure(tree)",
 }
 
 GENERIC = "no exact Flax rewrite for this Haiku API yet; port it by hand"

@@ -379,8 +379,8 @@ def test_failed_replace_leaves_the_original_and_no_temp_file(tmp_path: Path, mon
 
 def test_todos_are_listed_on_stderr_and_do_not_fail_the_run(tmp_path: Path) -> None:
     model = tmp_path / "model.py"
-    # nn.SpectralNorm wraps a layer instance and keeps other state: no exact rewrite, an honest TODO.
-    source = HAIKU + b"\n\nnorm = hk.SpectralNorm()\n"
+    # Flax has no VectorQuantizer: no exact rewrite, an honest TODO.
+    source = HAIKU + b"\n\nvq = hk.nets.VectorQuantizer(4, 2, 0.25)\n"
     model.write_bytes(source)
     todos = migrate_source(source, str(model)).todos
     assert todos, "the fixture must contain something the engine cannot convert"
