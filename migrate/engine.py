@@ -52,6 +52,7 @@ from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.modules import ConvertModulesCommand
 from flaxify.migrate.name_scope import NameScopesCommand
+from flaxify.migrate.params_layout import ParamsLayoutCommand
 from flaxify.migrate.precision import MixedPrecisionCommand
 from flaxify.migrate.project import ProjectIndex
 from flaxify.migrate.transforms import ConvertTransformsCommand
@@ -65,6 +66,7 @@ PIPELINE = (
     MixedPrecisionCommand,
     CustomGettersCommand,
     NameScopesCommand,
+    ParamsLayoutCommand,
     MarkLeftoversCommand,
 )
 
