@@ -250,9 +250,12 @@ def step_time_ratio(run: Any, repeats: int) -> dict[str, float]:
     xs = [jnp.asarray(x) for x in m.inputs]
     variables = dict(run.variables)
     fx_params = variables.pop("params", {})
+    # Both sides get device arrays. The mapped Flax variables are fresh NumPy arrays, mostly not 64-byte
+    # aligned, which XLA's CPU client copies on every call (Haiku's are aligned views it aliases): timing
+    # that copy made every ResNet look 5-9% slower (issue 6, benchmarks/results/resnet_step_time.md).
     sides = {
-        "haiku": (stepper(hk_loss), (run.params, run.state, *xs)),
-        "flax": (stepper(fx_loss), (fx_params, variables, *xs)),
+        "haiku": (stepper(hk_loss), jax.device_put((run.params, run.state, *xs))),
+        "flax": (stepper(fx_loss), jax.device_put((fx_params, variables, *xs))),
     }
     times: dict[str, list[float]] = {"haiku": [], "flax": []}
     for fn, args in sides.values():
