@@ -21,7 +21,11 @@ computes, operation for operation (``_l2_normalize`` is
 Haiku draws the initial ``u0`` from ``hk.next_rng_key()``; the port draws it
 from ``self.make_rng("params")``, so a fresh ``init`` gives other ``u0`` values
 (same distribution). With Haiku's state mapped in (``flaxify check``,
-``convert-params``) the outputs are bit-identical.
+``convert-params``) the outputs are bit-identical. One ``SpectralNorm`` called
+twice in one ``init``: Haiku's second call already sees the first call's ``u0``
+(its *current* value) while ``init`` returns the initial one; the port's second
+call sees the initial ``u0``. The state ``init`` returns is the same, only the
+(discarded) init-time output of the second call differs; ``apply`` is exact.
 
 ``SNParamsTree(eps, n_steps, ignore_regex)`` keeps one such ``SpectralNorm`` per
 leaf of the tree it is called on, named after the leaf's path
