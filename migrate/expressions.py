@@ -19,9 +19,17 @@ from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
 from flaxify.migrate import batch_apply, data_structures, lifted, prng, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
-from flaxify.migrate.rewrite import Rewrite
+from flaxify.migrate.rewrite import ImportSpec, Rewrite
 
 POOLS = frozenset({"haiku.max_pool", "haiku.avg_pool"})
+#: Haiku's tree type aliases (annotations) and flax.typing's: Linen trees nest one level per module,
+#: so "a mapping of anything" is the honest type (hk.Params promises two levels of arrays).
+TREE_TYPES = {
+    "haiku.Params": "VariableDict",
+    "haiku.State": "VariableDict",
+    "haiku.MutableParams": "MutableVariableDict",
+    "haiku.MutableState": "MutableVariableDict",
+}
 
 
 class RewriteLooseExpressionsCommand(FlaxifyCommand):
@@ -48,10 +56,21 @@ class RewriteLooseExpressionsCommand(FlaxifyCommand):
             self._called_at_once.add(id(node.func))
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        if self.haiku_name(original_node) == prng.QUALNAME:
+        qualname = self.haiku_name(original_node)
+        if qualname == prng.QUALNAME:
             # `hk.PRNGSequence` as a value or a type (`rng: hk.PRNGSequence`): the emitted helper (prng.py).
             return self.apply_rewrite(Rewrite(cst.Name(prng.CLASS_NAME)), prng.QUALNAME, updated_node)
+        if qualname in TREE_TYPES:
+            return self._tree_type(qualname, updated_node)
         return updated_node
+
+    def _tree_type(self, qualname: str, updated_node: cst.Attribute) -> cst.BaseExpression:
+        """``params: hk.Params`` -> ``params: VariableDict`` (from flax.typing), unless the file binds that name."""
+        name = TREE_TYPES[qualname]
+        if name in self.state.user_names:
+            return updated_node  # MarkLeftovers marks it: importing would shadow the user's name
+        result = Rewrite(cst.Name(name), imports=(ImportSpec("flax.typing", name),))
+        return self.apply_rewrite(result, qualname, updated_node)
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         qualname = self.haiku_name(original_node.func)
