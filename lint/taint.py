@@ -40,6 +40,15 @@ STATIC_FUNCTIONS = frozenset(
      "jax.numpy.iscomplexobj", "jax.numpy.isrealobj", "numpy.iscomplexobj", "numpy.isrealobj",
      "jax.core.get_aval", "jax.numpy.broadcast_shapes", "numpy.broadcast_shapes"}
 )
+# JAX functions returning Python containers (lists, tuples, pytrees) of what they are given:
+# `not jax.tree.leaves(x)` asks whether the list is empty, which is static.
+TREE_FUNCTIONS = frozenset(
+    {"jax.tree.leaves", "jax.tree_util.tree_leaves", "jax.tree.flatten", "jax.tree_util.tree_flatten",
+     "jax.tree.map", "jax.tree_util.tree_map", "jax.tree.unflatten", "jax.tree_util.tree_unflatten",
+     "jax.tree.transpose", "jax.tree_util.tree_transpose", "jax.tree_util.tree_flatten_with_path",
+     "jax.tree.flatten_with_path", "jax.tree.leaves_with_path", "jax.tree_util.tree_leaves_with_path",
+     "jax.numpy.split", "jax.numpy.array_split", "jax.numpy.hsplit", "jax.numpy.vsplit", "jax.numpy.dsplit"}
+)
 # Calls that create traced values out of static arguments.
 TRACED_SOURCES = frozenset(
     {"jax.lax.axis_index", "haiku.get_parameter", "haiku.get_state", "haiku.next_rng_key",
@@ -264,6 +273,8 @@ class Env:
                 return Taint.NONE
             if qualname in TRACED_SOURCES:
                 return Taint.ARRAY
+            if qualname in TREE_FUNCTIONS:
+                return Taint.TREE if self._any(args) else Taint.NONE
             if qualname.startswith(ARRAY_NAMESPACES):
                 return Taint.ARRAY if self._any(args) else Taint.NONE
         if isinstance(func, ast.Attribute):

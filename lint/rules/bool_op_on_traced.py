@@ -45,6 +45,8 @@ class BoolOpOnTracedValue(Rule):
         "import jax, jax.numpy as jnp\n@jax.jit\ndef f(x):\n    return jnp.minimum(x, 0.0)",
         "import jax\n@jax.jit\ndef f(x, scale=None):\n    scale = scale or 1.0\n    return x * scale",
         "import jax\n@jax.jit\ndef f(x):\n    return max(x.shape[0], 2) * x",
+        # `jax.tree.leaves` returns a Python list: whether it is empty is known at trace time.
+        "import jax\n@jax.jit\ndef f(state):\n    leaves = jax.tree.leaves(state)\n    if not leaves:\n        return 0.0\n    return leaves[0]",
     ]
     INVALID = [
         "import jax\n@jax.jit\ndef f(x):\n    return min(x, 0.0)",
