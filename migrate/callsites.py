@@ -45,6 +45,10 @@ With ``hk.multi_transform`` each apply function is a method of the model:
 x, method="encode")``; ``net.apply[KEY]`` used as a value and the tuple form's
 unpacking ``encode, decode = net.apply`` (Flax's migration guide) become the
 same Haiku-signature lambdas as above, each with its ``method=``.
+
+A name bound from calling a factory of another file (``net = make_net(cfg)``
+with ``from model import make_net``; see ``project.py``) is a transformed name
+here too; ``transforms.py`` binds those of this file's own factories.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
 from flaxify.migrate.rewrite import JAX_IMPORT
-from flaxify.migrate.layers_common import code
+from flaxify.migrate.layers_common import code, walk
 
 
 class RewriteInitApplyCommand(FlaxifyCommand):
@@ -75,6 +79,21 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         self._unpacked: dict[int, TransformInfo] = {}
         self._called_subscripts: set[int] = set()  # id(Subscript) of `net.apply[KEY](...)`
         self._multi_values: dict[int, tuple[TransformInfo, str]] = {}  # id(Subscript) -> (info, method)
+
+    def visit_Module(self, node: cst.Module) -> None:
+        """``net = make_net(cfg)`` of an imported factory makes ``net`` a transformed name of this file."""
+        project = self.state.project
+        if project is None:
+            return
+        for sub in walk(node):
+            if not (isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0].target, cst.Name)):
+                continue
+            if not isinstance(sub.value, cst.Call) or not isinstance(sub.value.func, (cst.Name, cst.Attribute)):
+                continue
+            for qualified in self.get_metadata(QualifiedNameProvider, sub.value.func, set()):
+                info = project.lookup_factory(qualified.name, self.context.filename or "")
+                if info is not None:
+                    self.state.transformed.setdefault(sub.targets[0].target.value, info)
 
     def _target(self, node: cst.BaseExpression) -> tuple[str, TransformInfo] | None:
         if not m.matches(node, m.Attribute(m.Name() | m.Attribute(), m.Name("init") | m.Name("apply"))):

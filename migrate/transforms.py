@@ -26,16 +26,40 @@ a plain function) are left for ``leftovers.py`` to mark.
 ``hk.transform_with_state`` is rewritten the same way; its module keeps state
 in Linen collections (``batch_stats`` for BatchNorm, ``state`` for
 ``hk.get_state``) and ``callsites.py`` threads them through ``init``/``apply``.
+
+A factory function (a module-level def whose every ``return`` is such a
+transform of a def, as acme and Haiku's examples write them) returns the
+module instead::
+
+    def make_net(config) -> hk.Transformed:        def make_net(config) -> nn.Module:
+      def forward(x):                                class Forward(nn.Module):
+        return Classifier(config)(x)        ->         def __call__(self, x):
+      return hk.transform(forward)                       return Classifier(config)(x)
+                                                     return Forward()
+
+and a name bound from calling it (``net = make_net(cfg)``, here or, through
+``project.py``, in a file importing the factory) is a transformed name.
+
+``hk.transform(functools.partial(fn, kw=value))`` (keywords only, ``fn`` a def
+of this file used nowhere else) becomes a class whose fields are the bound
+keywords; ``__call__`` starts ``kw = self.kw`` and the transform becomes
+``Fn(kw=value)``. Positional bound arguments, or ``fn`` used elsewhere too,
+are marked TODO with the reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Iterator, Sequence
+
 import libcst as cst
 import libcst.matchers as m
+from libcst.codemod.visitors import RemoveImportsVisitor
+from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
+from flaxify.migrate.rewrite import ImportSpec
 from flaxify.migrate.multi_transform import MultiTemplate, read_template
 from flaxify.migrate.layers_common import walk
 
@@ -52,9 +76,59 @@ class Chain:
 
 @dataclass(frozen=True)
 class Plan:
+    """The class one transformed def becomes."""
+
     class_name: str
-    info: TransformInfo
     keep_def: bool  # the function is used elsewhere: keep it and delegate
+    # Keywords a functools.partial binds: the class's fields, given where it is built.
+    bound: tuple[cst.Arg, ...] = ()
+
+
+@dataclass(frozen=True)
+class Use:
+    """One transform of a planned def: the class to build there and what init/apply take."""
+
+    plan: Plan
+    info: TransformInfo
+
+
+# Attributes of every Linen module: a field of that name would shadow Flax's own.
+MODULE_ATTRIBUTES = frozenset(
+    {
+        "name", "parent", "scope", "variables", "params", "init", "init_with_output", "lazy_init", "apply",
+        "setup", "bind", "unbind", "clone", "copy", "path", "param", "variable", "get_variable",
+        "put_variable", "has_variable", "make_rng", "has_rng", "sow", "perturb", "tabulate",
+        "is_initializing", "is_mutable_collection", "module_paths", "is_initialized",
+    }
+)  # fmt: skip
+
+
+def partial_problem(fn: str, bound: Sequence[str | None], parameters: Sequence[str], uses: int) -> str | None:
+    """Why ``hk.transform(functools.partial(fn, ...))`` cannot become a class with fields, or None.
+
+    ``bound`` holds each bound argument's keyword (None when positional, ``"*"``
+    / ``"**"`` when unpacked), ``parameters`` the names of ``fn``'s parameters a
+    keyword can bind, ``uses`` how often the name ``fn`` occurs in its scope,
+    its ``def`` included (2: the def and this partial). ``project.py`` asks the
+    same question of its ``ast`` so that importing files agree with this one.
+    """
+    how = "write the nn.Module by hand (fields for the bound values)"
+    if any(keyword is None for keyword in bound):
+        return f"functools.partial binds positional arguments of {fn}; bind them by keyword, or {how}"
+    if any(keyword in ("*", "**") for keyword in bound):
+        return f"functools.partial binds unpacked arguments of {fn}; spell them out as keywords, or {how}"
+    unknown = [keyword for keyword in bound if keyword not in parameters]
+    if unknown:
+        return f"functools.partial binds {unknown[0]}, which is not a keyword parameter of {fn}; {how}"
+    reserved = [keyword for keyword in bound if keyword in MODULE_ATTRIBUTES]
+    if reserved:
+        return f"functools.partial binds {reserved[0]}, a name every Linen module already has; rename the parameter"
+    if uses != 2:
+        return (
+            f"{fn} is also used outside this functools.partial; its bound keywords can become fields of a"
+            f" class only when the transform is its one use: give the transform its own def, or {how}"
+        )
+    return None
 
 
 def snake_to_camel(name: str) -> str:
@@ -74,7 +148,13 @@ class ConvertTransformsCommand(FlaxifyCommand):
         super().__init__(context)
         self._taken: set[str] = set()
         self._name_uses: dict[str, int] = {}
-        self._def_plans: dict[str, Plan] = {}  # function name -> plan
+        self._def_plans: dict[int, Plan] = {}  # id(def) -> plan
+        self._uses: dict[int, Use] = {}  # id(transform call) -> what it becomes
+        self._problems: dict[int, str] = {}  # id(transform call) -> why it stays (a TODO)
+        self._module_defs: dict[str, list[cst.FunctionDef]] = {}  # module-level defs by name
+        self._factories: dict[str, TransformInfo] = {}  # factory function -> what calling it returns
+        self._factory_ids: set[int] = set()
+        self._factory_calls: set[int] = set()  # id(call of a factory) whose result is not a plain name
         self._defs: set[str] = set()
         self._def_nodes: dict[str, cst.FunctionDef] = {}
         self._class_names: set[str] = set()
@@ -101,7 +181,9 @@ class ConvertTransformsCommand(FlaxifyCommand):
     def visit_Module(self, node: cst.Module) -> None:
         # Plans are made up front: a def is left before the assignment below it is seen.
         self._top_level_defs = {id(s) for s in node.body if isinstance(s, cst.FunctionDef)}
-        statements = []
+        for statement in node.body:
+            if isinstance(statement, cst.FunctionDef):
+                self._module_defs.setdefault(statement.name.value, []).append(statement)
         for sub in walk(node):
             if isinstance(sub, (cst.ClassDef, cst.FunctionDef)):
                 self._taken.add(sub.name.value)
@@ -114,10 +196,13 @@ class ConvertTransformsCommand(FlaxifyCommand):
                 self._name_uses[sub.value] = self._name_uses.get(sub.value, 0) + 1
             elif isinstance(sub, cst.AssignTarget) and isinstance(sub.target, cst.Name):
                 self._taken.add(sub.target.value)
-            elif isinstance(sub, cst.SimpleStatementLine):
-                statements.append(sub)
-        for statement in statements:
-            self._plan(statement)
+        for owner, statement in _statements(node.body, None):
+            self._plan(statement, owner)
+        for statement in node.body:
+            if isinstance(statement, cst.FunctionDef):
+                self._plan_factory(statement)
+        if self._factories:
+            self._bind_factory_results(node)
 
     def fresh_class_name(self, base: str) -> str:
         name = snake_to_camel(base)
@@ -126,8 +211,80 @@ class ConvertTransformsCommand(FlaxifyCommand):
         self._taken.add(name)
         return name
 
+    # -- which def a transform names --------------------------------------------
+    def _resolve_def(self, name: str, owner: cst.FunctionDef | None) -> cst.FunctionDef | None:
+        """The def ``name`` means inside ``owner`` (None: module level): a local one, else a module-level one.
+
+        A parameter or assignment of that name in ``owner`` shadows any def, and a
+        name defined twice is ambiguous: both give None (the transform stays a TODO).
+        """
+        if owner is not None:
+            local = [n for n in _own_scope(owner.body) if isinstance(n, cst.FunctionDef) and n.name.value == name]
+            if local:
+                return local[0] if len(local) == 1 else None
+            parameters = owner.params
+            every = (*parameters.posonly_params, *parameters.params, *parameters.kwonly_params)
+            if any(p.name.value == name for p in every) or _binds(owner, name):
+                return None
+        found = self._module_defs.get(name, [])
+        return found[0] if len(found) == 1 else None
+
+    def _target(
+        self, fn: cst.BaseExpression, owner: cst.FunctionDef | None
+    ) -> tuple[cst.FunctionDef, tuple[cst.Arg, ...]] | str | None:
+        """The def a transform's argument names and the keywords a functools.partial binds to it.
+
+        A string says why this shape is not rewritten; None: not a shape this pass knows.
+        """
+        bound: tuple[cst.Arg, ...] = ()
+        partial = isinstance(fn, cst.Call) and self._is_partial(fn.func)
+        if partial:
+            assert isinstance(fn, cst.Call)
+            if not fn.args or fn.args[0].keyword is not None or fn.args[0].star or not isinstance(fn.args[0].value, cst.Name):
+                return "functools.partial of something other than a def of this file; write the nn.Module by hand"
+            fn, bound = fn.args[0].value, tuple(fn.args[1:])
+        if not isinstance(fn, cst.Name):
+            return None
+        found = self._resolve_def(fn.value, owner)
+        if found is None:
+            return "the function is not a def of this file (or is shadowed or defined twice)" if partial else None
+        if found.decorators or found.asynchronous:
+            return "the transformed function is decorated or async; wrap it in an nn.Module by hand"
+        if partial:
+            keywords = [a.keyword.value if a.keyword is not None else (a.star or None) for a in bound]
+            local = owner is not None and found is not self._module_defs.get(fn.value, [None])[0]
+            uses = _count_name(owner, fn.value) if local and owner is not None else self._name_uses.get(fn.value, 0)
+            problem = partial_problem(fn.value, keywords, _keyword_parameters(found.params), uses)
+            if problem is not None:
+                return problem
+        return found, bound
+
+    def _is_partial(self, func: cst.BaseExpression) -> bool:
+        names = self.get_metadata(QualifiedNameProvider, func, set()) if isinstance(func, (cst.Name, cst.Attribute)) else set()
+        return any(q.name == "functools.partial" for q in names)
+
+    def _plan_use(self, call: cst.BaseExpression, chain: Chain, owner: cst.FunctionDef | None, *, commit: bool = True) -> bool:
+        """Plans the class of one transform's def; False (and a reason, if any) when it stays Haiku's."""
+        target = self._target(chain.fn, owner)
+        if not isinstance(target, tuple):
+            if target is not None:
+                self._problems[id(call)] = target
+            return False
+        if not commit:
+            return True
+        found, bound = target
+        plan = self._def_plans.get(id(found))
+        if plan is None:
+            # Uses of the name: the def itself, this argument, and anything else.
+            local = owner is not None and found is not self._module_defs.get(found.name.value, [None])[0]
+            uses = _count_name(owner, found.name.value) if local and owner is not None else self._name_uses.get(found.name.value, 0)
+            plan = Plan(self.fresh_class_name(found.name.value), keep_def=not bound and uses > 2, bound=bound)
+            self._def_plans[id(found)] = plan
+        self._uses[id(call)] = Use(plan, TransformInfo(plan.class_name, chain.apply_rng, chain.with_state))
+        return True
+
     # -- `net = hk.transform(f)` ----------------------------------------------
-    def _plan(self, node: cst.SimpleStatementLine) -> None:
+    def _plan(self, node: cst.SimpleStatementLine, owner: cst.FunctionDef | None) -> None:
         assign = _single_assign(node)
         # Only `name = hk.transform(fn)` is rewritten (leave_SimpleStatementLine):
         # planning a class for `init, apply = ...` would leave it orphaned, and a
@@ -135,26 +292,89 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if assign is None or not isinstance(assign.targets[0].target, cst.Name):
             return
         chain = self.chain(assign.value)
-        if chain is None or not isinstance(chain.fn, cst.Name):
+        if chain is None:
             return
-        fn = chain.fn.value
-        if fn in self._def_plans or fn not in self._defs:
+        if not chain.multi:
+            self._plan_use(assign.value, chain, owner)
             return
-        if chain.multi:
-            template = read_template(self._def_nodes[fn], self._class_names)
-            if template is not None and fn not in self._multi_plans:
-                self._multi_plans[fn] = (template, self._name_uses.get(fn, 0) > 2)
+        fn = chain.fn.value if isinstance(chain.fn, cst.Name) else None
+        if fn is None or fn not in self._defs or fn in self._multi_plans:
             return
-        # Uses of the name: the def itself, this argument, and anything else.
-        keep_def = self._name_uses.get(fn, 0) > 2
-        info = TransformInfo(self.fresh_class_name(fn), chain.apply_rng, chain.with_state)
-        self._def_plans[fn] = Plan(info.class_name, info, keep_def)
+        template = read_template(self._def_nodes[fn], self._class_names)
+        if template is not None:
+            self._multi_plans[fn] = (template, self._name_uses.get(fn, 0) > 2)
+
+    # -- `def make_net(config): ...; return hk.transform(forward)` ----------------
+    def _plan_factory(self, factory: cst.FunctionDef) -> None:
+        """A module-level def whose every return is a transform of a def becomes a module factory."""
+        if factory.decorators or factory.asynchronous:
+            return
+        returns = [n for n in _own_scope(factory.body) if isinstance(n, cst.Return)]
+        chains = [self.chain(r.value) if r.value is not None else None for r in returns]
+        if not returns or any(c is None or c.multi for c in chains):
+            return
+        if len({(c.apply_rng, c.with_state) for c in chains if c is not None}) != 1:
+            return
+        pairs = [(r.value, c) for r, c in zip(returns, chains) if r.value is not None and c is not None]
+        # Every return or none: a factory returning a Linen module on one path and a
+        # Haiku Transformed on another could not have its call sites rewritten.
+        if not all([self._plan_use(value, chain, factory, commit=False) for value, chain in pairs]):
+            return
+        for value, chain in pairs:
+            self._plan_use(value, chain, factory)
+        self._factories[factory.name.value] = self._uses[id(pairs[0][0])].info
+        self._factory_ids.add(id(factory))
+
+    def _bind_factory_results(self, node: cst.Module) -> None:
+        """``net = make_net(cfg)`` makes ``net`` a transformed name; other uses of the result are marked."""
+        named: set[int] = set()
+        for sub in walk(node):
+            if isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0].target, cst.Name):
+                called = sub.value.func.value if m.matches(sub.value, m.Call(func=m.Name())) else None  # type: ignore[attr-defined]
+                if called in self._factories:
+                    self.state.transformed[sub.targets[0].target.value] = self._factories[called]
+                    named.add(id(sub.value))
+        for sub in walk(node):
+            if m.matches(sub, m.Call(func=m.Name())) and sub.func.value in self._factories and id(sub) not in named:  # type: ignore[attr-defined]
+                self._factory_calls.add(id(sub))
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        if id(original_node) in self._factory_calls:
+            name = original_node.func.value  # type: ignore[attr-defined]
+            self.todo(
+                name,
+                f"{name} now returns a Linen module: its init/apply are rewritten only on a name bound as"
+                f" `net = {name}(...)`; adapt them to Flax's signatures by hand here",
+            )
+        return updated_node
+
+    def leave_Return(self, original_node: cst.Return, updated_node: cst.Return) -> cst.Return:
+        if original_node.value is None:
+            return updated_node
+        if id(original_node.value) in self._problems:
+            self.todo("hk.transform", self._problems[id(original_node.value)])
+        use = self._uses.get(id(original_node.value))
+        return updated_node if use is None else updated_node.with_changes(value=self._instance(use))
+
+    def _instance(self, use: Use) -> cst.Call:
+        """``Forward()``, or ``ForwardFn(hidden=3)`` for a functools.partial (which is no longer needed)."""
+        if use.plan.bound:
+            self._drop_functools_import()
+        return _instantiate(use.plan.class_name).with_changes(args=_commas(list(use.plan.bound)))
+
+    def _drop_functools_import(self) -> None:
+        for local, qualified in self._imports().items():
+            if qualified == "functools":
+                RemoveImportsVisitor.remove_unused_import(self.context, "functools", None, None if local == "functools" else local)
+            elif qualified == "functools.partial":
+                RemoveImportsVisitor.remove_unused_import(self.context, "functools", "partial", None if local == "partial" else local)
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         assign = _single_assign(updated_node)
         if assign is None or not isinstance(assign.targets[0].target, cst.Name):
             return updated_node
-        chain = self.chain(_single_assign(original_node).value)  # metadata lives on the original
+        original = _single_assign(original_node).value  # metadata lives on the original
+        chain = self.chain(original)
         if chain is None:
             return updated_node
         target = assign.targets[0].target.value
@@ -162,12 +382,13 @@ class ConvertTransformsCommand(FlaxifyCommand):
             return self._multi(updated_node, assign, target, chain)
         if isinstance(chain.fn, cst.Lambda):
             return self._from_lambda(updated_node, assign, target, chain)
-        if not isinstance(chain.fn, cst.Name) or chain.fn.value not in self._def_plans:
-            self.todo("hk.transform", "the transformed function is not a def or lambda in this file; wrap it in an nn.Module by hand")
+        use = self._uses.get(id(original))
+        if use is None:
+            reason = "the transformed function is not a def or lambda in this file; wrap it in an nn.Module by hand"
+            self.todo("hk.transform", self._problems.get(id(original), reason))
             return updated_node
-        plan = self._def_plans[chain.fn.value]
-        self.state.transformed[target] = plan.info
-        return updated_node.with_changes(body=[assign.with_changes(value=_instantiate(plan.class_name))])
+        self.state.transformed[target] = use.info
+        return updated_node.with_changes(body=[assign.with_changes(value=self._instance(use))])
 
     def _multi(self, stmt, assign, target: str, chain: Chain):  # type: ignore[no-untyped-def]
         plan = self._multi_plans.get(chain.fn.value) if isinstance(chain.fn, cst.Name) else None
@@ -229,17 +450,17 @@ class ConvertTransformsCommand(FlaxifyCommand):
             chain = self._decorator_chain(original_node)
             if chain is not None:
                 return self._from_decorated(updated_node, chain)
+        if id(original_node) in self._factory_ids:
+            return self._factory(original_node, updated_node)
         multi = self._multi_plans.get(updated_node.name.value)
         if multi is not None and not multi[1] and original_node is self._def_nodes.get(updated_node.name.value):
             return cst.RemoveFromParent()  # the template's module is now the model itself
-        plan = self._def_plans.get(updated_node.name.value)
+        plan = self._def_plans.get(id(original_node))
         if plan is None:
             return updated_node
         self.state.wrapper_classes.add(plan.class_name)
-        if updated_node.decorators or updated_node.asynchronous:
-            self.todo("hk.transform", "the transformed function is decorated or async; wrap it in an nn.Module by hand")
-            del self._def_plans[updated_node.name.value]
-            return updated_node
+        if plan.bound:
+            return self._partial_class(plan, updated_node).with_changes(leading_lines=updated_node.leading_lines)
         if plan.keep_def:
             call = _delegating_call(updated_node.name.value, updated_node.params)
             body = cst.IndentedBlock([cst.SimpleStatementLine([cst.Return(call)])])
@@ -248,14 +469,123 @@ class ConvertTransformsCommand(FlaxifyCommand):
         klass = self._class(plan.class_name, _method_params(updated_node.params), updated_node.body)
         return klass.with_changes(leading_lines=updated_node.leading_lines)
 
-    def _class(self, name: str, params: cst.Parameters, body: cst.BaseSuite) -> cst.ClassDef:
+    def _factory(self, original: cst.FunctionDef, node: cst.FunctionDef) -> cst.FunctionDef:
+        """``-> hk.Transformed`` (or ``TransformedWithState``) on a factory becomes ``-> nn.Module``."""
+        returns = original.returns.annotation if original.returns is not None else None
+        if returns is not None and self.haiku_name(returns) in ("haiku.Transformed", "haiku.TransformedWithState"):
+            return node.with_changes(returns=cst.Annotation(self.nn_attr("Module")))
+        return node
+
+    def _partial_class(self, plan: Plan, node: cst.FunctionDef) -> cst.ClassDef:
+        """``def fn(x, hidden)`` under ``partial(fn, hidden=3)`` -> fields, and ``hidden = self.hidden`` first."""
+        names = [arg.keyword.value for arg in plan.bound if arg.keyword is not None]
+        fields = [
+            cst.SimpleStatementLine([cst.AnnAssign(cst.Name(name), cst.Annotation(self._field_type(node.params, name)))])
+            for name in names
+        ]
+        reads = [
+            cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(name))], cst.parse_expression(f"self.{name}"))])
+            for name in names
+        ]
+        body = list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else [node.body]  # type: ignore[list-item]
+        docstring = 1 if body and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])) else 0
+        statements = [*body[:docstring], *reads, *body[docstring:]]
+        params = _method_params(_unbind(node.params, set(names)))
+        return self._class(plan.class_name, params, cst.IndentedBlock(statements), fields)  # type: ignore[arg-type]
+
+    def _field_type(self, params: cst.Parameters, name: str) -> cst.BaseExpression:
+        """The parameter's own annotation, else ``Any`` (Linen fields need one)."""
+        for param in (*params.params, *params.kwonly_params):
+            if param.name.value == name and param.annotation is not None:
+                return param.annotation.annotation
+        self.need_import(ImportSpec("typing", "Any", None))
+        return cst.Name("Any")
+
+    def _class(
+        self, name: str, params: cst.Parameters, body: cst.BaseSuite, fields: Sequence[cst.SimpleStatementLine] = ()
+    ) -> cst.ClassDef:
         method = cst.FunctionDef(name=cst.Name("__call__"), params=params, body=body)
+        if fields:
+            method = method.with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         return cst.ClassDef(
             name=cst.Name(name),
             bases=[cst.Arg(self.nn_attr("Module"))],
-            body=cst.IndentedBlock([method]),
+            body=cst.IndentedBlock([*fields, method]),
             leading_lines=[cst.EmptyLine()],
         )
+
+
+def _statements(
+    body: Sequence[cst.CSTNode], owner: cst.FunctionDef | None
+) -> Iterator[tuple[cst.FunctionDef | None, cst.SimpleStatementLine]]:
+    """Every simple statement below ``body`` with the innermost def around it (None: module level)."""
+    for node in body:
+        if isinstance(node, cst.SimpleStatementLine):
+            yield owner, node
+            continue
+        inner = node if isinstance(node, cst.FunctionDef) else owner
+        for child in node.children:
+            yield from _statements([child], inner)
+
+
+def _own_scope(body: cst.BaseSuite) -> Iterator[cst.CSTNode]:
+    """Every node of a def's body outside nested defs, classes and lambdas (those nodes themselves included)."""
+    stack: list[cst.CSTNode] = list(body.children)
+    while stack:
+        current = stack.pop()
+        yield current
+        if not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            stack.extend(current.children)
+
+
+def _binds(owner: cst.FunctionDef, name: str) -> bool:
+    """True when ``owner``'s own scope assigns ``name`` (which then shadows a module-level def)."""
+    return any(
+        isinstance(n, (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem))
+        and _names(getattr(n, "target", None) or getattr(n, "asname", None), name)
+        for n in _own_scope(owner.body)
+    )
+
+
+def _names(node: cst.CSTNode | None, name: str) -> bool:
+    if isinstance(node, cst.AsName):
+        node = node.name
+    return node is not None and any(isinstance(n, cst.Name) and n.value == name for n in walk(node))
+
+
+def _count_name(owner: cst.FunctionDef, name: str) -> int:
+    return sum(1 for n in walk(owner.body) if isinstance(n, cst.Name) and n.value == name)
+
+
+def _keyword_parameters(params: cst.Parameters) -> list[str]:
+    """The parameters a keyword argument can bind (not positional-only, not ``*args`` / ``**kwargs``)."""
+    return [p.name.value for p in (*params.params, *params.kwonly_params)]
+
+
+def _unbind(params: cst.Parameters, bound: set[str]) -> cst.Parameters:
+    """``fn``'s parameters once ``functools.partial`` bound ``bound`` by keyword.
+
+    A positional parameter after a bound one can then only be passed by keyword
+    (a positional value would bind the bound one twice), so it becomes keyword-only.
+    """
+    kept: list[cst.Param] = []
+    moved: list[cst.Param] = []
+    for param in params.params:
+        if param.name.value in bound:
+            continue
+        (moved if moved or any(p.name.value in bound for p in params.params[: params.params.index(param)]) else kept).append(param)
+    kwonly = [*moved, *(p for p in params.kwonly_params if p.name.value not in bound)]
+    star = params.star_arg
+    if kwonly and not isinstance(star, (cst.Param, cst.ParamStar)):
+        star = cst.ParamStar()
+    elif not kwonly and isinstance(star, cst.ParamStar):
+        star = cst.MaybeSentinel.DEFAULT
+    strip = cst.MaybeSentinel.DEFAULT
+    return params.with_changes(
+        params=[p.with_changes(comma=strip) for p in kept],
+        kwonly_params=[p.with_changes(comma=strip) for p in kwonly],
+        star_arg=star,
+    )
 
 
 def _single_assign(node: cst.SimpleStatementLine) -> cst.Assign | None:
@@ -266,6 +596,11 @@ def _single_assign(node: cst.SimpleStatementLine) -> cst.Assign | None:
 
 def _instantiate(class_name: str) -> cst.Call:
     return cst.Call(func=cst.Name(class_name))
+
+
+def _commas(args: list[cst.Arg]) -> list[cst.Arg]:
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return [a.with_changes(comma=comma) for a in args[:-1]] + [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args[-1:]]
 
 
 def _method_params(params: cst.Parameters) -> cst.Parameters:
