@@ -2,10 +2,20 @@
 
 Each phase returns :class:`~flaxify.equivalence.report.Check` values; nothing
 here decides the verdict or prints.
+
+Random numbers: every phase (evaluation, gradients, training, probes) first
+asks whether the Haiku call draws keys. The Flax side always runs with
+Haiku's key sequence replayed into ``make_rng``
+(:mod:`~flaxify.equivalence.rng_alignment`). A phase whose Haiku call draws
+keys is compared only when that replay is sound: no Flax draw inside a lifted
+transform, and the outputs then agree. Otherwise it is reported as
+``stochastic`` (not judged) with a note that says why, never failed: with keys
+drawn in another order, different numbers prove nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxify.equivalence import modes, probes
+from flaxify.equivalence.rng_alignment import KeyReplay, replaying
 from flaxify.equivalence.numerics import LeafDiff, compare_leaf, gradient_scale
 from flaxify.equivalence.report import Check
 from flaxify.equivalence.rule_batchnorm import DEBIAS_NOTE, flax_ema_expectation
@@ -26,22 +37,58 @@ def device_checks(run: Session, m: Method, device: jax.Device, variables: Any, w
     put = lambda tree: jax.device_put(tree, device)  # noqa: E731
     name = f"{device.platform}"
     eval_kw = run.eval_kwargs(m)
-    hk_eval = jax.jit(run.hk_call(m, eval_kw))
-    fx_eval = jax.jit(run.fx_call(m, eval_kw))
     xs = put([jnp.asarray(x) for x in m.inputs])
     params, state, fvars = put(run.params), put(run.state), put(variables)
+    stochastic = _needs_rng(run.hk_call(m, eval_kw, rng=None), params, state, xs)
+    hk_eval = jax.jit(run.hk_call(m, eval_kw))
+    fx_eval, replay = replaying(jax.jit(run.fx_call(m, eval_kw)), run.rng)
     hk_out, hk_state = user_call("Haiku apply", lambda: hk_eval(params, state, *xs))
     fx_out, fx_updates = user_call("Flax apply", lambda: fx_eval(fvars, *xs))
-    checks = [Check(m.flax_name, "eval", name, tuple(run.leaf_diffs(hk_out, fx_out)))]
-    checks.append(grad_check(run, m, name, eval_kw, params, state, fvars, xs, hk_out))
+    eval_check = Check(m.flax_name, "eval", name, tuple(run.leaf_diffs(hk_out, fx_out)))
+    checks = [judge_stochastic(run, eval_check, stochastic, replay)]
+    checks.append(grad_check(run, m, name, eval_kw, params, state, fvars, xs, hk_out, stochastic))
     if modes.has_mode_flag(m.kwargs):
         checks += train_checks(run, m, name, params, state, fvars, put)
     elif run.state and run.collections:  # one mode only, but the call still updates state
         diffs = state_diffs(run, jax.device_get(hk_state), jax.device_get(fx_updates))
-        checks.append(Check(m.flax_name, "state", name, tuple(diffs)))
+        checks.append(judge_stochastic(run, Check(m.flax_name, "state", name, tuple(diffs)), stochastic, replay))
     if with_probes:
-        checks += probe_checks(run, m, name, hk_eval, fx_eval, params, state, fvars, xs, put)
+        evals = (hk_eval, fx_eval, stochastic, replay)
+        checks += probe_checks(run, m, name, evals, params, state, fvars, xs, put)
     return checks
+
+
+def judge_stochastic(run: Session, check: Check, stochastic: bool, replay: KeyReplay) -> Check:
+    """``check`` as compared, or, when the Haiku call draws keys and the replay is unsound, as reported only.
+
+    Sound: no Flax key was drawn inside a lifted transform and, with Haiku's
+    keys, every leaf agrees. Differing leaves with replayed keys are not a
+    verdict either: the two models may draw keys in another order or number
+    (``hk.next_rng_keys(2)`` is one split into three, its port a split of one
+    key into two; a rate-0 ``hk.dropout`` still draws its key).
+    """
+    if not stochastic:
+        return check
+    what = f"{check.method}: {check.phase} draws random numbers"
+    if not replay.aligned:
+        where = ", ".join(dict.fromkeys(replay.lifted))
+        run.notes.append(
+            f"{what} inside a Flax lifted transform ({where}), where Flax splits keys by its own rule: "
+            "Haiku's key sequence cannot be replayed; reported, not compared"
+        )
+        return dataclasses.replace(check, status="stochastic", rng="lifted")
+    if check.ok:  # one note per method: the phases that compare are marked in the table
+        run.notes.append(
+            f"{check.method}: draws random numbers; compared with Haiku's key sequence (replayed into Flax make_rng "
+            "in call order)"
+        )
+        return dataclasses.replace(check, rng="haiku-keys")
+    run.notes.append(
+        f"{what}: with Haiku's key sequence replayed into Flax make_rng the outputs still differ, so the models "
+        "draw keys in another order or number, or compute something else; reported, not compared "
+        "(pass kwargs that turn sampling off to compare them)"
+    )
+    return dataclasses.replace(check, status="stochastic", rng="keys-disagree")
 
 
 def grad_check(
@@ -54,6 +101,7 @@ def grad_check(
     fvars: Any,
     xs: list[Any],
     hk_out: Any,
+    stochastic: bool = False,
 ) -> Check:
     """Gradients of a fixed random projection of the outputs, Haiku's mapped onto the Flax tree.
 
@@ -73,11 +121,9 @@ def grad_check(
     hk_fn, fx_fn = run.hk_call(m, kw), run.fx_call(m, kw)
     hk_grad = user_call("Haiku gradient", lambda: jax.jit(jax.grad(lambda p: loss(hk_fn(p, state, *xs)[0])))(params))
     rest = {c: v for c, v in fvars.items() if c != "params"}
-    fx_grad = user_call(
-        "Flax gradient",
-        # A model with state but no parameters (hk.nets.VectorQuantizerEMA) has no "params" collection.
-        lambda: jax.jit(jax.grad(lambda p: loss(fx_fn({"params": p, **rest}, *xs)[0])))(fvars.get("params", {})),
-    )
+    fx_grad_fn, replay = replaying(jax.jit(jax.grad(lambda p: loss(fx_fn({"params": p, **rest}, *xs)[0]))), run.rng)
+    # A model with state but no parameters (hk.nets.VectorQuantizerEMA) has no "params" collection.
+    fx_grad = user_call("Flax gradient", lambda: fx_grad_fn(fvars.get("params", {})))
     mapped = flatten_flax(run.plan.apply(jax.device_get(hk_grad), None, linear_only=True, collections={"params"}))
     got = flatten_flax({"params": jax.device_get(fx_grad)})
     scale = gradient_scale(list(mapped.values()))  # rounding noise of a backward sum scales with its terms
@@ -86,26 +132,24 @@ def grad_check(
         for k in mapped
         if k in got
     ]
-    return Check(m.flax_name, "grad", device, tuple(diffs))
+    return judge_stochastic(run, Check(m.flax_name, "grad", device, tuple(diffs)), stochastic, replay)
 
 
 def train_checks(
     run: Session, m: Method, device: str, params: Any, state: Any, fvars: Any, put: Callable[[Any], Any]
 ) -> list[Check]:
-    """Training-mode outputs and the state after one step on a second batch (stochastic: reported only)."""
+    """Training-mode outputs and the state after one step on a second batch (dropout: see the module docstring)."""
     kw = modes.mode_kwargs(m.kwargs, training=True)
     xs = put([jnp.asarray(x) for x in modes.second_batch(m.inputs)])
-    if _needs_rng(run.hk_call(m, kw, rng=None), params, state, xs):
-        run.notes.append(
-            f"{m.flax_name}: training mode draws random numbers (dropout): outputs and state are reported, not compared"
-        )
-        return [Check(m.flax_name, "train", device, (), status="stochastic")]
+    stochastic = _needs_rng(run.hk_call(m, kw, rng=None), params, state, xs)
+    fx_train, replay = replaying(jax.jit(run.fx_call(m, kw)), run.rng)
     hk_out, hk_state = user_call("Haiku apply (training)", lambda: jax.jit(run.hk_call(m, kw))(params, state, *xs))
-    fx_out, fx_updates = user_call("Flax apply (training)", lambda: jax.jit(run.fx_call(m, kw))(fvars, *xs))
-    checks = [Check(m.flax_name, "train", device, tuple(run.leaf_diffs(hk_out, fx_out)))]
+    fx_out, fx_updates = user_call("Flax apply (training)", lambda: fx_train(fvars, *xs))
+    train = Check(m.flax_name, "train", device, tuple(run.leaf_diffs(hk_out, fx_out)))
+    checks = [judge_stochastic(run, train, stochastic, replay)]
     if run.state or run.collections:
         diffs = state_diffs(run, jax.device_get(hk_state), jax.device_get(fx_updates))
-        checks.append(Check(m.flax_name, "state", device, tuple(diffs)))
+        checks.append(judge_stochastic(run, Check(m.flax_name, "state", device, tuple(diffs)), stochastic, replay))
     return checks
 
 
@@ -149,20 +193,25 @@ def probe_checks(
     run: Session,
     m: Method,
     device: str,
-    hk_eval: Any,
-    fx_eval: Any,
+    evals: tuple[Any, Any, bool, KeyReplay],
     params: Any,
     state: Any,
     fvars: Any,
     xs: list[Any],
     put: Callable[[Any], Any],
 ) -> list[Check]:
-    """The probe cases of :mod:`flaxify.equivalence.probes`, each remembered for the layer trace."""
+    """The probe cases of :mod:`flaxify.equivalence.probes`, each remembered for the layer trace.
+
+    ``evals``: the jitted evaluation calls (the Flax one replaying Haiku's
+    keys), whether the Haiku one draws keys, and the Flax replay record.
+    """
+    hk_eval, fx_eval, stochastic, replay = evals
 
     def probe(label: str, hk_params: Any, fx_vars: Any, inputs: list[Any], exact: bool) -> Check:
         pxs = put([jnp.asarray(x) for x in inputs])
         diffs = run.leaf_diffs(hk_eval(hk_params, state, *pxs)[0], fx_eval(fx_vars, *pxs)[0])
-        return Check(m.flax_name, "probe", device, tuple(diffs), label=label, counts_for_bitexact=exact)
+        check = Check(m.flax_name, "probe", device, tuple(diffs), label=label, counts_for_bitexact=exact)
+        return judge_stochastic(run, check, stochastic, replay)
 
     checks = []
     for label, probe_xs in probes.input_probes(list(m.inputs)):
@@ -180,7 +229,12 @@ def probe_checks(
 
 
 def _needs_rng(call: Callable[..., Any], params: Any, state: Any, xs: list[Any]) -> bool:
-    """True when the Haiku call asks for an RNG key (dropout in training mode)."""
+    """True when the Haiku call asks for an RNG key (dropout in training mode, sampling in any mode).
+
+    ``call`` runs without a key: Haiku raises ``MissingRNGError`` (a
+    ``ValueError``) at the first ``hk.next_rng_key``. ``hk.maybe_next_rng_key``
+    draws nothing then, so such a model counts as deterministic.
+    """
     try:
         jax.eval_shape(call, params, state, *xs)
     except ValueError as exc:

@@ -43,6 +43,9 @@ class Check:
     leaves: tuple[LeafDiff, ...]
     status: str = "compared"  # compared | stochastic (reported, not judged)
     label: str = ""
+    # Random numbers in the Haiku call: "" none; "haiku-keys" compared with Haiku's key sequence
+    # replayed into Flax; "lifted" / "keys-disagree" why a stochastic check was not compared.
+    rng: str = ""
     # False for probes that move parameters off their values: a correct port may
     # order a scale multiply differently (GroupNorm), which is 1 ulp once scale != 1.
     counts_for_bitexact: bool = True
@@ -122,6 +125,11 @@ class Report:
         return self.mapping_ok and bool(judged) and all(c.bitexact for c in judged)
 
     @property
+    def outputs_compared(self) -> bool:
+        """Some output, gradient or state check was judged (False: every phase drew unreplayable random numbers)."""
+        return any(c.status == "compared" for c in self.checks)
+
+    @property
     def gradients_bitexact(self) -> bool:
         grads = [c for c in self.checks if c.phase == "grad"]
         return bool(grads) and all(c.bitexact for c in grads)
@@ -134,6 +142,7 @@ class Report:
         data["gradients_bitexact"] = self.gradients_bitexact
         data["outputs_equivalent"] = self.outputs_equivalent
         data["init_equivalent"] = self.init_equivalent
+        data["outputs_compared"] = self.outputs_compared
         for check, raw in zip(self.checks, data["checks"], strict=True):
             raw["ok"], raw["bitexact"] = check.ok, check.bitexact
         return data
@@ -181,9 +190,10 @@ def _check_lines(report: Report) -> list[str]:
     lines = [f"Outputs and gradients (precision={report.precision}; passing leaves of a check are summarised)"]
     rows = [("device", "method", "phase", "leaf", "max abs", "max rel", "bit-exact", "ok")]
     for c in report.checks:
-        phase = c.phase + (f":{c.label}" if c.label else "")
+        phase = c.phase + (f":{c.label}" if c.label else "") + (" [Haiku keys]" if c.rng == "haiku-keys" else "")
         if c.status != "compared":
-            rows.append((c.device, c.method, phase, "-", "-", "-", "-", c.status))
+            worst = f"{max(d.max_abs for d in c.leaves):.3g}" if c.leaves else "-"
+            rows.append((c.device, c.method, phase, "-", worst, "-", "-", c.status))
             continue
         passing = [d for d in c.leaves if d.within]
         shown = [d for d in c.leaves if not d.within] or passing[:1]
@@ -233,9 +243,18 @@ def _tail_lines(report: Report) -> list[str]:
     lines = [f"  culprit: {c}" for c in report.culprits]
     lines += [f"  note: {n}" for n in report.notes]
     verdict = "EQUIVALENT" if report.equivalent else "NOT EQUIVALENT"
+    if report.equivalent and report.checks and not report.outputs_compared:
+        compared = "parameters and initializers" if report.init else "parameters"
+        lines.append(
+            f"{verdict} ({compared}; outputs draw random numbers and were not compared: "
+            "pass kwargs that turn sampling off)"
+        )
+        return lines
     exact = "yes" if report.bitexact else "no"
     grads = "yes" if report.gradients_bitexact else "no"
-    lines.append(f"{verdict} (outputs bit-exact: {exact}; gradients bit-exact: {grads})")
+    skipped = sum(c.status == "stochastic" for c in report.checks)
+    tail = f"; {skipped} stochastic checks not compared" if skipped else ""
+    lines.append(f"{verdict} (outputs bit-exact: {exact}; gradients bit-exact: {grads}{tail})")
     return lines
 
 
