@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.codemod import Codemod, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
-from libcst.metadata import QualifiedNameProvider
+from libcst.metadata import QualifiedNameProvider, ScopeProvider
+from libcst._metadata_dependent import _UNDEFINED_DEFAULT, MetadataDependent
+from libcst.metadata.base_provider import ProviderT
 
 from flaxify.migrate.api import TODO_PREFIX
 from flaxify.migrate.bindings import BOUND_INITIALIZER
@@ -247,6 +249,36 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         return tree.visit(self)
+
+    # -- metadata ---------------------------------------------------------
+    # LibCST's QualifiedNameProvider walks the whole tree once more after the
+    # scope analysis only to attach a lazy ``scope.get_qualified_names_for(node)``
+    # to every node; the passes ask for a few hundred of them. So a pass that
+    # declares QualifiedNameProvider resolves ScopeProvider instead, and
+    # get_metadata makes the same call on demand: same names, one walk fewer.
+    _DEPENDENCIES: dict[type, frozenset[ProviderT]] = {}
+
+    @classmethod
+    def get_inherited_dependencies(cls) -> frozenset[ProviderT]:
+        found = FlaxifyCommand._DEPENDENCIES.get(cls)
+        if found is None:
+            declared = {p for c in cls.__mro__ if issubclass(c, MetadataDependent) for p in c.METADATA_DEPENDENCIES}
+            found = frozenset(ScopeProvider if p is QualifiedNameProvider else p for p in declared)
+            FlaxifyCommand._DEPENDENCIES[cls] = found
+        return found
+
+    def get_metadata(self, key, node, default=_UNDEFINED_DEFAULT):  # type: ignore[no-untyped-def,override]
+        """LibCST's ``get_metadata``, with QualifiedNameProvider answered from the scope.
+
+        A node without a scope (formatting nodes, nodes built during this pass)
+        has no qualified names: ``default``, which every caller passes as ``set()``.
+        """
+        if key is QualifiedNameProvider:
+            scope = self.metadata[ScopeProvider].get(node)
+            if scope is not None:
+                return scope.get_qualified_names_for(node)
+            return set() if default is _UNDEFINED_DEFAULT else default
+        return super().get_metadata(key, node, default)
 
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import libcst as cst
 from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
 from flaxify.migrate.bindings import initializer_names
@@ -48,6 +47,7 @@ from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, impo
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.custom_getters import CustomGettersCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
+from flaxify.migrate.imports import tidy_imports
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.modules import ConvertModulesCommand
@@ -97,9 +97,7 @@ def run_codemods(source: bytes, path: str, project: ProjectIndex | None = None) 
         if command.wanted(source, state):
             tree = command(context).transform_module(tree)
     # Imports are added and removed once, after every pass has said what it needs.
-    for tidy in (AddImportsVisitor, RemoveImportsVisitor):
-        if context.scratch.get(tidy.CONTEXT_KEY):
-            tree = tidy(context).transform_module(tree)
+    tree = tidy_imports(tree, context)
     new_source = tree.bytes
     return Migrated(source=new_source, changed=new_source != source, todos=collect_todos(tree))
 
