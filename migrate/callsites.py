@@ -79,21 +79,32 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         self._unpacked: dict[int, TransformInfo] = {}
         self._called_subscripts: set[int] = set()  # id(Subscript) of `net.apply[KEY](...)`
         self._multi_values: dict[int, tuple[TransformInfo, str]] = {}  # id(Subscript) -> (info, method)
+        self._factory_calls: set[int] = set()  # id(call of an imported factory) not bound to a plain name
 
     def visit_Module(self, node: cst.Module) -> None:
         """``net = make_net(cfg)`` of an imported factory makes ``net`` a transformed name of this file."""
-        project = self.state.project
-        if project is None:
+        if self.state.project is None:
             return
+        named: set[int] = set()
         for sub in walk(node):
-            if not (isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0].target, cst.Name)):
-                continue
-            if not isinstance(sub.value, cst.Call) or not isinstance(sub.value.func, (cst.Name, cst.Attribute)):
-                continue
-            for qualified in self.get_metadata(QualifiedNameProvider, sub.value.func, set()):
-                info = project.lookup_factory(qualified.name, self.context.filename or "")
+            if isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0].target, cst.Name):
+                info = self._factory_result(sub.value)
                 if info is not None:
                     self.state.transformed.setdefault(sub.targets[0].target.value, info)
+                    named.add(id(sub.value))
+        self._factory_calls = {
+            id(sub) for sub in walk(node) if id(sub) not in named and self._factory_result(sub) is not None
+        }
+
+    def _factory_result(self, node: cst.CSTNode) -> TransformInfo | None:
+        """What a call of an imported factory returns (``make_net(cfg)``, ``model.make_net(cfg)``), else None."""
+        if self.state.project is None or not isinstance(node, cst.Call) or not isinstance(node.func, (cst.Name, cst.Attribute)):
+            return None
+        for qualified in self.get_metadata(QualifiedNameProvider, node.func, set()):
+            info = self.state.project.lookup_factory(qualified.name, self.context.filename or "")
+            if info is not None:
+                return info
+        return None
 
     def _target(self, node: cst.BaseExpression) -> tuple[str, TransformInfo] | None:
         if not m.matches(node, m.Attribute(m.Name() | m.Attribute(), m.Name("init") | m.Name("apply"))):
@@ -209,6 +220,13 @@ class RewriteInitApplyCommand(FlaxifyCommand):
         return cst.Tuple([cst.Element(a) for a in adapters], lpar=[], rpar=[])  # type: ignore[arg-type]
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if id(original_node) in self._factory_calls:
+            factory = code(original_node.func)
+            self.todo(
+                factory,
+                f"{factory} now returns a Linen module: its init/apply are rewritten only on a name bound as"
+                f" `net = {factory}(...)`; adapt them to Flax's signatures by hand here",
+            )
         if isinstance(original_node.func, cst.Subscript):
             multi = self._multi_apply(original_node.func)
             if multi is None:
