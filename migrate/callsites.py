@@ -98,8 +98,9 @@ class RewriteInitApplyCommand(FlaxifyCommand):
 
     def _factory_result(self, node: cst.CSTNode) -> TransformInfo | None:
         """What a call of an imported factory returns (``make_net(cfg)``, ``model.make_net(cfg)``), else None."""
-        if self.state.project is None or not isinstance(node, cst.Call) or not isinstance(node.func, (cst.Name, cst.Attribute)):
+        if self.state.project is None or not m.matches(node, m.Call(func=m.Name() | m.Attribute())):
             return None
+        assert isinstance(node, cst.Call)
         for qualified in self.get_metadata(QualifiedNameProvider, node.func, set()):
             info = self.state.project.lookup_factory(qualified.name, self.context.filename or "")
             if info is not None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flaxify.migrate.base import TransformInfo
-from flaxify.migrate.transforms import partial_problem, snake_to_camel
+from flaxify.migrate.transform_scopes import partial_problem
+from flaxify.migrate.transforms import snake_to_camel
 
 TRANSFORMS = {"transform": False, "transform_with_state": True}
 FACTORY_SUFFIX = "()"  # `(module, "make_net()")`: what calling the factory make_net returns
@@ -157,7 +158,7 @@ def _factory(node: ast.FunctionDef, haiku: Mapping[str, str], tree: ast.Module) 
 
 
 def _count_name(body: list[ast.stmt], name: str) -> int:
-    """How often ``name`` is spelled in ``body``: LibCST's count of its ``Name`` nodes, which ``transforms.py`` makes."""
+    """How often ``name`` is spelled in ``body``, counted as ``transforms.py`` counts LibCST ``Name`` nodes."""
     count = 0
     for statement in body:
         for n in ast.walk(statement):

@@ -49,9 +49,8 @@ are marked TODO with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from collections.abc import Iterator, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -59,9 +58,18 @@ from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
-from flaxify.migrate.rewrite import ImportSpec
-from flaxify.migrate.multi_transform import MultiTemplate, read_template
 from flaxify.migrate.layers_common import walk
+from flaxify.migrate.multi_transform import MultiTemplate, read_template
+from flaxify.migrate.rewrite import ImportSpec
+from flaxify.migrate.transform_scopes import (
+    binds,
+    count_name,
+    keyword_parameters,
+    own_scope,
+    partial_problem,
+    statements_with_owner,
+    unbind_parameters,
+)
 
 
 @dataclass(frozen=True)
@@ -90,45 +98,6 @@ class Use:
 
     plan: Plan
     info: TransformInfo
-
-
-# Attributes of every Linen module: a field of that name would shadow Flax's own.
-MODULE_ATTRIBUTES = frozenset(
-    {
-        "name", "parent", "scope", "variables", "params", "init", "init_with_output", "lazy_init", "apply",
-        "setup", "bind", "unbind", "clone", "copy", "path", "param", "variable", "get_variable",
-        "put_variable", "has_variable", "make_rng", "has_rng", "sow", "perturb", "tabulate",
-        "is_initializing", "is_mutable_collection", "module_paths", "is_initialized",
-    }
-)  # fmt: skip
-
-
-def partial_problem(fn: str, bound: Sequence[str | None], parameters: Sequence[str], uses: int) -> str | None:
-    """Why ``hk.transform(functools.partial(fn, ...))`` cannot become a class with fields, or None.
-
-    ``bound`` holds each bound argument's keyword (None when positional, ``"*"``
-    / ``"**"`` when unpacked), ``parameters`` the names of ``fn``'s parameters a
-    keyword can bind, ``uses`` how often the name ``fn`` occurs in its scope,
-    its ``def`` included (2: the def and this partial). ``project.py`` asks the
-    same question of its ``ast`` so that importing files agree with this one.
-    """
-    how = "write the nn.Module by hand (fields for the bound values)"
-    if any(keyword is None for keyword in bound):
-        return f"functools.partial binds positional arguments of {fn}; bind them by keyword, or {how}"
-    if any(keyword in ("*", "**") for keyword in bound):
-        return f"functools.partial binds unpacked arguments of {fn}; spell them out as keywords, or {how}"
-    unknown = [keyword for keyword in bound if keyword not in parameters]
-    if unknown:
-        return f"functools.partial binds {unknown[0]}, which is not a keyword parameter of {fn}; {how}"
-    reserved = [keyword for keyword in bound if keyword in MODULE_ATTRIBUTES]
-    if reserved:
-        return f"functools.partial binds {reserved[0]}, a name every Linen module already has; rename the parameter"
-    if uses != 2:
-        return (
-            f"{fn} is also used outside this functools.partial; its bound keywords can become fields of a"
-            f" class only when the transform is its one use: give the transform its own def, or {how}"
-        )
-    return None
 
 
 def snake_to_camel(name: str) -> str:
@@ -196,7 +165,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
                 self._name_uses[sub.value] = self._name_uses.get(sub.value, 0) + 1
             elif isinstance(sub, cst.AssignTarget) and isinstance(sub.target, cst.Name):
                 self._taken.add(sub.target.value)
-        for owner, statement in _statements(node.body, None):
+        for owner, statement in statements_with_owner(node.body, None):
             self._plan(statement, owner)
         for statement in node.body:
             if isinstance(statement, cst.FunctionDef):
@@ -219,12 +188,12 @@ class ConvertTransformsCommand(FlaxifyCommand):
         name defined twice is ambiguous: both give None (the transform stays a TODO).
         """
         if owner is not None:
-            local = [n for n in _own_scope(owner.body) if isinstance(n, cst.FunctionDef) and n.name.value == name]
+            local = [n for n in own_scope(owner.body) if isinstance(n, cst.FunctionDef) and n.name.value == name]
             if local:
                 return local[0] if len(local) == 1 else None
             parameters = owner.params
             every = (*parameters.posonly_params, *parameters.params, *parameters.kwonly_params)
-            if any(p.name.value == name for p in every) or _binds(owner, name):
+            if any(p.name.value == name for p in every) or binds(owner, name):
                 return None
         found = self._module_defs.get(name, [])
         return found[0] if len(found) == 1 else None
@@ -240,7 +209,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         partial = isinstance(fn, cst.Call) and self._is_partial(fn.func)
         if partial:
             assert isinstance(fn, cst.Call)
-            if not fn.args or fn.args[0].keyword is not None or fn.args[0].star or not isinstance(fn.args[0].value, cst.Name):
+            first = fn.args[0] if fn.args else None
+            if first is None or first.keyword is not None or first.star or not isinstance(first.value, cst.Name):
                 return "functools.partial of something other than a def of this file; write the nn.Module by hand"
             fn, bound = fn.args[0].value, tuple(fn.args[1:])
         if not isinstance(fn, cst.Name):
@@ -252,18 +222,26 @@ class ConvertTransformsCommand(FlaxifyCommand):
             return "the transformed function is decorated or async; wrap it in an nn.Module by hand"
         if partial:
             keywords = [a.keyword.value if a.keyword is not None else (a.star or None) for a in bound]
-            local = owner is not None and found is not self._module_defs.get(fn.value, [None])[0]
-            uses = _count_name(owner, fn.value) if local and owner is not None else self._name_uses.get(fn.value, 0)
-            problem = partial_problem(fn.value, keywords, _keyword_parameters(found.params), uses)
+            uses = self._count_uses(found, owner)
+            problem = partial_problem(fn.value, keywords, keyword_parameters(found.params), uses)
             if problem is not None:
                 return problem
         return found, bound
 
-    def _is_partial(self, func: cst.BaseExpression) -> bool:
-        names = self.get_metadata(QualifiedNameProvider, func, set()) if isinstance(func, (cst.Name, cst.Attribute)) else set()
-        return any(q.name == "functools.partial" for q in names)
+    def _count_uses(self, found: cst.FunctionDef, owner: cst.FunctionDef | None) -> int:
+        """How often the def's name is spelled in its scope (its own ``def`` line included)."""
+        if owner is not None and found is not self._module_defs.get(found.name.value, [None])[0]:
+            return count_name(owner, found.name.value)
+        return self._name_uses.get(found.name.value, 0)
 
-    def _plan_use(self, call: cst.BaseExpression, chain: Chain, owner: cst.FunctionDef | None, *, commit: bool = True) -> bool:
+    def _is_partial(self, func: cst.BaseExpression) -> bool:
+        if not isinstance(func, (cst.Name, cst.Attribute)):
+            return False
+        return any(q.name == "functools.partial" for q in self.get_metadata(QualifiedNameProvider, func, set()))
+
+    def _plan_use(
+        self, call: cst.BaseExpression, chain: Chain, owner: cst.FunctionDef | None, *, commit: bool = True
+    ) -> bool:
         """Plans the class of one transform's def; False (and a reason, if any) when it stays Haiku's."""
         target = self._target(chain.fn, owner)
         if not isinstance(target, tuple):
@@ -276,9 +254,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         plan = self._def_plans.get(id(found))
         if plan is None:
             # Uses of the name: the def itself, this argument, and anything else.
-            local = owner is not None and found is not self._module_defs.get(found.name.value, [None])[0]
-            uses = _count_name(owner, found.name.value) if local and owner is not None else self._name_uses.get(found.name.value, 0)
-            plan = Plan(self.fresh_class_name(found.name.value), keep_def=not bound and uses > 2, bound=bound)
+            keep_def = not bound and self._count_uses(found, owner) > 2
+            plan = Plan(self.fresh_class_name(found.name.value), keep_def=keep_def, bound=bound)
             self._def_plans[id(found)] = plan
         self._uses[id(call)] = Use(plan, TransformInfo(plan.class_name, chain.apply_rng, chain.with_state))
         return True
@@ -309,7 +286,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         """A module-level def whose every return is a transform of a def becomes a module factory."""
         if factory.decorators or factory.asynchronous:
             return
-        returns = [n for n in _own_scope(factory.body) if isinstance(n, cst.Return)]
+        returns = [n for n in own_scope(factory.body) if isinstance(n, cst.Return)]
         chains = [self.chain(r.value) if r.value is not None else None for r in returns]
         if not returns or any(c is None or c.multi for c in chains):
             return
@@ -318,7 +295,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         pairs = [(r.value, c) for r, c in zip(returns, chains) if r.value is not None and c is not None]
         # Every return or none: a factory returning a Linen module on one path and a
         # Haiku Transformed on another could not have its call sites rewritten.
-        if not all([self._plan_use(value, chain, factory, commit=False) for value, chain in pairs]):
+        ready = [self._plan_use(value, chain, factory, commit=False) for value, chain in pairs]  # each return's TODO
+        if not all(ready):
             return
         for value, chain in pairs:
             self._plan_use(value, chain, factory)
@@ -330,13 +308,17 @@ class ConvertTransformsCommand(FlaxifyCommand):
         named: set[int] = set()
         for sub in walk(node):
             if isinstance(sub, cst.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0].target, cst.Name):
-                called = sub.value.func.value if m.matches(sub.value, m.Call(func=m.Name())) else None  # type: ignore[attr-defined]
-                if called in self._factories:
-                    self.state.transformed[sub.targets[0].target.value] = self._factories[called]
+                factory = self._factory_called(sub.value)
+                if factory is not None:
+                    self.state.transformed[sub.targets[0].target.value] = self._factories[factory]
                     named.add(id(sub.value))
-        for sub in walk(node):
-            if m.matches(sub, m.Call(func=m.Name())) and sub.func.value in self._factories and id(sub) not in named:  # type: ignore[attr-defined]
-                self._factory_calls.add(id(sub))
+        self._factory_calls = {id(s) for s in walk(node) if self._factory_called(s) is not None and id(s) not in named}
+
+    def _factory_called(self, node: cst.CSTNode) -> str | None:
+        """The factory of this file that ``node`` calls, if it is such a call."""
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in self._factories:
+            return node.func.value
+        return None
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         if id(original_node) in self._factory_calls:
@@ -364,10 +346,10 @@ class ConvertTransformsCommand(FlaxifyCommand):
 
     def _drop_functools_import(self) -> None:
         for local, qualified in self._imports().items():
-            if qualified == "functools":
-                RemoveImportsVisitor.remove_unused_import(self.context, "functools", None, None if local == "functools" else local)
-            elif qualified == "functools.partial":
-                RemoveImportsVisitor.remove_unused_import(self.context, "functools", "partial", None if local == "partial" else local)
+            if qualified in ("functools", "functools.partial"):
+                obj = "partial" if qualified == "functools.partial" else None
+                alias = None if local == qualified.rsplit(".", 1)[-1] else local
+                RemoveImportsVisitor.remove_unused_import(self.context, "functools", obj, alias)
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         assign = _single_assign(updated_node)
@@ -480,17 +462,14 @@ class ConvertTransformsCommand(FlaxifyCommand):
         """``def fn(x, hidden)`` under ``partial(fn, hidden=3)`` -> fields, and ``hidden = self.hidden`` first."""
         names = [arg.keyword.value for arg in plan.bound if arg.keyword is not None]
         fields = [
-            cst.SimpleStatementLine([cst.AnnAssign(cst.Name(name), cst.Annotation(self._field_type(node.params, name)))])
-            for name in names
+            cst.SimpleStatementLine([cst.AnnAssign(cst.Name(n), cst.Annotation(self._field_type(node.params, n)))])
+            for n in names
         ]
-        reads = [
-            cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(name))], cst.parse_expression(f"self.{name}"))])
-            for name in names
-        ]
+        reads = [cst.parse_statement(f"{n} = self.{n}\n") for n in names]
         body = list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else [node.body]  # type: ignore[list-item]
-        docstring = 1 if body and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])) else 0
+        docstring = int(bool(body) and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString())])))
         statements = [*body[:docstring], *reads, *body[docstring:]]
-        params = _method_params(_unbind(node.params, set(names)))
+        params = _method_params(unbind_parameters(node.params, set(names)))
         return self._class(plan.class_name, params, cst.IndentedBlock(statements), fields)  # type: ignore[arg-type]
 
     def _field_type(self, params: cst.Parameters, name: str) -> cst.BaseExpression:
@@ -515,79 +494,6 @@ class ConvertTransformsCommand(FlaxifyCommand):
         )
 
 
-def _statements(
-    body: Sequence[cst.CSTNode], owner: cst.FunctionDef | None
-) -> Iterator[tuple[cst.FunctionDef | None, cst.SimpleStatementLine]]:
-    """Every simple statement below ``body`` with the innermost def around it (None: module level)."""
-    for node in body:
-        if isinstance(node, cst.SimpleStatementLine):
-            yield owner, node
-            continue
-        inner = node if isinstance(node, cst.FunctionDef) else owner
-        for child in node.children:
-            yield from _statements([child], inner)
-
-
-def _own_scope(body: cst.BaseSuite) -> Iterator[cst.CSTNode]:
-    """Every node of a def's body outside nested defs, classes and lambdas (those nodes themselves included)."""
-    stack: list[cst.CSTNode] = list(body.children)
-    while stack:
-        current = stack.pop()
-        yield current
-        if not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            stack.extend(current.children)
-
-
-def _binds(owner: cst.FunctionDef, name: str) -> bool:
-    """True when ``owner``'s own scope assigns ``name`` (which then shadows a module-level def)."""
-    return any(
-        isinstance(n, (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.WithItem))
-        and _names(getattr(n, "target", None) or getattr(n, "asname", None), name)
-        for n in _own_scope(owner.body)
-    )
-
-
-def _names(node: cst.CSTNode | None, name: str) -> bool:
-    if isinstance(node, cst.AsName):
-        node = node.name
-    return node is not None and any(isinstance(n, cst.Name) and n.value == name for n in walk(node))
-
-
-def _count_name(owner: cst.FunctionDef, name: str) -> int:
-    return sum(1 for n in walk(owner.body) if isinstance(n, cst.Name) and n.value == name)
-
-
-def _keyword_parameters(params: cst.Parameters) -> list[str]:
-    """The parameters a keyword argument can bind (not positional-only, not ``*args`` / ``**kwargs``)."""
-    return [p.name.value for p in (*params.params, *params.kwonly_params)]
-
-
-def _unbind(params: cst.Parameters, bound: set[str]) -> cst.Parameters:
-    """``fn``'s parameters once ``functools.partial`` bound ``bound`` by keyword.
-
-    A positional parameter after a bound one can then only be passed by keyword
-    (a positional value would bind the bound one twice), so it becomes keyword-only.
-    """
-    kept: list[cst.Param] = []
-    moved: list[cst.Param] = []
-    for param in params.params:
-        if param.name.value in bound:
-            continue
-        (moved if moved or any(p.name.value in bound for p in params.params[: params.params.index(param)]) else kept).append(param)
-    kwonly = [*moved, *(p for p in params.kwonly_params if p.name.value not in bound)]
-    star = params.star_arg
-    if kwonly and not isinstance(star, (cst.Param, cst.ParamStar)):
-        star = cst.ParamStar()
-    elif not kwonly and isinstance(star, cst.ParamStar):
-        star = cst.MaybeSentinel.DEFAULT
-    strip = cst.MaybeSentinel.DEFAULT
-    return params.with_changes(
-        params=[p.with_changes(comma=strip) for p in kept],
-        kwonly_params=[p.with_changes(comma=strip) for p in kwonly],
-        star_arg=star,
-    )
-
-
 def _single_assign(node: cst.SimpleStatementLine) -> cst.Assign | None:
     if len(node.body) == 1 and isinstance(node.body[0], cst.Assign) and len(node.body[0].targets) == 1:
         return node.body[0]
@@ -600,7 +506,8 @@ def _instantiate(class_name: str) -> cst.Call:
 
 def _commas(args: list[cst.Arg]) -> list[cst.Arg]:
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-    return [a.with_changes(comma=comma) for a in args[:-1]] + [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args[-1:]]
+    last = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args[-1:]]
+    return [a.with_changes(comma=comma) for a in args[:-1]] + last
 
 
 def _method_params(params: cst.Parameters) -> cst.Parameters:

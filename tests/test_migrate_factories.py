@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -141,7 +140,7 @@ def test_factories_and_their_importer_migrate_with_one_todo(migrated: tuple[Path
     assert "net.apply({\"params\": params}, x)" in train
     assert "net.init(jax.random.PRNGKey(seed), x)[\"params\"]" in train
     # One TODO: the factory's result used on the spot (line numbers count the TODO line above it).
-    todos = re.findall(r"^(\S+):(\d+): TODO (\S+):", stderr, re.M)
+    todos = re.findall(r"^(\S+):(\d+): TODO (\S+):", stderr, re.MULTILINE)
     line = TRAIN.splitlines().index("    return make_net(Config()).apply(params, None, x)") + 2
     assert [(Path(path).name, int(number), construct) for path, number, construct in todos] == [
         ("fxf_train.py", line, "make_net")
@@ -184,8 +183,10 @@ SHAPES = {
     "nested_def": ("def make(c):\n    def f(x):\n        return hk.Linear(c)(x)\n\n    return hk.transform(f)\n", True),
     "module_def": ("def f(x):\n    return hk.Linear(2)(x)\n\n\ndef make():\n    return hk.transform_with_state(f)\n", True),
     "partial_keywords": (
-        "def make(c):\n    def f(x, width):\n        return hk.Linear(width)(x)\n\n"
-        "    return hk.without_apply_rng(hk.transform(functools.partial(f, width=c)))\n",
+        (
+            "def make(c):\n    def f(x, width):\n        return hk.Linear(width)(x)\n\n"
+            "    return hk.without_apply_rng(hk.transform(functools.partial(f, width=c)))\n"
+        ),
         True,
     ),
     "partial_positional": (
@@ -193,13 +194,17 @@ SHAPES = {
         False,
     ),
     "partial_of_shared_def": (
-        "def f(x, width):\n    return hk.Linear(width)(x)\n\n\ndef g(x):\n    return f(x, 2)\n\n\n"
-        "def make():\n    return hk.transform(functools.partial(f, width=3))\n",
+        (
+            "def f(x, width):\n    return hk.Linear(width)(x)\n\n\ndef g(x):\n    return f(x, 2)\n\n\n"
+            "def make():\n    return hk.transform(functools.partial(f, width=3))\n"
+        ),
         False,
     ),
     "partial_reserved_name": (
-        "def make(c):\n    def f(x, name):\n        return hk.Linear(2, name=name)(x)\n\n"
-        "    return hk.transform(functools.partial(f, name=c))\n",
+        (
+            "def make(c):\n    def f(x, name):\n        return hk.Linear(2, name=name)(x)\n\n"
+            "    return hk.transform(functools.partial(f, name=c))\n"
+        ),
         False,
     ),
     "shadowed_by_parameter": ("def f(x):\n    return hk.Linear(2)(x)\n\n\ndef make(f):\n    return hk.transform(f)\n", False),
@@ -222,7 +227,8 @@ def test_index_and_engine_agree_on_which_factories_convert(name: str) -> None:
     result = migrate_source(source, "model.py")
     converted = "hk.transform" not in result.source.decode() and not result.todos
     assert converted is converts, result.source.decode()
-    indexed = ("model", "make" + FACTORY_SUFFIX) in {(Path(k[0]).name, k[1]) for k in index_sources([(Path("model.py"), source)]).transformed}
+    index = index_sources([(Path("model.py"), source)])
+    indexed = ("model", "make" + FACTORY_SUFFIX) in {(Path(module).name, name) for module, name in index.transformed}
     assert indexed is converts
 
 
