@@ -253,7 +253,7 @@ def _tail_lines(report: Report) -> list[str]:
     exact = "yes" if report.bitexact else "no"
     grads = "yes" if report.gradients_bitexact else "no"
     skipped = sum(c.status == "stochastic" for c in report.checks)
-    tail = f"; {skipped} stochastic checks not compared" if skipped else ""
+    tail = f"; {skipped} stochastic check{'s' if skipped > 1 else ''} not compared" if skipped else ""
     lines.append(f"{verdict} (outputs bit-exact: {exact}; gradients bit-exact: {grads}{tail})")
     return lines
 
