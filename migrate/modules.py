@@ -36,7 +36,8 @@ method doing so becomes ``@nn.compact_name_scope`` (Haiku's ``~method/``
 names) when its class is only ever the Flax root (an ``hk.multi_transform``
 template's module), and is left as it was under a TODO otherwise (Linen allows
 one compact method, and ``nn.compact_name_scope`` misplaces parameters in
-nested modules). Every submodule gets ``name=`` equal to its Haiku name where
+nested modules), except a method that only returns a new module, which becomes
+``@nn.nowrap`` (``factory_methods.py``). Every submodule gets ``name=`` equal to its Haiku name where
 that name is static (``naming.py``), so the parameter tree mirrors Haiku's.
 
 Inside module methods this pass also rewrites what needs ``self``:
@@ -62,7 +63,7 @@ from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import dataclass_modules, lifted, name_scope, properties, rng, state, utilities
+from flaxify.migrate import dataclass_modules, factory_methods, lifted, name_scope, properties, rng, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code, walk
@@ -280,7 +281,13 @@ class ConvertModulesCommand(FlaxifyCommand):
                     self._names.update({c.key: None for c in namer.constructions})
                     self._names.update(namer.names())
                     continue
-                plan.todo_methods[method_name] = properties.scoped_method_reason(method, _SCOPED_METHOD_REASON)
+                factory = factory_methods.plan_factory(method, node, self.haiku_name, self.construction_base)
+                if isinstance(factory, factory_methods.FactoryMethod):  # builds the module in the caller's scope
+                    plan.decorators[method_name] = "nowrap"
+                    self._names.update({c.key: None for c in namer.constructions})
+                    self._names.update(namer.names())
+                    continue
+                plan.todo_methods[method_name] = factory or properties.scoped_method_reason(method, _SCOPED_METHOD_REASON)
                 self._skipped.update(id(n) for n in walk(method) if isinstance(n, cst.Call))
                 continue
             self._names.update({c.key: None for c in namer.constructions})
@@ -623,6 +630,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             self.todo(f"method {updated_node.name.value}", reason)
             return updated_node
         kind = plan.decorators.get(updated_node.name.value)
+        if kind == "nowrap":
+            updated_node = factory_methods.rewrite_input_sizes(updated_node)
         if kind is not None:
             decorators.insert(0, cst.Decorator(self.nn_attr(kind)))
         return updated_node.with_changes(decorators=decorators)

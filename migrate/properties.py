@@ -100,13 +100,17 @@ class SetupCode:
 
 
 def scoped_method_reason(method: cst.FunctionDef, generic: str) -> str:
-    """Why ``method``, which builds modules or variables inline, stays Haiku: precisely when known."""
+    """Why ``method``, which builds modules or variables inline, stays Haiku: precisely when known.
+
+    (A method that only returns a new module is planned by ``factory_methods.plan_factory`` first.)
+    """
     for node in walk(method):
         if isinstance(node, cst.Attribute) and node.attr.value in _CALL_TIME_ATTRIBUTES:
             return (
                 f"reads `{code(node)}`, which a Haiku layer records when it is called; Linen layers do not record "
-                f"their {node.attr.value}, so this method has no exact Linen equivalent: build the new module "
-                "from sizes you know (e.g. pass them to the constructor)"
+                f"their {node.attr.value} (flaxify reads an hk.Linear's back from its kernel only in a method that "
+                "just returns a new module, factory_methods.py): build the new module from sizes you know "
+                "(e.g. pass them to the constructor)"
             )
     return generic
 
