@@ -2,7 +2,11 @@
 
 Two passes. **By name**: each Haiku bucket's module path becomes a Flax path
 (:mod:`naming`) and the first rule that recognises the pair converts its
-leaves (LSTM, MHA, BatchNorm state, else rename). **By order**: buckets left
+leaves (LSTM, MHA, BatchNorm state, else rename). A module a method *returned*
+(Haiku ``p/x/~method/child``, built in ``x``'s method scope) is built by the
+caller in Linen (``@nn.nowrap``, ``flaxify.migrate.factory_methods``): when
+the by-name path is no Flax node and the caller's ``p/child`` is, that is the
+path. **By order**: buckets left
 over are paired with Flax nodes left over that sit under the same parent, in
 creation order, when their shapes fit (Flax auto-names such as ``Dense_0``);
 whatever is still left is paired globally in order, but only if *everything*
@@ -14,6 +18,7 @@ reported (``map_params`` raises :class:`ParamMappingError`); nothing is guessed.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +62,8 @@ class MappingPlan:
 
     def flax_module(self, haiku_module: str) -> FlaxPath:
         """The Flax module path of any Haiku module path, following by-order pairings."""
+        if haiku_module in self.module_paths:
+            return self.module_paths[haiku_module]
         return _aliased(naming.flax_module_path(haiku_module, root_is_module=self.drop_root), self.aliases)
 
     @property
@@ -161,6 +168,10 @@ class _Mapper:
     def __post_init__(self) -> None:
         self.index = FlaxIndex(self.template, self.flax_modules)
         self.aliases: dict[FlaxPath, FlaxPath] = {}
+        self.holders = {(collection, path[:-1]) for collection, path in self.index.flat}
+        self.by_name: dict[tuple[str, str], FlaxPath] = {}
+        # By-name paths of all buckets: a caller-scope reading never takes a node another bucket names.
+        self.named = {naming.flax_module_path(b.module, root_is_module=self.drop_root) for b in self.buckets}
 
     @property
     def score(self) -> tuple[int, int]:
@@ -174,7 +185,27 @@ class _Mapper:
         return len(transfers), sum(t.by == "name" for t in transfers)
 
     def target(self, bucket: HaikuBucket) -> FlaxPath:
-        return _aliased(naming.flax_module_path(bucket.module, root_is_module=self.drop_root), self.aliases)
+        key = (bucket.kind, bucket.module)
+        if key not in self.by_name:
+            self.by_name[key] = self._by_name_path(bucket)
+        return _aliased(self.by_name[key], self.aliases)
+
+    def _by_name_path(self, bucket: HaikuBucket) -> FlaxPath:
+        """The by-name path; else the first caller-scope reading that is a Flax node holding leaves.
+
+        A reading is taken only where the by-name path is no such node and no
+        other bucket's by-name path is the reading, so it never competes with a
+        by-name match.
+        """
+        path = naming.flax_module_path(bucket.module, root_is_module=self.drop_root)
+        collections = ["params"] if bucket.kind == "params" else [c for c in self.index.collections() if c != "params"]
+        if any((c, path) in self.holders for c in collections):
+            return path
+        for reading in caller_scope_readings(bucket.module, keep=1 if self.drop_root else 0):
+            candidate = naming.flax_module_path(reading, root_is_module=self.drop_root)
+            if candidate not in self.named and any((c, candidate) in self.holders for c in collections):
+                return candidate
+        return path
 
     def run(self, note: str | None) -> _Mapper:
         params = [i for i, b in enumerate(self.buckets) if b.kind == "params"]
@@ -387,6 +418,28 @@ class _Mapper:
             aliases=dict(self.aliases),
             drop_root=self.drop_root,
         )
+
+
+def caller_scope_readings(haiku_module: str, *, keep: int = 0) -> list[str]:
+    """Where a module built in a method scope lives when its caller built it: fewest moves first.
+
+    Haiku builds a module that ``x.method()`` returns inside ``x``'s scope
+    ``~method``; Linen's ``@nn.nowrap`` twin builds it in the caller's scope,
+    the one holding ``x``: ``p/x/~method/child/~/linear`` reads as
+    ``p/child/~/linear``. With several method scopes on the path, every subset
+    of them is a reading (fewer first, then left to right). ``keep`` leading
+    components never move (1 when the Haiku root module is Flax's unnamed
+    root: a module its method returned was built outside the Flax tree).
+    """
+    parts = haiku_module.split("/")
+    scopes = [k for k in range(keep + 1, len(parts) - 1) if parts[k].startswith("~") and parts[k] != "~"]
+    readings = []
+    for count in range(1, len(scopes) + 1):
+        for chosen in itertools.combinations(scopes, count):
+            dropped = {k for scope in chosen for k in (scope - 1, scope)}
+            if len(dropped) == 2 * count:  # `x/~m` pairs do not overlap
+                readings.append("/".join(p for k, p in enumerate(parts) if k not in dropped))
+    return readings
 
 
 def _base_and_number(module: str) -> tuple[str, int]:

@@ -210,3 +210,42 @@ def test_migrated_mlp_dropout_draws_haikus_masks(migrated: dict[str, Migrated]) 
         got = np.asarray(flax_mlp(sizes).apply(variables, x, rate, key))
         assert not np.array_equal(expected, without_dropout)  # the masks matter
         np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("reverse_kwargs", [{}, {"activate_final": True, "name": "decoder"}], ids=["default", "named"])
+def test_migrated_mlp_reverse_equals_hk_nets_reverse(reverse_kwargs: dict[str, Any], migrated: dict[str, Migrated]) -> None:
+    """``MLP.reverse`` as its docstring uses it (an encoder MLP, then its reverse) is bit-exact, with no TODO left.
+
+    Haiku builds the reversed MLP in ``mlp/~reverse/``; the migrated ``@nn.nowrap``
+    method builds it in the caller's scope, where the checker finds it by name.
+    """
+    import flax.linen as nn
+    from flaxify.equivalence import compare, parse_spec
+
+    assert migrated["mlp"].todos == ()
+    flax_mlp = _import(migrated["mlp"].path).MLP
+
+    def forward(x: Any) -> Any:
+        mlp = hk.nets.MLP([8, 4])
+        y = mlp(x)
+        return mlp.reverse(**reverse_kwargs)(y)
+
+    class Reversed(nn.Module):
+        """The same program in Linen: the caller names the MLP as Haiku does."""
+
+        @nn.compact
+        def __call__(self, x: Any) -> Any:
+            mlp = flax_mlp([8, 4], name="mlp")
+            y = mlp(x)
+            return mlp.reverse(**reverse_kwargs)(y)
+
+    report = compare(hk.transform(forward), Reversed(), [parse_spec("f32[2,6]")], devices="cpu", init_seeds=8)
+    assert report.equivalent, report.format_table()
+    assert report.bitexact, report.format_table()
+    reversed_name = reverse_kwargs.get("name", "mlp_reversed")
+    rows = {row.haiku: row for row in report.params}
+    for i in range(2):
+        for hk_leaf, flax_leaf in (("w", "kernel"), ("b", "bias")):
+            row = rows[f"mlp/~reverse/{reversed_name}/~/linear_{i}/{hk_leaf}"]
+            assert row.flax == f"params/{reversed_name}/linear_{i}/{flax_leaf}", row
+            assert "order" not in row.rule + row.note, row  # placed by name, not by creation order
