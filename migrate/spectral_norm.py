@@ -76,8 +76,10 @@ SPECTRAL_NORM_SOURCE = '''class SpectralNorm({nn}.Module):
         u0_state = self.variable(
             "state", "u0", lambda: jax.random.normal(self.make_rng("params"), (1, value.shape[-1]), value.dtype)
         )
-        # Haiku's _l2_normalize: the same operations in the same order, for bit-identical results.
-        l2_normalize = lambda x: x * jax.lax.rsqrt((x * x).sum(axis=None, keepdims=True) + self.eps)
+
+        def l2_normalize(x):  # Haiku's _l2_normalize: the same operations in the same order, for bit-identical results
+            return x * jax.lax.rsqrt((x * x).sum(axis=None, keepdims=True) + self.eps)
+
         u0 = u0_state.value
         for _ in range(self.n_steps):
             v0 = l2_normalize({jnp}.matmul(u0, value.transpose([1, 0])))
