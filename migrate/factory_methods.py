@@ -73,7 +73,6 @@ class FactoryMethod:
     """A method that builds and returns one module: ``@nn.nowrap`` in Linen."""
 
     name: str
-    reads_input_size: bool  # has `<linear>.input_size` reads to rewrite
 
 
 def plan_factory(
@@ -83,39 +82,11 @@ def plan_factory(
 
     ``haiku_name`` and ``construction_base`` resolve original nodes (the engine's metadata).
     """
-    constructions = [n for n in walk(method) if isinstance(n, cst.Call) and construction_base(n) is not False]
-    returned = {id(n.value) for n in walk(method) if isinstance(n, cst.Return) and n.value is not None}
-    if len(constructions) != 1 or id(constructions[0]) not in returned:
+    built = _returned_construction(method, construction_base)
+    if built is None:
         return None  # not a factory: the generic reason for methods building modules inline
-    built = constructions[0]
-    if not any(arg.keyword is not None and arg.keyword.value == "name" for arg in built.args):
-        return (
-            f"returns `{code(built.func)}(...)` without name=: Haiku names it inside this method's scope and Linen "
-            "would auto-name it in the caller's; pass name= to keep the parameter tree convertible"
-        )
-    for node in walk(method):
-        qualname = haiku_name(node.func) if isinstance(node, cst.Call) else None
-        if qualname in _NEEDS_OWN_SCOPE:
-            return (
-                f"returns a new module but also calls `{code(node.func)}`, which needs this module's own scope "  # type: ignore[attr-defined]
-                "(Haiku's ~method); split the factory from the code using it"
-            )
-    if _called_by_class(method.name.value, klass):
-        return (
-            f"the class calls self.{method.name.value}(...) itself: Linen would build the returned module inside this "
-            "module, Haiku in its ~method scope; call it from outside the module"
-        )
-    receivers = _LinearReceivers(klass, method, haiku_name)
-    for node in walk(method):
-        if m.matches(node, m.Attribute(attr=m.Name("input_size"))) and not receivers.is_linear(node.value):  # type: ignore[attr-defined]
-            return (
-                f"reads `{code(node)}`, which a Haiku layer records when it is called; flaxify can read it back from "
-                f"the kernel of an hk.Linear built in __init__, and `{code(node.value)}` is not provably one: "  # type: ignore[attr-defined]
-                "build the new module from sizes you know (e.g. pass them to the constructor)"
-            )
-    return FactoryMethod(
-        method.name.value, any(m.matches(n, m.Attribute(attr=m.Name("input_size"))) for n in walk(method))
-    )
+    reason = _scope_reason(built, method, klass, haiku_name) or _input_size_reason(method, klass, haiku_name)
+    return reason or FactoryMethod(method.name.value)
 
 
 def rewrite_input_sizes(method: cst.FunctionDef) -> cst.FunctionDef:
@@ -124,6 +95,48 @@ def rewrite_input_sizes(method: cst.FunctionDef) -> cst.FunctionDef:
 
 
 # -- which methods -------------------------------------------------------------
+
+
+def _returned_construction(method: cst.FunctionDef, construction_base: ConstructionBase) -> cst.Call | None:
+    """The method's one module construction, when it is the value of a ``return``."""
+    constructions = [n for n in walk(method) if isinstance(n, cst.Call) and construction_base(n) is not False]
+    returned = {id(n.value) for n in walk(method) if isinstance(n, cst.Return) and n.value is not None}
+    return constructions[0] if len(constructions) == 1 and id(constructions[0]) in returned else None
+
+
+def _scope_reason(built: cst.Call, method: cst.FunctionDef, klass: cst.ClassDef, haiku_name: QualName) -> str | None:
+    """Why Linen's caller scope would hold something else than Haiku's ``~method`` scope, if it would."""
+    name = next((a.value for a in built.args if a.keyword is not None and a.keyword.value == "name"), None)
+    if name is None or m.matches(name, m.Name("None")):
+        return (
+            f"returns `{code(built.func)}(...)` without name=: Haiku names it inside this method's scope and Linen "
+            "would auto-name it in the caller's; pass name= to keep the parameter tree convertible"
+        )
+    for node in walk(method):
+        if isinstance(node, cst.Call) and haiku_name(node.func) in _NEEDS_OWN_SCOPE:
+            return (
+                f"returns a new module but also calls `{code(node.func)}`, which needs this module's own scope "
+                "(Haiku's ~method); split the factory from the code using it"
+            )
+    if _called_by_class(method.name.value, klass):
+        return (
+            f"the class calls self.{method.name.value}(...) itself: Linen would build the returned module inside this "
+            "module, Haiku in its ~method scope; call it from outside the module"
+        )
+    return None
+
+
+def _input_size_reason(method: cst.FunctionDef, klass: cst.ClassDef, haiku_name: QualName) -> str | None:
+    """Why an ``.input_size`` read of the method cannot be read back from a Dense kernel, if one cannot."""
+    receivers = _LinearReceivers(klass, method, haiku_name)
+    for node in walk(method):
+        if _is_input_size(node) and not receivers.is_linear(node.value):  # type: ignore[attr-defined]
+            return (
+                f"reads `{code(node)}`, which a Haiku layer records when it is called; flaxify can read it back from "
+                f"the kernel of an hk.Linear built in __init__, and `{code(node.value)}` is not provably one: "  # type: ignore[attr-defined]
+                "build the new module from sizes you know (e.g. pass them to the constructor)"
+            )
+    return None
 
 
 def _called_by_class(name: str, klass: cst.ClassDef) -> bool:
@@ -189,6 +202,7 @@ class _LinearReceivers:
         assignments = self.attributes.get(attribute, [])
         if self.init is None or len(assignments) != 1 or id(assignments[0]) not in self.parents:
             return None
+        assert isinstance(assignments[0], cst.Assign)  # augmented and annotated ones count twice
         kind = self._init_kind(assignments[0].value, set())
         return kind if kind == "linear" or _never_changed(self.klass, attribute) else None
 
@@ -271,9 +285,9 @@ def _never_changed(klass: cst.ClassDef, attribute: str) -> bool:
     return True
 
 
-def _attribute_assignments(klass: cst.ClassDef) -> dict[str, list[cst.Assign]]:
+def _attribute_assignments(klass: cst.ClassDef) -> dict[str, list[cst.BaseSmallStatement]]:
     """Every assignment to ``self.<attribute>`` in the class; an augmented or annotated one counts as unknown."""
-    found: dict[str, list] = {}
+    found: dict[str, list[cst.BaseSmallStatement]] = {}
     for node in walk(klass):
         if isinstance(node, cst.Assign):
             for target in node.targets:
