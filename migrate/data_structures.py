@@ -16,14 +16,16 @@ After migration every tree is a plain nested dict, so:
   immutable ``FrozenDict``, a pytree with the same leaves).
 * ``filter``, ``partition``, ``partition_n``, ``merge``, ``traverse``, ``map``
   and ``is_subset`` keep their names and signatures and become small
-  functions the engine emits once per file. They flatten the tree with ``flax.traverse_util.flatten_dict``
-  and hand the callback ``(module_name, name, value)`` where ``module_name`` is
-  the ``/``-joined path of the leaf's parents and ``name`` its key, visiting
-  leaves in Haiku's order (sorted by module name, then name). ``map`` returns
+  functions the engine emits once per file. They flatten the tree with
+  ``flax.traverse_util.flatten_dict`` and hand the callback ``(module_name,
+  name, value)`` where ``module_name`` is the ``/``-joined path of the leaf's
+  parents and ``name`` its key, visiting leaves in Haiku's order (sorted by
+  module name, then name). ``map`` returns
   a fresh tree of ``fn(module_name, name, value)``; ``is_subset(subset=,
   superset=)`` compares the leaf paths (Haiku's ``(module_name, name)``
   pairs), so an empty module counts for nothing, as in Haiku.
 * ``tree_size`` / ``tree_bytes`` only sum over the leaves (``utilities.py``).
+  ``hk.data_structures.structure`` is no Haiku API and stays under a TODO.
 
 The helpers are exact on the tree they get, but that tree carries Flax names
 (``"outer/Dense_0"``, ``"kernel"``) where Haiku had ``"outer/~/linear"``,

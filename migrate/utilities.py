@@ -9,9 +9,8 @@ they mean the same on Linen's nested trees::
 
 The structure-aware helpers see Haiku's two-level ``{module: {name: value}}``
 dicts; Linen trees nest one level per module. ``filter``, ``partition``,
-``partition_n``, ``merge``, ``traverse`` and the dict copies are rewritten in
-``data_structures.py``; ``map``, ``is_subset`` and ``structure`` stay under a
-TODO naming the ``flax.traverse_util`` rewrite (``unsupported.py``).
+``partition_n``, ``merge``, ``traverse``, ``map``, ``is_subset`` and the dict
+copies are rewritten in ``data_structures.py``.
 """
 
 from __future__ import annotations
