@@ -8,14 +8,17 @@ spelling, so ``import haiku as hk``, ``from haiku import Linear`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.codemod import Codemod, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
-from libcst.metadata import QualifiedNameProvider, ScopeProvider
 from libcst._metadata_dependent import _UNDEFINED_DEFAULT, MetadataDependent
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import MetadataWrapper, QualifiedNameProvider, ScopeProvider
 from libcst.metadata.base_provider import ProviderT
 
 from flaxify.migrate.api import TODO_PREFIX
@@ -33,6 +36,13 @@ if TYPE_CHECKING:
 HELPER_DEPENDENCIES = {**RECURRENT_DEPENDENCIES, **LIFTED_DEPENDENCIES, **LAYER_DEPENDENCIES}
 
 STATE_KEY = "flaxify"
+# Scratch key: the MetadataWrapper of the tree the last pass left unchanged.
+ANALYSED_KEY = "flaxify.analysed"
+
+# A function or class named haiku: LibCST names everything bound inside it haiku.<...>.
+_HAIKU_SCOPE = re.compile(r"\b(?:def|class)\s+haiku\b")
+# visit_Call_func, leave_Attribute_attr, ...: node type names have no underscore.
+_ATTRIBUTE_HOOK = re.compile(r"(?:visit|leave)_[A-Z][A-Za-z]*_[a-z]")
 
 # Haiku callables named like classes that do not build modules.
 NOT_MODULES = frozenset(
@@ -173,7 +183,12 @@ def _bound_names(tree: cst.Module) -> set[str]:
 
 
 def import_table(tree: cst.Module) -> dict[str, str]:
-    """Local name → qualified name for every import in the file (any depth)."""
+    """Local name → qualified name for every import in the file (any depth).
+
+    Imports are statements, so only statements and blocks are walked (expressions
+    are most of a tree); blocks are entered in the order a walk over every child
+    would enter them, so a name imported twice keeps the same winner.
+    """
     table: dict[str, str] = {}
     stack: list[cst.CSTNode] = [tree]
     while stack:
@@ -185,14 +200,50 @@ def import_table(tree: cst.Module) -> dict[str, str]:
                     table[alias.evaluated_alias] = dotted  # type: ignore[index]
                 else:
                     table[dotted.split(".")[0]] = dotted.split(".")[0]
-        elif isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
-            if not isinstance(node.names, cst.ImportStar):
+        elif isinstance(node, cst.ImportFrom):
+            if node.module is not None and not node.relative and not isinstance(node.names, cst.ImportStar):
                 for alias in node.names:
                     local = alias.evaluated_alias or _dotted(alias.name)
                     table[local] = f"{_dotted(node.module)}.{_dotted(alias.name)}"
         else:
-            stack.extend(node.children)
+            stack.extend(statement_children(node))
     return table
+
+
+# Fields that hold statements or blocks, in source order (try: body, except, else, finally).
+_BLOCK_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
+
+
+def statement_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The children of ``node`` that are or hold statements, in source order.
+
+    Statements never sit inside expressions (a lambda's body is an expression),
+    so a walk over these reaches every statement of a tree.
+    """
+    children: list[cst.CSTNode] = []
+    if isinstance(node, cst.SimpleStatementLine):
+        return list(node.body)
+    if not isinstance(node, _BLOCK_HOLDERS):
+        return children
+    for name in _BLOCK_FIELDS:
+        value = getattr(node, name, None)
+        if isinstance(value, cst.CSTNode):
+            children.append(value)
+        elif isinstance(value, (list, tuple)):
+            children.extend(value)
+    return children
+
+
+_BLOCK_HOLDERS = (
+    cst.Module,
+    cst.BaseCompoundStatement,
+    cst.BaseSuite,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
 
 
 def _walk_top(tree: cst.Module) -> list[cst.CSTNode]:
@@ -246,16 +297,21 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
         self.state: MigrationState = context.scratch[STATE_KEY]
         self._todo_stack: list[list[str]] = []
         self._import_table: dict[str, str] | None = None
+        self._wrapper: MetadataWrapper | None = None
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         return tree.visit(self)
 
     # -- metadata ---------------------------------------------------------
-    # LibCST's QualifiedNameProvider walks the whole tree once more after the
-    # scope analysis only to attach a lazy ``scope.get_qualified_names_for(node)``
-    # to every node; the passes ask for a few hundred of them. So a pass that
-    # declares QualifiedNameProvider resolves ScopeProvider instead, and
-    # get_metadata makes the same call on demand: same names, one walk fewer.
+    # The scope analysis is most of a pass's cost, so it runs only when the pass
+    # first needs it, and never for a question the imports already answer:
+    #
+    # - LibCST's QualifiedNameProvider walks the whole tree once more after the
+    #   scope analysis only to attach a lazy ``scope.get_qualified_names_for(node)``
+    #   to every node. A pass that declares it resolves ScopeProvider instead, and
+    #   get_metadata makes that same call on demand: same names, one walk fewer.
+    # - ``haiku_name`` answers None without the analysis for a name whose leftmost
+    #   part no import of Haiku binds (see ``_may_name_haiku``).
     _DEPENDENCIES: dict[type, frozenset[ProviderT]] = {}
 
     @classmethod
@@ -267,12 +323,44 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
             FlaxifyCommand._DEPENDENCIES[cls] = found
         return found
 
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        """``Codemod.transform_module`` with the metadata resolved on first use.
+
+        LibCST runs a pass over a private deep copy of ``tree``, because metadata is
+        keyed by node object and a rewritten tree may hold one object in two places.
+        No pass keeps nodes across passes, so when every node object is distinct the
+        copy would be an exact twin: the pass then runs over ``tree`` itself.
+
+        A pass that changes nothing hands back the tree it was given (not its
+        rebuilt twin), so the next pass finds that tree's analysis already made.
+        """
+        analysed = self.context.scratch.get(ANALYSED_KEY)
+        if analysed is not None and analysed.module is tree:
+            wrapper = analysed  # MetadataWrapper caches what it resolved
+        else:
+            wrapper = MetadataWrapper(tree, unsafe_skip_copy=not shares_nodes(tree))
+        outer = self.context
+        self.context = replace(outer, wrapper=wrapper)
+        self._wrapper = wrapper
+        try:
+            result = self.transform_module_impl(wrapper.module)
+        finally:
+            self.context = outer
+            self._wrapper = None
+            self.metadata = {}
+        if result.deep_equals(wrapper.module):
+            outer.scratch[ANALYSED_KEY] = wrapper
+            return wrapper.module
+        return result
+
     def get_metadata(self, key, node, default=_UNDEFINED_DEFAULT):  # type: ignore[no-untyped-def,override]
         """LibCST's ``get_metadata``, with QualifiedNameProvider answered from the scope.
 
         A node without a scope (formatting nodes, nodes built during this pass)
         has no qualified names: ``default``, which every caller passes as ``set()``.
         """
+        if not self.metadata and self._wrapper is not None:
+            self.metadata = dict(self._wrapper.resolve_many(self.get_inherited_dependencies()))
         if key is QualifiedNameProvider:
             scope = self.metadata[ScopeProvider].get(node)
             if scope is not None:
@@ -280,16 +368,53 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
             return set() if default is _UNDEFINED_DEFAULT else default
         return super().get_metadata(key, node, default)
 
+    @cached_property
+    def _haiku_heads(self) -> frozenset[str] | None:
+        """Leftmost names that may resolve into Haiku; None when any name may."""
+        if _HAIKU_SCOPE.search(self.module.code):
+            return None
+        bound = {local for local, qualified in self._imports().items() if qualified == "haiku" or qualified.startswith("haiku.")}
+        return frozenset({"haiku", *bound})
+
+    def _may_name_haiku(self, node: cst.CSTNode) -> bool:
+        """False when no qualified name of ``node`` can start with ``haiku``.
+
+        LibCST names a node after the assignments of its leftmost name (through
+        ``.attr``, calls and subscripts): an import gives the imported path, any
+        other binding the path of its scope plus the name. So ``haiku...`` comes
+        only from a leftmost name bound by an import of Haiku, the name ``haiku``
+        itself, or a binding inside a ``def haiku`` / ``class haiku`` (then every
+        name may, and the analysis decides).
+        """
+        heads = self._haiku_heads
+        if heads is None:
+            return True
+        full = get_full_name_for_node(node)
+        return full is not None and full.partition(".")[0] in self._haiku_heads
+
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:
         """Cheap test whether this pass can change anything (each pass costs a scope analysis)."""
         return True
+
+    # -- visiting -----------------------------------------------------------
+    # LibCST looks up a ``visit_<Node>_<attribute>`` and a ``leave_<Node>_<attribute>``
+    # method for every child field of every node; a pass that defines none skips both.
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        if _has_attribute_hooks(type(self)):
+            super().on_visit_attribute(node, attribute)
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        if _has_attribute_hooks(type(self)):
+            super().on_leave_attribute(original_node, attribute)
 
     # -- names ------------------------------------------------------------
     def haiku_name(self, node: cst.CSTNode) -> str | None:
         """``"haiku.Linear"`` for ``hk.Linear`` (any import spelling), else None."""
         if not isinstance(node, (cst.Name, cst.Attribute)):
             return None  # a call or subscript is not itself a Haiku name
+        if not self._may_name_haiku(node):
+            return None
         for qualified in self.get_metadata(QualifiedNameProvider, node, set()):
             if qualified.name == "haiku" or qualified.name.startswith("haiku."):
                 return qualified.name
@@ -394,20 +519,67 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
                 self._todo_stack[-1].append(text)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, _STATEMENTS):
+        statement = _is_statement(type(node))
+        if statement:
             self._todo_stack.append([])
         descend = super().on_visit(node)
         # A statement already marked TODO (by an earlier pass or an earlier run)
         # is left exactly as it is: this is what makes a second run a no-op.
-        return descend and not (isinstance(node, _STATEMENTS) and has_todo(node))
+        return descend and not (statement and has_todo(node))
 
     def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, _STATEMENTS):
+        if _is_statement(type(original_node)):
             comments = self._todo_stack.pop()
             if comments:
                 result = add_comments(result, comments)
         return result
+
+
+@lru_cache(maxsize=None)
+def _is_statement(cls: type) -> bool:
+    """``isinstance(node, _STATEMENTS)`` by type: the ABC check per node is measurable."""
+    return issubclass(cls, _STATEMENTS)
+
+
+@lru_cache(maxsize=None)
+def _is_node(cls: type) -> bool:
+    return issubclass(cls, cst.CSTNode)
+
+
+def shares_nodes(tree: cst.CSTNode) -> bool:
+    """True when one node object sits at two places in ``tree`` (a walk over the same
+    fields ``deep_clone`` copies, without building nodes)."""
+    seen: set[int] = set()
+    stack: list[cst.CSTNode] = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        for name in _node_fields(type(node)):
+            value = getattr(node, name)
+            kind = type(value)
+            if _is_node(kind):
+                stack.append(value)
+            elif kind not in (str, bytes) and hasattr(value, "__iter__"):  # as deep_clone iterates
+                stack.extend(item for item in value if _is_node(type(item)))
+    return False
+
+
+@lru_cache(maxsize=None)
+def _node_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if not f.name.startswith("_"))  # as deep_clone
+
+
+@lru_cache(maxsize=None)
+def _has_attribute_hooks(cls: type) -> bool:
+    """True when ``cls`` defines a LibCST attribute hook such as ``visit_Call_func``.
+
+    LibCST's own base classes define every hook as a no-op stub; those do not count.
+    """
+    ours = (c for c in cls.__mro__ if not c.__module__.startswith("libcst"))
+    return any(_ATTRIBUTE_HOOK.match(name) for c in ours for name in vars(c))
 
 
 def _names(node: cst.CSTNode, name: str) -> bool:

@@ -29,13 +29,15 @@ import io
 import tokenize
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Union
+from typing import NamedTuple, Union
 
 import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, GatherUnusedImportsVisitor, RemoveImportsVisitor
 from libcst.helpers import get_absolute_module_from_package_for_import
 from libcst.metadata import MetadataWrapper, ScopeProvider
+
+from flaxify.migrate.base import ANALYSED_KEY, shares_nodes, statement_children
 
 ImportNode = Union[cst.Import, cst.ImportFrom]
 # The text of a string literal (Python 3.12 splits f-strings into several tokens).
@@ -66,10 +68,11 @@ def add_imports(tree: cst.Module, context: CodemodContext) -> cst.Module:
 def remove_unused_imports(tree: cst.Module, context: CodemodContext) -> cst.Module:
     """What ``RemoveImportsVisitor(context).transform_module(tree)`` returns, without its
     whole-tree analyses where the answer is already certain."""
-    if not context.scratch.get(RemoveImportsVisitor.CONTEXT_KEY):
+    scheduled = context.scratch.get(RemoveImportsVisitor.CONTEXT_KEY)
+    if not scheduled:
         return tree
-    remover = RemoveImportsVisitor(context)
-    candidates = _scheduled(tree, remover, context)
+    schedule = _Schedule.read(scheduled)
+    candidates = _scheduled(tree, schedule, context)
     if not candidates:
         return tree  # nothing scheduled is imported here: LibCST would change nothing
     try:
@@ -81,17 +84,23 @@ def remove_unused_imports(tree: cst.Module, context: CodemodContext) -> cst.Modu
         return RemoveImportsVisitor(context).transform_module(tree)
     if heads & names:
         # Some name is still spelled in the code: only the scope analysis can tell
-        # whether it reads the import. Like the codemod, analyse a private copy.
-        wrapper = MetadataWrapper(tree)
+        # whether it reads the import (on a private copy if the tree shares a node).
+        wrapper = context.scratch.get(ANALYSED_KEY)
+        if wrapper is None or wrapper.module is not tree:  # else: the last pass's analysis
+            wrapper = MetadataWrapper(tree, unsafe_skip_copy=not shares_nodes(tree))
         scopes = wrapper.resolve(ScopeProvider)
         tree = wrapper.module
         unused = {}
-        for alias, parent in _scheduled(tree, remover, context):
+        for alias, parent in _scheduled(tree, schedule, context):
             scope = scopes.get(parent)
             if scope is not None and not GatherUnusedImportsVisitor.is_in_use(_NO_STRING_NAMES, scope, alias):  # type: ignore[arg-type]
                 unused[alias] = parent
     else:
         unused = dict(candidates)
+    if not unused:
+        return tree
+    # Built only now: a LibCST visitor's constructor inspects every method of its class.
+    remover = RemoveImportsVisitor(context)
     remover._unused_imports = unused  # what its visit_Module would have computed
     hooks = _StatementHooks(leaves={cst.Import: remover.leave_Import, cst.ImportFrom: remover.leave_ImportFrom})
     return tree.visit(hooks)
@@ -147,18 +156,33 @@ def _is_import_line(statement: cst.CSTNode) -> bool:
     return isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], (cst.Import, cst.ImportFrom))
 
 
-def _scheduled(tree: cst.Module, remover: RemoveImportsVisitor, context: CodemodContext) -> list[tuple[cst.ImportAlias, ImportNode]]:
-    """The import aliases ``remover`` would drop if unused (its own matching rules)."""
+class _Schedule(NamedTuple):
+    """The scheduled removals, keyed as ``RemoveImportsVisitor.__init__`` keys them."""
+
+    modules: dict[str, str | None]  # module -> alias, for ``import module [as alias]``
+    objects: dict[str, set[tuple[str, str | None]]]  # module -> {(name, alias)}, for ``from module import``
+
+    @classmethod
+    def read(cls, scheduled: list[tuple[str, str | None, str | None]]) -> _Schedule:
+        objects: dict[str, set[tuple[str, str | None]]] = {}
+        for module, obj, alias in scheduled:
+            if obj is not None:
+                objects.setdefault(module, set()).add((obj, alias))
+        return cls({module: alias for module, obj, alias in scheduled if obj is None}, objects)
+
+
+def _scheduled(tree: cst.Module, schedule: _Schedule, context: CodemodContext) -> list[tuple[cst.ImportAlias, ImportNode]]:
+    """The import aliases RemoveImportsVisitor would drop if unused (its own matching rules)."""
     found: list[tuple[cst.ImportAlias, ImportNode]] = []
     for node in _import_statements(tree):
         if isinstance(node, cst.Import):
             for alias in node.names:
                 name = alias.evaluated_name
-                if name in remover.unused_module_imports and remover.unused_module_imports[name] == alias.evaluated_alias:
+                if name in schedule.modules and schedule.modules[name] == alias.evaluated_alias:
                     found.append((alias, node))
         elif not isinstance(node.names, cst.ImportStar):
             module = get_absolute_module_from_package_for_import(context.full_package_name, node)
-            wanted = remover.unused_obj_imports.get(module or "", set())
+            wanted = schedule.objects.get(module or "", set())
             found.extend((alias, node) for alias in node.names if (alias.evaluated_name, alias.evaluated_alias) in wanted)
     return found
 
@@ -173,13 +197,9 @@ def _statements(tree: cst.Module) -> Iterator[cst.CSTNode]:
     stack: list[cst.CSTNode] = [tree]
     while stack:
         node = stack.pop()
-        if isinstance(node, (cst.Module, cst.SimpleStatementLine)):
-            stack.extend(reversed(node.body))
-            continue
         if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
             yield node
-        if isinstance(node, (cst.BaseCompoundStatement, cst.BaseSuite, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)):
-            stack.extend(reversed(_statement_children(node)))
+        stack.extend(reversed(statement_children(node)))
 
 
 def _annotation_strings(tree: cst.Module) -> list[str]:
@@ -206,18 +226,6 @@ def _annotation_strings(tree: cst.Module) -> list[str]:
 def _params(params: cst.Parameters) -> list[cst.Param]:
     stars = [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
     return [*params.posonly_params, *params.params, *stars, *params.kwonly_params]
-
-
-def _statement_children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """The children of a compound statement or block that can hold statements."""
-    children: list[cst.CSTNode] = []
-    for attr in ("body", "orelse", "handlers", "finalbody", "cases"):
-        value = getattr(node, attr, None)
-        if isinstance(value, cst.CSTNode):
-            children.append(value)
-        elif isinstance(value, (list, tuple)):
-            children.extend(child for child in value if isinstance(child, cst.CSTNode))
-    return children
 
 
 def _local_head(alias: cst.ImportAlias) -> str:

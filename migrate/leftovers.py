@@ -37,7 +37,9 @@ class MarkLeftoversCommand(FlaxifyCommand):
         return self._mark(node)
 
     def visit_Name(self, node: cst.Name) -> bool:
-        if not self.get_metadata(QualifiedNameProvider, node, set()):
+        # Only these names may need an import (_import_emitted): ask the scope about no other.
+        emitted = (self.state.nn, self.state.jnp, "jax", "Any")
+        if node.value in emitted and not self.get_metadata(QualifiedNameProvider, node, set()):
             self._import_emitted(node.value)
         return self._mark(node)
 
