@@ -55,17 +55,18 @@ def partial_problem(fn: str, bound: Sequence[str | None], parameters: Sequence[s
     return None
 
 
-def statements_with_owner(
-    body: Sequence[cst.CSTNode], owner: cst.FunctionDef | None
-) -> Iterator[tuple[cst.FunctionDef | None, cst.SimpleStatementLine]]:
-    """Every simple statement below ``body`` with the innermost def around it (None: module level)."""
+Owners = tuple[cst.FunctionDef, ...]  # the defs around a statement, outermost first
+
+
+def statements_with_owners(body: Sequence[cst.CSTNode], owners: Owners) -> Iterator[tuple[Owners, cst.SimpleStatementLine]]:
+    """Every simple statement below ``body`` with the defs around it (``()`` at module level)."""
     for node in body:
         if isinstance(node, cst.SimpleStatementLine):
-            yield owner, node
+            yield owners, node
             continue
-        inner = node if isinstance(node, cst.FunctionDef) else owner
+        inner = (*owners, node) if isinstance(node, cst.FunctionDef) else owners
         for child in node.children:
-            yield from statements_with_owner([child], inner)
+            yield from statements_with_owners([child], inner)
 
 
 def own_scope(body: cst.BaseSuite) -> Iterator[cst.CSTNode]:

@@ -67,7 +67,8 @@ from flaxify.migrate.transform_scopes import (
     keyword_parameters,
     own_scope,
     partial_problem,
-    statements_with_owner,
+    Owners,
+    statements_with_owners,
     unbind_parameters,
 )
 
@@ -89,6 +90,15 @@ class Plan:
     class_name: str
     keep_def: bool  # the function is used elsewhere: keep it and delegate
     # Keywords a functools.partial binds: the class's fields, given where it is built.
+    bound: tuple[cst.Arg, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """The def a transform names, the def whose scope holds it (None: the module), and what a partial binds."""
+
+    fn: cst.FunctionDef
+    scope: cst.FunctionDef | None
     bound: tuple[cst.Arg, ...] = ()
 
 
@@ -165,8 +175,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
                 self._name_uses[sub.value] = self._name_uses.get(sub.value, 0) + 1
             elif isinstance(sub, cst.AssignTarget) and isinstance(sub.target, cst.Name):
                 self._taken.add(sub.target.value)
-        for owner, statement in statements_with_owner(node.body, None):
-            self._plan(statement, owner)
+        for owners, statement in statements_with_owners(node.body, ()):
+            self._plan(statement, owners)
         for statement in node.body:
             if isinstance(statement, cst.FunctionDef):
                 self._plan_factory(statement)
@@ -181,26 +191,25 @@ class ConvertTransformsCommand(FlaxifyCommand):
         return name
 
     # -- which def a transform names --------------------------------------------
-    def _resolve_def(self, name: str, owner: cst.FunctionDef | None) -> cst.FunctionDef | None:
-        """The def ``name`` means inside ``owner`` (None: module level): a local one, else a module-level one.
+    def _resolve_def(self, name: str, owners: Owners) -> Target | None:
+        """The def ``name`` means inside ``owners`` (the enclosing defs, outermost first): innermost wins.
 
-        A parameter or assignment of that name in ``owner`` shadows any def, and a
-        name defined twice is ambiguous: both give None (the transform stays a TODO).
+        A parameter or assignment of that name in an enclosing def shadows any def
+        further out, and a name defined twice in one scope is ambiguous: both give
+        None (the transform stays a TODO).
         """
-        if owner is not None:
+        for owner in reversed(owners):
             local = [n for n in own_scope(owner.body) if isinstance(n, cst.FunctionDef) and n.name.value == name]
             if local:
-                return local[0] if len(local) == 1 else None
+                return Target(local[0], owner) if len(local) == 1 else None
             parameters = owner.params
             every = (*parameters.posonly_params, *parameters.params, *parameters.kwonly_params)
             if any(p.name.value == name for p in every) or binds(owner, name):
                 return None
         found = self._module_defs.get(name, [])
-        return found[0] if len(found) == 1 else None
+        return Target(found[0], None) if len(found) == 1 else None
 
-    def _target(
-        self, fn: cst.BaseExpression, owner: cst.FunctionDef | None
-    ) -> tuple[cst.FunctionDef, tuple[cst.Arg, ...]] | str | None:
+    def _target(self, fn: cst.BaseExpression, owners: Owners) -> Target | str | None:
         """The def a transform's argument names and the keywords a functools.partial binds to it.
 
         A string says why this shape is not rewritten; None: not a shape this pass knows.
@@ -215,53 +224,48 @@ class ConvertTransformsCommand(FlaxifyCommand):
             fn, bound = fn.args[0].value, tuple(fn.args[1:])
         if not isinstance(fn, cst.Name):
             return None
-        found = self._resolve_def(fn.value, owner)
+        found = self._resolve_def(fn.value, owners)
         if found is None:
             return "the function is not a def of this file (or is shadowed or defined twice)" if partial else None
-        if found.decorators or found.asynchronous:
+        if found.fn.decorators or found.fn.asynchronous:
             return "the transformed function is decorated or async; wrap it in an nn.Module by hand"
         if partial:
             keywords = [a.keyword.value if a.keyword is not None else (a.star or None) for a in bound]
-            uses = self._count_uses(found, owner)
-            problem = partial_problem(fn.value, keywords, keyword_parameters(found.params), uses)
+            problem = partial_problem(fn.value, keywords, keyword_parameters(found.fn.params), self._count_uses(found))
             if problem is not None:
                 return problem
-        return found, bound
+        return Target(found.fn, found.scope, bound)
 
-    def _count_uses(self, found: cst.FunctionDef, owner: cst.FunctionDef | None) -> int:
+    def _count_uses(self, target: Target) -> int:
         """How often the def's name is spelled in its scope (its own ``def`` line included)."""
-        if owner is not None and found is not self._module_defs.get(found.name.value, [None])[0]:
-            return count_name(owner, found.name.value)
-        return self._name_uses.get(found.name.value, 0)
+        name = target.fn.name.value
+        return self._name_uses.get(name, 0) if target.scope is None else count_name(target.scope, name)
 
     def _is_partial(self, func: cst.BaseExpression) -> bool:
         if not isinstance(func, (cst.Name, cst.Attribute)):
             return False
         return any(q.name == "functools.partial" for q in self.get_metadata(QualifiedNameProvider, func, set()))
 
-    def _plan_use(
-        self, call: cst.BaseExpression, chain: Chain, owner: cst.FunctionDef | None, *, commit: bool = True
-    ) -> bool:
+    def _plan_use(self, call: cst.BaseExpression, chain: Chain, owners: Owners, *, commit: bool = True) -> bool:
         """Plans the class of one transform's def; False (and a reason, if any) when it stays Haiku's."""
-        target = self._target(chain.fn, owner)
-        if not isinstance(target, tuple):
+        target = self._target(chain.fn, owners)
+        if not isinstance(target, Target):
             if target is not None:
                 self._problems[id(call)] = target
             return False
         if not commit:
             return True
-        found, bound = target
-        plan = self._def_plans.get(id(found))
+        plan = self._def_plans.get(id(target.fn))
         if plan is None:
             # Uses of the name: the def itself, this argument, and anything else.
-            keep_def = not bound and self._count_uses(found, owner) > 2
-            plan = Plan(self.fresh_class_name(found.name.value), keep_def=keep_def, bound=bound)
-            self._def_plans[id(found)] = plan
+            keep_def = not target.bound and self._count_uses(target) > 2
+            plan = Plan(self.fresh_class_name(target.fn.name.value), keep_def=keep_def, bound=target.bound)
+            self._def_plans[id(target.fn)] = plan
         self._uses[id(call)] = Use(plan, TransformInfo(plan.class_name, chain.apply_rng, chain.with_state))
         return True
 
     # -- `net = hk.transform(f)` ----------------------------------------------
-    def _plan(self, node: cst.SimpleStatementLine, owner: cst.FunctionDef | None) -> None:
+    def _plan(self, node: cst.SimpleStatementLine, owners: Owners) -> None:
         assign = _single_assign(node)
         # Only `name = hk.transform(fn)` is rewritten (leave_SimpleStatementLine):
         # planning a class for `init, apply = ...` would leave it orphaned, and a
@@ -272,7 +276,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if chain is None:
             return
         if not chain.multi:
-            self._plan_use(assign.value, chain, owner)
+            self._plan_use(assign.value, chain, owners)
             return
         fn = chain.fn.value if isinstance(chain.fn, cst.Name) else None
         if fn is None or fn not in self._defs or fn in self._multi_plans:
@@ -295,11 +299,11 @@ class ConvertTransformsCommand(FlaxifyCommand):
         pairs = [(r.value, c) for r, c in zip(returns, chains) if r.value is not None and c is not None]
         # Every return or none: a factory returning a Linen module on one path and a
         # Haiku Transformed on another could not have its call sites rewritten.
-        ready = [self._plan_use(value, chain, factory, commit=False) for value, chain in pairs]  # each return's TODO
+        ready = [self._plan_use(value, chain, (factory,), commit=False) for value, chain in pairs]  # each return's TODO
         if not all(ready):
             return
         for value, chain in pairs:
-            self._plan_use(value, chain, factory)
+            self._plan_use(value, chain, (factory,))
         self._factories[factory.name.value] = self._uses[id(pairs[0][0])].info
         self._factory_ids.add(id(factory))
 
