@@ -242,3 +242,35 @@ def test_a_factory_of_the_same_file_binds_its_callers_names() -> None:
     assert "    return F()\n" in text
     assert "    state = model.init(rng, x)\n    params = state.pop(\"params\")\n" in text
     assert "model.apply({\"params\": params, **state}, x, mutable=list(state))" in text
+
+
+@pytest.mark.parametrize(
+    ("signature", "expected"),
+    [
+        ("x, width", "def __call__(self, x):"),
+        ("width, x", "def __call__(self, *, x):"),  # x after the bound width: keyword-only, as under the partial
+        ("x, width, y=1, *args, z", "def __call__(self, x, *args, y=1, z):"),
+        ("x, *, width, scale=2.0", "def __call__(self, x, *, scale=2.0):"),
+    ],
+)
+def test_partial_leaves_the_unbound_parameters_callable_as_the_partial_was(signature: str, expected: str) -> None:
+    source = (
+        f"import functools\n\nimport haiku as hk\n\n\ndef f({signature}):\n    return hk.Linear(width)(x)\n\n\n"
+        "net = hk.transform(functools.partial(f, width=3))\n"
+    ).encode()
+    result = migrate_source(source, "model.py")
+    text = result.source.decode()
+    assert not result.todos, text
+    assert expected in text and "    width: Any\n" in text and "net = F(width=3)" in text
+
+
+def test_a_closure_transforms_a_def_of_its_enclosing_function() -> None:
+    source = (
+        b"import haiku as hk\n\n\ndef main(width):\n    def forward(x):\n        return hk.Linear(width)(x)\n\n"
+        b"    def run(x):\n        net = hk.without_apply_rng(hk.transform(forward))\n"
+        b"        return net.apply(net.init(None, x), x)\n\n    return run\n"
+    )
+    result = migrate_source(source, "model.py")
+    text = result.source.decode()
+    assert not result.todos and "haiku" not in text, text
+    assert "    class Forward(nn.Module):" in text and "        net = Forward()\n" in text
