@@ -69,24 +69,24 @@ def judge_stochastic(run: Session, check: Check, stochastic: bool, replay: KeyRe
     """
     if not stochastic:
         return check
-    what = f"{check.method}: {check.phase} draws random numbers"
+    # One note per method and reason; the table marks each phase.
     if not replay.aligned:
         where = ", ".join(dict.fromkeys(replay.lifted))
         run.notes.append(
-            f"{what} inside a Flax lifted transform ({where}), where Flax splits keys by its own rule: "
-            "Haiku's key sequence cannot be replayed; reported, not compared"
+            f"{check.method}: phases marked stochastic draw random numbers inside a Flax lifted transform ({where}), "
+            "where Flax splits keys by its own rule: Haiku's key sequence cannot be replayed; reported, not compared"
         )
         return dataclasses.replace(check, status="stochastic", rng="lifted")
-    if check.ok:  # one note per method: the phases that compare are marked in the table
+    if check.ok:
         run.notes.append(
-            f"{check.method}: draws random numbers; compared with Haiku's key sequence (replayed into Flax make_rng "
-            "in call order)"
+            f"{check.method}: phases marked [Haiku keys] draw random numbers and were compared with Haiku's key "
+            "sequence (replayed into Flax make_rng in call order)"
         )
         return dataclasses.replace(check, rng="haiku-keys")
     run.notes.append(
-        f"{what}: with Haiku's key sequence replayed into Flax make_rng the outputs still differ, so the models "
-        "draw keys in another order or number, or compute something else; reported, not compared "
-        "(pass kwargs that turn sampling off to compare them)"
+        f"{check.method}: phases marked stochastic draw random numbers and still differ with Haiku's key sequence "
+        "replayed into Flax make_rng, so the models draw keys in another order or number, or compute something "
+        "else; reported, not compared (pass kwargs that turn sampling off to compare them)"
     )
     return dataclasses.replace(check, status="stochastic", rng="keys-disagree")
 
