@@ -22,11 +22,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from flaxify.equivalence import modes, probes
-from flaxify.equivalence.rng_alignment import KeyReplay, replaying
 from flaxify.equivalence.numerics import LeafDiff, compare_leaf, gradient_scale
 from flaxify.equivalence.report import Check
+from flaxify.equivalence.rng_alignment import KeyReplay, replaying
 from flaxify.equivalence.rule_batchnorm import DEBIAS_NOTE, flax_ema_expectation
 from flaxify.equivalence.session import Method, Session, user_call
 from flaxify.equivalence.trees import flatten_flax, flax_path_text, haiku_leaf_values
@@ -34,7 +33,7 @@ from flaxify.equivalence.trees import flatten_flax, flax_path_text, haiku_leaf_v
 
 def device_checks(run: Session, m: Method, device: jax.Device, variables: Any, with_probes: bool) -> list[Check]:
     """Evaluation outputs, gradients, training step (or state) and probes of one method on one device."""
-    put = lambda tree: jax.device_put(tree, device)  # noqa: E731
+    put = lambda tree: jax.device_put(tree, device)
     name = f"{device.platform}"
     eval_kw = run.eval_kwargs(m)
     xs = put([jnp.asarray(x) for x in m.inputs])
