@@ -139,17 +139,22 @@ class _StatementHooks(cst.CSTTransformer):
 
 
 def _leading_statements(module: cst.Module) -> cst.Module:
-    """The module cut after its first statement that is not an import line (the first one kept).
+    """The module cut to what ``AddImportsVisitor``'s pre-walk reads.
 
     ``AddImportsVisitor.visit_Module`` walks the whole module with a gatherer that
-    reads only the leading docstring and import lines in ``leave_Module``; the
-    statement nodes are shared, so what it records is the same.
+    reads, in ``leave_Module``, only the first statement (a docstring or
+    ``__strict__`` is skipped) and the import lines after it, up to the first
+    other statement. The statement nodes are shared, so it records the same
+    imports. A compound first statement is neither docstring nor import: then the
+    gatherer records nothing, as with no statement at all.
     """
     body = module.body
+    if not body or not isinstance(body[0], cst.SimpleStatementLine):
+        return module.with_changes(body=())
     end = 1
     while end < len(body) and _is_import_line(body[end]):
         end += 1
-    return module.with_changes(body=body[: end + 1])
+    return module.with_changes(body=body[:end])
 
 
 def _is_import_line(statement: cst.CSTNode) -> bool:

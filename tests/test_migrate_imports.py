@@ -129,6 +129,27 @@ CASES: dict[str, tuple[str, list[tuple[str, str | None, str | None]], list[tuple
         HK + [("dataclasses", "dataclass", None)],
         [("flax.linen", None, "nn")],
     ),
+    "module starting with a class, imports after it": (
+        """
+        class Config:
+            size = 2
+        import haiku as hk
+        from typing import Optional
+        """,
+        HK,
+        [("typing", "Any", None), ("flax.linen", None, "nn")],
+    ),
+    "__strict__ flag, two imports on one line, then code": (
+        """
+        __strict__ = True
+        import os; import haiku as hk
+        from typing import Optional
+        x = os.sep
+        from typing import List
+        """,
+        HK,
+        [("typing", "Any", None), ("typing", "List", None)],
+    ),
     "if-guarded import on one line": (
         """
         import sys
