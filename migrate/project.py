@@ -205,7 +205,7 @@ def _partial_of(value: ast.expr, haiku: Mapping[str, str], functools: Mapping[st
 
 
 def _is_partial(func: ast.expr, functools: Mapping[str, str]) -> bool:
-    """``functools.partial`` in any import spelling (``functools``: local names, as ``_aliases`` reads them)."""
+    """``functools.partial`` in any import spelling (``functools``: the file's aliases, from ``_haiku_aliases``)."""
     if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         return func.attr == "partial" and functools.get(func.value.id) == ""
     return isinstance(func, ast.Name) and functools.get(func.id) == "partial"
