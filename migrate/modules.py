@@ -135,6 +135,7 @@ class ConvertModulesCommand(FlaxifyCommand):
         self._depthwise_inputs: dict[int, cst.Name] = {}
         # id(original construction taking **config) -> the config dict __init__ builds for it.
         self._configs: dict[int, LayerConfig] = {}
+        self._builders: set[str] = set()  # top-level functions of the file that build Haiku modules
 
     # -- which classes ------------------------------------------------------
     def is_haiku_module(self, node: cst.ClassDef) -> bool:
@@ -159,6 +160,28 @@ class ConvertModulesCommand(FlaxifyCommand):
                 default = plan.default_name if plan else camel_to_snake(statement.name.value)
                 self.state.module_classes[statement.name.value] = default or camel_to_snake(statement.name.value)
                 self._plans[statement.name.value] = ClassPlan(plan)
+        self._builders = self._module_building_functions(node)
+
+    def _module_building_functions(self, module: cst.Module) -> set[str]:
+        """Top-level functions of this file that build Haiku modules or variables, directly or via each other.
+
+        A method calling one needs a compact scope as if it built the layers itself: Linen attaches a
+        module built in a plain function to the module whose compact method is running.
+        """
+        defs = [s for s in module.body if isinstance(s, cst.FunctionDef)]
+        calls = {fn.name.value: [n for n in walk(fn.body) if isinstance(n, cst.Call)] for fn in defs}
+        builders = {name for name, found in calls.items() if any(self._builds(call) for call in found)}
+        grown = True
+        while grown:  # a function calling a builder builds too
+            grown = False
+            for name, found in calls.items():
+                if name not in builders and any(_calls_one_of(call, builders) for call in found):
+                    builders.add(name)
+                    grown = True
+        return builders
+
+    def _builds(self, call: cst.Call) -> bool:
+        return self.construction_base(call) is not False or self.haiku_name(call.func) in VARIABLE_CALLS
 
     def _forwarding_plan(self, node: cst.ClassDef, classes: dict[str, cst.ClassDef]) -> InitPlan | None:
         """The plan of a subclass of a converted class above it whose ``__init__`` only forwards."""
@@ -329,6 +352,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             needs |= self._scan(child, namer, dynamic=inner_dynamic)
         if isinstance(node, cst.Call):
             base = self.construction_base(node)
+            if _calls_one_of(node, self._builders):
+                needs = True  # the helper's layers attach to this method's scope (auto-named, as in Haiku's caller)
             if base is not False:
                 explicit = _explicit_name(node) is not None or id(node) in self._configs and base is not None
                 namer.add(Construction(id(node), base, explicit, dynamic))
@@ -963,3 +988,8 @@ def _bind(call: cst.Call, names: tuple[str, ...]) -> dict[str, cst.BaseExpressio
 
 def _short(qualname: str) -> str:
     return "hk." + qualname.removeprefix("haiku.")
+
+
+def _calls_one_of(call: cst.Call, names: set[str]) -> bool:
+    """``f(...)`` with ``f`` one of ``names`` (a plain name: a top-level function of the file)."""
+    return isinstance(call.func, cst.Name) and call.func.value in names
