@@ -52,9 +52,18 @@ APIS = {
     "get_state": "only rewritten inside module classes with a literal name; use self.variable('state', name, init_fn, shape, dtype)",
     "set_state": "only rewritten inside module classes with a literal name; use self.put_variable('state', name, value)",
     "get_parameter": "only rewritten inside module classes; use self.param(name, init_fn, shape, dtype) in a Linen module",
-    "transform": "only `name = hk.transform(fn)` with a def or lambda in this file is rewritten; wrap fn in an nn.Module by hand",
-    "transform_with_state": "only `name = hk.transform_with_state(fn)` with a def in this file is rewritten; wrap fn in an nn.Module by hand",
-    "without_apply_rng": "only `name = hk.without_apply_rng(hk.transform(fn))` is rewritten; wrap fn in an nn.Module by hand",
+    "transform": (
+        "only `name = hk.transform(fn)` and factories that return one, with fn a def or lambda of this file or "
+        "`functools.partial(fn, kw=v)`, are rewritten; wrap fn in an nn.Module by hand"
+    ),
+    "transform_with_state": (
+        "only `name = hk.transform_with_state(fn)` and factories that return one, with fn a def of this file, are "
+        "rewritten; wrap fn in an nn.Module by hand"
+    ),
+    "without_apply_rng": (
+        "only `name = hk.without_apply_rng(hk.transform(fn))` and factories that return one are rewritten; wrap fn "
+        "in an nn.Module by hand"
+    ),
     "multi_transform": (
         "not rewritten yet: make the template a Linen module whose methods are the applies, then call "
         "net.apply({'params': params}, x, method='encode') for each"
