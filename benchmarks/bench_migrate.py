@@ -284,7 +284,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{env['date']} on {env['machine']}; load average {env['load_average_at_start']} at start, "
         f"{env['load_average_at_end']} at end (a 2-core machine shared with other work: read ratios, not seconds); "
         f"Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
-        f"Rerun: `.venv/bin/python benchmarks/bench_migrate.py --repeat {result['repeat']}`. Medians of "
+        f"Rerun: `.venv/bin/python benchmarks/bench_migrate.py --repeat {result['repeat']} --sample {c['sample_files']}`. Medians of "
         f"{result['repeat']} interleaved rounds (tool and floor side by side in each round).",
         "",
         f"Corpus: installed haiku, flax, optax and fixtures/: {c['files']} files, {c['lines']:,} lines, "
