@@ -38,7 +38,7 @@ def device_checks(run: Session, m: Method, device: jax.Device, variables: Any, w
     eval_kw = run.eval_kwargs(m)
     xs = put([jnp.asarray(x) for x in m.inputs])
     params, state, fvars = put(run.params), put(run.state), put(variables)
-    stochastic = _needs_rng(run.hk_call(m, eval_kw, rng=None), params, state, xs)
+    stochastic = _draws_keys(run, m, eval_kw, params, state, xs)
     hk_eval = jax.jit(run.hk_call(m, eval_kw))
     fx_eval, replay = replaying(jax.jit(run.fx_call(m, eval_kw)), run.rng)
     hk_out, hk_state = user_call("Haiku apply", lambda: hk_eval(params, state, *xs))
@@ -140,7 +140,7 @@ def train_checks(
     """Training-mode outputs and the state after one step on a second batch (dropout: see the module docstring)."""
     kw = modes.mode_kwargs(m.kwargs, training=True)
     xs = put([jnp.asarray(x) for x in modes.second_batch(m.inputs)])
-    stochastic = _needs_rng(run.hk_call(m, kw, rng=None), params, state, xs)
+    stochastic = _draws_keys(run, m, kw, params, state, xs)
     fx_train, replay = replaying(jax.jit(run.fx_call(m, kw)), run.rng)
     hk_out, hk_state = user_call("Haiku apply (training)", lambda: jax.jit(run.hk_call(m, kw))(params, state, *xs))
     fx_out, fx_updates = user_call("Flax apply (training)", lambda: fx_train(fvars, *xs))
@@ -227,17 +227,19 @@ def probe_checks(
     return checks
 
 
-def _needs_rng(call: Callable[..., Any], params: Any, state: Any, xs: list[Any]) -> bool:
-    """True when the Haiku call asks for an RNG key (dropout in training mode, sampling in any mode).
+def _draws_keys(run: Session, m: Method, kw: dict[str, Any], params: Any, state: Any, xs: list[Any]) -> bool:
+    """True when the Haiku call uses its apply key at all (dropout in training mode, sampling in any mode).
 
-    ``call`` runs without a key: Haiku raises ``MissingRNGError`` (a
-    ``ValueError``) at the first ``hk.next_rng_key``. ``hk.maybe_next_rng_key``
-    draws nothing then, so such a model counts as deterministic.
+    The call is traced with the key as the one argument; any draw
+    (``hk.next_rng_key``, ``hk.maybe_next_rng_key``, ``hk.next_rng_keys``)
+    splits that key, so its variable appears among the equations' inputs. A
+    call that never draws leaves it unused.
     """
+    apply = run.hk.methods[m.name]
     try:
-        jax.eval_shape(call, params, state, *xs)
-    except ValueError as exc:
-        return "rng" in str(exc).lower() or "random" in str(exc).lower()
-    except Exception:  # noqa: BLE001 - other failures surface in the real call
+        closed = jax.make_jaxpr(lambda key: apply(params, state, key, *xs, **kw))(run.rng)
+    except Exception:  # noqa: BLE001 - a failing model is reported by the real call
         return False
-    return False
+    keys = closed.jaxpr.invars
+    used = [v for eqn in closed.jaxpr.eqns for v in eqn.invars] + list(closed.jaxpr.outvars)
+    return any(u is k for u in used for k in keys)

@@ -100,6 +100,27 @@ def forward(x, is_training):
 net = hk.transform(forward)
 '''
 
+# Dropout only when the caller passes a key: a draw that a key-less probe of the call cannot see.
+MAYBE_KEY = '''
+import haiku as hk
+import jax
+
+
+class Head(hk.Module):
+    def __call__(self, x):
+        x = jax.nn.relu(hk.Linear(8)(x))
+        rng = hk.maybe_next_rng_key()
+        x = x if rng is None else hk.dropout(rng, 0.5, x)
+        return hk.Linear(2)(x)
+
+
+def forward(x):
+    return Head()(x)
+
+
+net = hk.transform(forward)
+'''
+
 # Samples in every call (no mode flag) and only inside the stack: no phase can be replayed.
 LAYER_STACK_NOISE = '''
 import haiku as hk
@@ -245,6 +266,31 @@ def test_nothing_comparable_says_so_in_the_verdict_and_json(tmp_path: Path) -> N
     data = json.loads(json.dumps(report.to_json()))
     assert data["outputs_compared"] is False and data["equivalent"] is True
     assert {c["rng"] for c in data["checks"]} == {"lifted"}
+
+
+def test_maybe_next_rng_key_counts_as_drawing(tmp_path: Path) -> None:
+    hk_mod, fx_mod = _migrated_pair(MAYBE_KEY, tmp_path)
+    assert "has_rng(" in (tmp_path / "fx" / "model.py").read_text()
+    x = [parse_spec("f32[3,5]")]
+    report = compare(hk_mod.net, fx_mod.net, x, **FAST)
+    assert all(c.rng == "haiku-keys" and c.bitexact for c in report.checks), report.format_table()
+
+    class OtherKey(nn.Module):
+        """Draws its dropout key from a split of the stream key: another order than Haiku's."""
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            x = jax.nn.relu(nn.Dense(8, name="linear")(x))
+            key = jax.random.split(self.make_rng("dropout"))[0]
+            return nn.Dense(2, name="linear_1")(nn.Dropout(0.5, deterministic=False)(x, rng=key))
+
+    class Root(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return OtherKey(name="head")(x)
+
+    other = compare(hk_mod.net, Root(), x, **FAST)
+    assert other.equivalent and {c.rng for c in other.checks} == {"keys-disagree"}, other.format_table()
 
 
 def _sampling_twins() -> tuple[Any, type[nn.Module], type[nn.Module]]:
