@@ -160,6 +160,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
     def visit_Module(self, node: cst.Module) -> None:
         # Plans are made up front: a def is left before the assignment below it is seen.
         self._top_level_defs = {id(s) for s in node.body if isinstance(s, cst.FunctionDef)}
+        self._top_level_statements = {id(s) for s in node.body}
         for statement in node.body:
             if isinstance(statement, cst.FunctionDef):
                 self._module_defs.setdefault(statement.name.value, []).append(statement)
@@ -367,7 +368,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         if chain.multi:
             return self._multi(updated_node, assign, target, chain)
         if isinstance(chain.fn, cst.Lambda):
-            return self._from_lambda(updated_node, assign, target, chain)
+            return self._from_lambda(updated_node, assign, target, chain, top=id(original_node) in self._top_level_statements)
         use = self._uses.get(id(original))
         if use is None:
             reason = "the transformed function is not a def or lambda in this file; wrap it in an nn.Module by hand"
@@ -394,7 +395,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
             self.state.root_classes.add(class_name)
         return stmt.with_changes(body=[assign.with_changes(value=template.construction)])
 
-    def _from_lambda(self, stmt, assign, target: str, chain: Chain):  # type: ignore[no-untyped-def]
+    def _from_lambda(self, stmt, assign, target: str, chain: Chain, *, top: bool):  # type: ignore[no-untyped-def]
         lam = chain.fn
         assert isinstance(lam, cst.Lambda)
         name = self.fresh_class_name(target)
@@ -403,8 +404,14 @@ class ConvertTransformsCommand(FlaxifyCommand):
         self.state.wrapper_classes.add(name)
         body = cst.IndentedBlock([cst.SimpleStatementLine([cst.Return(lam.body)])])
         klass = self._class(name, _method_params(lam.params), body)
-        new_stmt = stmt.with_changes(body=[assign.with_changes(value=_instantiate(name))], leading_lines=[])
-        return cst.FlattenSentinel([klass.with_changes(leading_lines=stmt.leading_lines), new_stmt])
+        # PEP 8: two blank lines around a top-level class, one inside a function.
+        blank = cst.EmptyLine(indent=False)
+        spacing = [blank] * (2 if top else 1)
+        lead = list(stmt.leading_lines)
+        if top and sum(line.comment is None for line in lead) < 2:
+            lead = [blank, blank, *lead]
+        new_stmt = stmt.with_changes(body=[assign.with_changes(value=_instantiate(name))], leading_lines=spacing)
+        return cst.FlattenSentinel([klass.with_changes(leading_lines=lead), new_stmt])
 
     # -- `def f` → `class F(nn.Module)` -------------------------------------------
     def _decorator_chain(self, node: cst.FunctionDef) -> Chain | None:
@@ -424,7 +431,8 @@ class ConvertTransformsCommand(FlaxifyCommand):
         info = TransformInfo(name, chain.apply_rng, chain.with_state)
         self.state.transformed[target] = info
         self.state.wrapper_classes.add(name)
-        klass = self._class(name, _method_params(node.params), node.body).with_changes(leading_lines=node.leading_lines)
+        klass = self._class(name, _method_params(node.params), node.body, returns=node.returns)
+        klass = klass.with_changes(leading_lines=node.leading_lines)
         instance = cst.SimpleStatementLine(
             [cst.Assign([cst.AssignTarget(cst.Name(target))], _instantiate(name))],
             leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False)],
@@ -452,7 +460,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
             body = cst.IndentedBlock([cst.SimpleStatementLine([cst.Return(call)])])
             klass = self._class(plan.class_name, _method_params(updated_node.params), body)
             return cst.FlattenSentinel([updated_node, klass])
-        klass = self._class(plan.class_name, _method_params(updated_node.params), updated_node.body)
+        klass = self._class(plan.class_name, _method_params(updated_node.params), updated_node.body, returns=updated_node.returns)
         return klass.with_changes(leading_lines=updated_node.leading_lines)
 
     def _factory(self, original: cst.FunctionDef, node: cst.FunctionDef) -> cst.FunctionDef:
@@ -474,7 +482,7 @@ class ConvertTransformsCommand(FlaxifyCommand):
         docstring = int(bool(body) and m.matches(body[0], m.SimpleStatementLine([m.Expr(m.SimpleString())])))
         statements = [*body[:docstring], *reads, *body[docstring:]]
         params = _method_params(unbind_parameters(node.params, set(names)))
-        return self._class(plan.class_name, params, cst.IndentedBlock(statements), fields)  # type: ignore[arg-type]
+        return self._class(plan.class_name, params, cst.IndentedBlock(statements), fields, returns=node.returns)  # type: ignore[arg-type]
 
     def _field_type(self, params: cst.Parameters, name: str) -> cst.BaseExpression:
         """The parameter's own annotation, else ``Any`` (Linen fields need one)."""
@@ -485,9 +493,14 @@ class ConvertTransformsCommand(FlaxifyCommand):
         return cst.Name("Any")
 
     def _class(
-        self, name: str, params: cst.Parameters, body: cst.BaseSuite, fields: Sequence[cst.SimpleStatementLine] = ()
+        self,
+        name: str,
+        params: cst.Parameters,
+        body: cst.BaseSuite,
+        fields: Sequence[cst.SimpleStatementLine] = (),
+        returns: cst.Annotation | None = None,
     ) -> cst.ClassDef:
-        method = cst.FunctionDef(name=cst.Name("__call__"), params=params, body=body)
+        method = cst.FunctionDef(name=cst.Name("__call__"), params=params, body=body, returns=returns)
         if fields:
             method = method.with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         return cst.ClassDef(
