@@ -175,7 +175,8 @@ def sequential(bound: Bound, ctx: Ctx) -> Rewrite | Unsupported:
                 f"hk.Sequential: layer {index} (`{code(element)}`) may return a tuple, which nn.Sequential "
                 "would unpack into the next layer's arguments; call the layers one after another instead"
             )
-    listed = cst.List([cst.Element(e) for e in elements])
+    # A literal list keeps its layout (one layer per line stays so); a tuple becomes a list.
+    listed = layers if isinstance(layers, cst.List) else cst.List([cst.Element(e) for e in elements])
     return Rewrite(flax_call(f"{ctx.nn}.Sequential", [(None, code(listed)), *name_arg(bound, ctx.name)]))
 
 

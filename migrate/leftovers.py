@@ -13,6 +13,7 @@ import libcst as cst
 from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
+from flaxify.migrate import kernel_init
 from flaxify.migrate.base import FlaxifyCommand
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec
@@ -52,7 +53,8 @@ class MarkLeftoversCommand(FlaxifyCommand):
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        """Emits the helper classes the rewrites construct (``MLP``, ``Bias``), once each."""
+        """Emits the helper classes the rewrites construct (``MLP``, ``Bias``), once each, and hoists
+        Haiku's default weight initializer into one constant (``kernel_init.py``)."""
         classes = []
         emitted: set[str] = set()
         for qualname in sorted(self.state.helper_classes):
@@ -70,11 +72,13 @@ class MarkLeftoversCommand(FlaxifyCommand):
                 self.need_nn()
             klass = cst.parse_statement(source)
             classes.append(klass.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2))
-        if not classes:
-            return updated_node
         body = list(updated_node.body)
         at = _after_imports(body)
-        return updated_node.with_changes(body=[*body[:at], *classes, *body[at:]])
+        rest, constant = kernel_init.hoist([*classes, *body[at:]], nn=self.state.nn, user_names=self.state.user_names)
+        if constant is None and not classes:
+            return updated_node
+        head = [] if constant is None else [constant.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * 2 + list(constant.leading_lines))]
+        return updated_node.with_changes(body=[*body[:at], *head, *rest])
 
     def _import_emitted(self, name: str) -> None:
         """Imports a name the rewrites emitted but nothing binds yet."""
