@@ -27,6 +27,9 @@ one difference: during ``apply`` every kernel exists from the start, so a
 program reading ``input_size`` before the layer's first call gets the size where
 Haiku has ``None``; Haiku's own ``init`` of that program took the ``None`` path
 first (for ``MLP.reverse``: raised), so no program that runs under Haiku changes.
+The same read serves any method the engine converts, e.g. an
+``nn.compact_name_scope`` method of a ``hk.multi_transform`` root that builds
+``hk.Linear(self.first.input_size)`` (:func:`input_size_reason` decides).
 
 Exact only when: the method's one module construction is the value of a
 ``return`` and passes ``name=`` (otherwise Haiku's name inside ``~method`` and
@@ -85,7 +88,7 @@ def plan_factory(
     built = _returned_construction(method, construction_base)
     if built is None:
         return None  # not a factory: the generic reason for methods building modules inline
-    reason = _scope_reason(built, method, klass, haiku_name) or _input_size_reason(method, klass, haiku_name)
+    reason = _scope_reason(built, method, klass, haiku_name) or input_size_reason(method, klass, haiku_name)
     return reason or FactoryMethod(method.name.value)
 
 
@@ -126,7 +129,7 @@ def _scope_reason(built: cst.Call, method: cst.FunctionDef, klass: cst.ClassDef,
     return None
 
 
-def _input_size_reason(method: cst.FunctionDef, klass: cst.ClassDef, haiku_name: QualName) -> str | None:
+def input_size_reason(method: cst.FunctionDef, klass: cst.ClassDef, haiku_name: QualName) -> str | None:
     """Why an ``.input_size`` read of the method cannot be read back from a Dense kernel, if one cannot."""
     receivers = _LinearReceivers(klass, method, haiku_name)
     for node in walk(method):
@@ -383,4 +386,4 @@ def _is_input_size(node: cst.CSTNode) -> bool:
     return m.matches(node, m.Attribute(attr=m.Name("input_size")))
 
 
-__all__ = ["FactoryMethod", "plan_factory", "rewrite_input_sizes"]
+__all__ = ["FactoryMethod", "input_size_reason", "plan_factory", "rewrite_input_sizes"]

@@ -297,7 +297,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             # no static name, and it needs no compact scope of its own.
             needs_scope = self._scan(method.body, namer, dynamic=transparent)
             if needs_scope and method_name not in ("__init__", "__call__") and not transparent:
-                if node.name.value in self.state.root_classes and not self._creates_variables(method):
+                sized = factory_methods.input_size_reason(method, node, self.haiku_name) is None  # read from kernels
+                if node.name.value in self.state.root_classes and not self._creates_variables(method) and sized:
                     # Haiku's `~encode/linear` is Linen's compact_name_scope `encode/linear`;
                     # flax places that scope correctly only on the root module.
                     plan.decorators[method_name] = "compact_name_scope"
@@ -655,7 +656,7 @@ class ConvertModulesCommand(FlaxifyCommand):
             self.todo(f"method {updated_node.name.value}", reason)
             return updated_node
         kind = plan.decorators.get(updated_node.name.value)
-        if kind == "nowrap":
+        if kind in ("nowrap", "compact_name_scope"):
             updated_node = factory_methods.rewrite_input_sizes(updated_node)
         if kind is not None:
             decorators.insert(0, cst.Decorator(self.nn_attr(kind)))

@@ -163,3 +163,50 @@ def test_caller_scope_readings() -> None:
     assert caller_scope_readings("ae/~encode/linear", keep=1) == []  # the root's caller is outside the tree
     assert caller_scope_readings("mlp/~/linear_0") == []
     assert caller_scope_readings("a/~m/b/~n/c") == ["b/~n/c", "a/~m/c", "c"]
+
+
+ROOT = """
+import haiku as hk
+import jax
+
+
+class Pair(hk.Module):
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self.first = {first}
+
+    def __call__(self, x):
+        return self.back(x)
+
+    def back(self, x):
+        y = jax.nn.relu(self.first(x))
+        return hk.Linear(self.first.input_size)(y)
+
+
+def _methods():
+    model = Pair(name="pair")
+    return model, {{"__call__": model.__call__, "back": model.back}}
+
+
+net = hk.without_apply_rng(hk.multi_transform(_methods))
+"""
+
+
+def test_input_size_in_a_root_method_scope_is_read_from_the_kernel() -> None:
+    """The same read in an ``nn.compact_name_scope`` method (a multi_transform root) is exact too."""
+    source = ROOT.format(first='hk.Linear(4, name="first")')
+    result = _migrate(source)
+    assert result.todos == ()
+    assert "@nn.compact_name_scope" in result.source.decode()
+    haiku_net, flax_net = _run(source)["net"], _run(result.source.decode())["net"]
+    spec = parse_spec("f32[3,6]")
+    report = compare(haiku_net, flax_net, {"__call__": [spec], "back": [spec]}, devices="cpu", init_seeds=0)
+    assert report.equivalent and report.bitexact, report.format_table()
+
+
+def test_input_size_of_another_module_in_a_root_method_scope_stays_todo() -> None:
+    """A user module's own ``input_size`` attribute is no Dense kernel: the method keeps its TODO."""
+    source = ROOT.format(first="hk.nets.MLP([4])")
+    result = _migrate(source)
+    assert [t.construct for t in result.todos] == ["method back"]
+    assert "input_size" in result.todos[0].reason
