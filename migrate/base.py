@@ -1,22 +1,24 @@
 """What every migrate pass shares: the state between passes, name resolution,
 and the ``# TODO(flaxify): ...`` markers.
 
-Names are resolved through LibCST's ``QualifiedNameProvider``, never by
-spelling, so ``import haiku as hk``, ``from haiku import Linear`` and
-``import haiku.nets as nets`` are all recognised.
+Names are resolved through LibCST's scope analysis (the qualified names
+``QualifiedNameProvider`` gives), never by spelling, so ``import haiku as hk``,
+``from haiku import Linear`` and ``import haiku.nets as nets`` are all
+recognised; spelling only proves that a name cannot be Haiku's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
 import libcst as cst
+from libcst._metadata_dependent import _UNDEFINED_DEFAULT, MetadataDependent
 from libcst.codemod import Codemod, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
-from libcst._metadata_dependent import _UNDEFINED_DEFAULT, MetadataDependent
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import MetadataWrapper, QualifiedNameProvider, ScopeProvider
 from libcst.metadata.base_provider import ProviderT
@@ -39,8 +41,6 @@ STATE_KEY = "flaxify"
 # Scratch key: the MetadataWrapper of the tree the last pass left unchanged.
 ANALYSED_KEY = "flaxify.analysed"
 
-# A function or class named haiku: LibCST names everything bound inside it haiku.<...>.
-_HAIKU_SCOPE = re.compile(r"\b(?:def|class)\s+haiku\b")
 # visit_Call_func, leave_Attribute_attr, ...: node type names have no underscore.
 _ATTRIBUTE_HOOK = re.compile(r"(?:visit|leave)_[A-Z][A-Za-z]*_[a-z]")
 
@@ -214,6 +214,16 @@ def import_table(tree: cst.Module) -> dict[str, str]:
 _BLOCK_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
 
 
+def walk_statements(tree: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every small and compound statement in ``tree``, at any depth, in source order."""
+    stack: list[cst.CSTNode] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+            yield node
+        stack.extend(reversed(statement_children(node)))
+
+
 def statement_children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The children of ``node`` that are or hold statements, in source order.
 
@@ -371,9 +381,11 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
     @cached_property
     def _haiku_heads(self) -> frozenset[str] | None:
         """Leftmost names that may resolve into Haiku; None when any name may."""
-        if _HAIKU_SCOPE.search(self.module.code):
+        # A def or class named haiku: LibCST names everything bound inside it haiku.<...>.
+        scopes = (s for s in walk_statements(self.module) if isinstance(s, (cst.FunctionDef, cst.ClassDef)))
+        if any(scope.name.value == "haiku" for scope in scopes):
             return None
-        bound = {local for local, qualified in self._imports().items() if qualified == "haiku" or qualified.startswith("haiku.")}
+        bound = {local for local, name in self._imports().items() if name == "haiku" or name.startswith("haiku.")}
         return frozenset({"haiku", *bound})
 
     def _may_name_haiku(self, node: cst.CSTNode) -> bool:
@@ -536,13 +548,13 @@ class FlaxifyCommand(Codemod, cst.CSTTransformer):
         return result
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_statement(cls: type) -> bool:
     """``isinstance(node, _STATEMENTS)`` by type: the ABC check per node is measurable."""
     return issubclass(cls, _STATEMENTS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_node(cls: type) -> bool:
     return issubclass(cls, cst.CSTNode)
 
@@ -567,12 +579,12 @@ def shares_nodes(tree: cst.CSTNode) -> bool:
     return False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _node_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if not f.name.startswith("_"))  # as deep_clone
 
 
-@lru_cache(maxsize=None)
+@cache
 def _has_attribute_hooks(cls: type) -> bool:
     """True when ``cls`` defines a LibCST attribute hook such as ``visit_Call_func``.
 

@@ -29,7 +29,7 @@ import io
 import tokenize
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -37,9 +37,9 @@ from libcst.codemod.visitors import AddImportsVisitor, GatherUnusedImportsVisito
 from libcst.helpers import get_absolute_module_from_package_for_import
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
-from flaxify.migrate.base import ANALYSED_KEY, shares_nodes, statement_children
+from flaxify.migrate.base import ANALYSED_KEY, shares_nodes, walk_statements
 
-ImportNode = Union[cst.Import, cst.ImportFrom]
+ImportNode = cst.Import | cst.ImportFrom
 # The text of a string literal (Python 3.12 splits f-strings into several tokens).
 _STRING_TOKENS = frozenset({tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)})
 Hook = Callable[..., object]
@@ -75,26 +75,17 @@ def remove_unused_imports(tree: cst.Module, context: CodemodContext) -> cst.Modu
     candidates = _scheduled(tree, schedule, context)
     if not candidates:
         return tree  # nothing scheduled is imported here: LibCST would change nothing
+    code = tree.code
     try:
-        names, strings = _names_and_strings(tree.code)
+        names, strings = _names_and_strings(code)
     except (tokenize.TokenError, SyntaxError):
         return RemoveImportsVisitor(context).transform_module(tree)
     heads = {_local_head(alias) for alias, _ in candidates}
-    if _strings_may_use(heads, tree, strings):
+    if _strings_may_use(heads, tree, code, strings):
         return RemoveImportsVisitor(context).transform_module(tree)
     if heads & names:
-        # Some name is still spelled in the code: only the scope analysis can tell
-        # whether it reads the import (on a private copy if the tree shares a node).
-        wrapper = context.scratch.get(ANALYSED_KEY)
-        if wrapper is None or wrapper.module is not tree:  # else: the last pass's analysis
-            wrapper = MetadataWrapper(tree, unsafe_skip_copy=not shares_nodes(tree))
-        scopes = wrapper.resolve(ScopeProvider)
-        tree = wrapper.module
-        unused = {}
-        for alias, parent in _scheduled(tree, schedule, context):
-            scope = scopes.get(parent)
-            if scope is not None and not GatherUnusedImportsVisitor.is_in_use(_NO_STRING_NAMES, scope, alias):  # type: ignore[arg-type]
-                unused[alias] = parent
+        # Some name is still spelled in the code: only the scope analysis can tell.
+        tree, unused = _unused_by_scope(tree, schedule, context)
     else:
         unused = dict(candidates)
     if not unused:
@@ -106,10 +97,31 @@ def remove_unused_imports(tree: cst.Module, context: CodemodContext) -> cst.Modu
     return tree.visit(hooks)
 
 
-def _strings_may_use(heads: set[str], tree: cst.Module, strings: list[str]) -> bool:
+def _unused_by_scope(
+    tree: cst.Module, schedule: _Schedule, context: CodemodContext
+) -> tuple[cst.Module, dict[cst.ImportAlias, ImportNode]]:
+    """The scheduled aliases LibCST's ``is_in_use`` finds unused, and the tree they are in.
+
+    That is ``tree`` itself, or a private copy when ``tree`` holds one node object
+    twice (metadata is keyed by node), or the tree the last pass analysed and left
+    unchanged, whose analysis is reused.
+    """
+    wrapper = context.scratch.get(ANALYSED_KEY)
+    if wrapper is None or wrapper.module is not tree:
+        wrapper = MetadataWrapper(tree, unsafe_skip_copy=not shares_nodes(tree))
+    scopes = wrapper.resolve(ScopeProvider)
+    in_use = GatherUnusedImportsVisitor.is_in_use
+    unused = {}
+    for alias, parent in _scheduled(wrapper.module, schedule, context):
+        scope = scopes.get(parent)
+        if scope is not None and not in_use(_NO_STRING_NAMES, scope, alias):  # type: ignore[arg-type]
+            unused[alias] = parent
+    return wrapper.module, unused
+
+
+def _strings_may_use(heads: set[str], tree: cst.Module, code: str, strings: list[str]) -> bool:
     """True when a string could keep an import alive: LibCST counts the names in
     ``__all__`` and those in string annotations (in annotations and ``TypeVar(...)``)."""
-    code = tree.code
     if ("__all__" in code or "TypeVar" in code) and any(head in text for head in heads for text in strings):
         return True
     return any(head in text for head in heads for text in _annotation_strings(tree))
@@ -158,7 +170,9 @@ def _leading_statements(module: cst.Module) -> cst.Module:
 
 
 def _is_import_line(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], (cst.Import, cst.ImportFrom))
+    return isinstance(statement, cst.SimpleStatementLine) and isinstance(
+        statement.body[0], (cst.Import, cst.ImportFrom)
+    )
 
 
 class _Schedule(NamedTuple):
@@ -176,7 +190,9 @@ class _Schedule(NamedTuple):
         return cls({module: alias for module, obj, alias in scheduled if obj is None}, objects)
 
 
-def _scheduled(tree: cst.Module, schedule: _Schedule, context: CodemodContext) -> list[tuple[cst.ImportAlias, ImportNode]]:
+def _scheduled(
+    tree: cst.Module, schedule: _Schedule, context: CodemodContext
+) -> list[tuple[cst.ImportAlias, ImportNode]]:
     """The import aliases RemoveImportsVisitor would drop if unused (its own matching rules)."""
     found: list[tuple[cst.ImportAlias, ImportNode]] = []
     for node in _import_statements(tree):
@@ -188,29 +204,21 @@ def _scheduled(tree: cst.Module, schedule: _Schedule, context: CodemodContext) -
         elif not isinstance(node.names, cst.ImportStar):
             module = get_absolute_module_from_package_for_import(context.full_package_name, node)
             wanted = schedule.objects.get(module or "", set())
-            found.extend((alias, node) for alias in node.names if (alias.evaluated_name, alias.evaluated_alias) in wanted)
+            found.extend(
+                (alias, node) for alias in node.names if (alias.evaluated_name, alias.evaluated_alias) in wanted
+            )
     return found
 
 
 def _import_statements(tree: cst.Module) -> Iterator[ImportNode]:
     """Every ``import`` / ``from ... import`` in the tree, at any depth, in source order."""
-    return (node for node in _statements(tree) if isinstance(node, (cst.Import, cst.ImportFrom)))
-
-
-def _statements(tree: cst.Module) -> Iterator[cst.CSTNode]:
-    """Every small and compound statement in the tree, at any depth, in source order."""
-    stack: list[cst.CSTNode] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
-            yield node
-        stack.extend(reversed(statement_children(node)))
+    return (node for node in walk_statements(tree) if isinstance(node, (cst.Import, cst.ImportFrom)))
 
 
 def _annotation_strings(tree: cst.Module) -> list[str]:
     """The source of every string literal inside a parameter, return or variable annotation."""
     annotations: list[cst.CSTNode] = []
-    for node in _statements(tree):
+    for node in walk_statements(tree):
         if isinstance(node, cst.AnnAssign):
             annotations.append(node.annotation)
         elif isinstance(node, cst.FunctionDef):

@@ -16,7 +16,7 @@ from pathlib import Path
 import haiku as hk
 import libcst as cst
 import pytest
-from flaxify.migrate.base import STATE_KEY, FlaxifyCommand, MigrationState, shares_nodes, import_table
+from flaxify.migrate.base import STATE_KEY, FlaxifyCommand, MigrationState, import_table, shares_nodes
 from libcst.codemod import CodemodContext
 from libcst.metadata import MetadataWrapper, QualifiedNameProvider
 
@@ -63,7 +63,8 @@ EDGE_CASES = {
 
 def _sources() -> list[tuple[str, str]]:
     edge = [(name, textwrap.dedent(code)) for name, code in EDGE_CASES.items()]
-    real = [(path.name, path.read_text()) for path in (HAIKU_SRC / "basic.py", HAIKU_SRC / "stateful_test.py", HAIKU_SRC / "nets" / "resnet.py")]
+    paths = (HAIKU_SRC / "basic.py", HAIKU_SRC / "stateful_test.py", HAIKU_SRC / "nets" / "resnet.py")
+    real = [(path.name, path.read_text()) for path in paths]
     return edge + real
 
 
@@ -157,7 +158,8 @@ def test_shared_node_objects_are_detected() -> None:
     tree = cst.parse_module("x = f(a)\n")
     assert not shares_nodes(tree)
     name = cst.Name("a")
-    shared = tree.with_changes(body=[*tree.body, cst.SimpleStatementLine([cst.Expr(name)]), cst.SimpleStatementLine([cst.Expr(name)])])
+    twice = [cst.SimpleStatementLine([cst.Expr(name)]), cst.SimpleStatementLine([cst.Expr(name)])]
+    shared = tree.with_changes(body=[*tree.body, *twice])
     assert shares_nodes(shared)
 
 
