@@ -51,7 +51,7 @@ REWRITES = [
     ("hk.map(f, x)", 'nn.scan(lambda _, carry, x: (carry, f(x)), variable_broadcast="params", split_rngs={"params": False, "dropout": True})(self, None, x)[1]'),
     (
         "hk.vmap(lambda row, b: hk.Linear(3)(row) + b, in_axes=(0, None), split_rng=True)(x, 1.0)",
-        'nn.vmap(lambda _, *args: (lambda row, b: nn.Dense(3, kernel_init=nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal"))(row) + b)(*args), variable_axes={"params": None}, split_rngs={"params": False, "dropout": True}, in_axes=(0, None)), self)(x, 1.0)',
+        'nn.vmap(lambda _, *args: (lambda row, b: nn.Dense(3, kernel_init=HAIKU_DEFAULT_KERNEL_INIT)(row) + b)(*args), variable_axes={"params": None}, split_rngs={"params": False, "dropout": True}, in_axes=(0, None)), self)(x, 1.0)',
     ),
     ("hk.MultiHeadAttention(2, 4, w_init_scale=2.0)(x, x, x)", 'w_init=nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")'),
     ("hk.remat(hk.Linear(3), static_argnums=(1,))(x, 2)", "static_argnums=(2,)), self)(x, 2)"),

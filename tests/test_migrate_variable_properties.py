@@ -59,7 +59,9 @@ def test_initializer_field_keeps_haikus_default_and_says_flax_in_its_type() -> N
     result = _migrate(FIELD_TEMPLATE.format(default="None", extra="pass"))
     assert result.todos == ()
     assert "w_init: nn.initializers.Initializer | None = None" in result.source.decode()
-    assert "kernel_init=self.w_init if self.w_init is not None else nn.initializers.variance_scaling(" in result.source.decode()
+    source = result.source.decode()
+    assert "kernel_init=self.w_init if self.w_init is not None else HAIKU_DEFAULT_KERNEL_INIT," in source
+    assert 'HAIKU_DEFAULT_KERNEL_INIT = nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")' in source
 
 
 @pytest.mark.parametrize(
