@@ -142,3 +142,48 @@ def test_force_replaces_an_orbax_directory(tmp_path, trained, capsys):
     assert main([*args, "--force"]) == 0, capsys.readouterr().err
     assert not (out / "old.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if "flaxify-tmp" in p.name) == []
+
+
+NOISY_STACK = '''
+import haiku as hk
+import jax
+
+
+class NoisyBlock(hk.Module):
+    def __call__(self, x):
+        x = jax.nn.relu(hk.Linear(8)(x))
+        return x + 0.1 * jax.random.normal(hk.next_rng_key(), x.shape)
+
+
+def forward(x):
+    @hk.layer_stack(2)
+    def stack(x):
+        return NoisyBlock()(x)
+
+    return stack(x)
+
+
+net = hk.transform(forward)
+'''
+
+
+def test_a_model_whose_outputs_cannot_be_compared_is_not_converted(tmp_path, capsys):
+    """Every output samples inside a lifted scan: the mapping is fine, but nothing proves the outputs."""
+    from flaxify.migrate import migrate_source
+
+    (tmp_path / "hk").mkdir()
+    (tmp_path / "fx").mkdir()
+    (tmp_path / "hk" / "noisy.py").write_text(NOISY_STACK)
+    migrated = migrate_source(NOISY_STACK.encode(), "noisy.py")
+    assert not migrated.todos
+    (tmp_path / "fx" / "noisy.py").write_bytes(migrated.source)
+    haiku_ref, flax_ref = f"{tmp_path}/hk/noisy.py:net", f"{tmp_path}/fx/noisy.py:net"
+    x = np.ones((2, 8), np.float32)
+    params = jax.device_get(resolve_ref(haiku_ref).init(jax.random.PRNGKey(0), x))
+    save_npz(tmp_path / "ckpt.npz", params)
+    out = tmp_path / "flax.msgpack"
+    code = main(["convert-params", haiku_ref, flax_ref, str(tmp_path / "ckpt.npz"), "-o", str(out), "--input", "f32[2,8]"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "no output was compared" in err and "nothing written" in err
+    assert not out.exists()

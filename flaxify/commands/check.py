@@ -224,10 +224,13 @@ def convert_params(
         )
         reporting.err(result.report.format_table())
         if not result.ok:
-            reporting.err(
-                f"flaxify convert-params: {checkpoint} not converted: "
-                "the Flax model does not reproduce it; nothing written"
+            why = (
+                "the Flax model does not reproduce it"
+                if not result.report.equivalent
+                else "every output draws random numbers that could not be replayed into Flax, so no output was "
+                "compared; pass --kwargs that turn sampling off (e.g. '{\"is_training\": false}')"
             )
+            reporting.err(f"flaxify convert-params: {checkpoint} not converted: {why}; nothing written")
             ctx.exit(EXIT_NOT_EQUIVALENT)
         kind = convert.write_variables(result.variables, out, force=force)
     except errors.CheckUsageError as err:
