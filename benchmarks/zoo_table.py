@@ -364,7 +364,9 @@ def render(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "replaced by `import haiku as hk`), migrated by `flaxify migrate -o` without help, and compared",
         "with the original by `flaxify.equivalence` (parameters one to one; outputs in evaluation and,",
         "where the model has a mode flag, training; `highest` matmul precision). Max abs error is over",
-        "evaluation and training outputs (dropout training is stochastic and not compared). Step-time",
+        "evaluation and training outputs (random draws such as dropout are compared with Haiku's keys",
+        "replayed into Flax's `make_rng` where the draws line up, and reported, not compared, where they",
+        "cannot: keys drawn inside lifted transforms). Step-time",
         "ratio: median jitted training step (grad of squared outputs + SGD) of the migrated model over",
         "the original's, same device, interleaved repeats; on CPU, steps under a millisecond are mostly",
         "dispatch overhead, so ratios there move by +-0.3 from run to run.",
@@ -446,7 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="rows whose name contains this text (prints; writes nothing)")
     parser.add_argument("--repeats", type=int, default=30, help="timed steps per side (median)")
+    parser.add_argument("--render", action="store_true", help="rewrite docs/zoo.md from the stored CPU JSON only")
     args = parser.parse_args(argv)
+    if args.render:
+        stored = json.loads((RESULTS / "zoo_cpu.json").read_text())
+        DOC.write_text(render(stored["rows"], stored["environment"]))
+        return 0
     rows = [r for r in all_rows() if not args.only or args.only.lower() in r.name.lower()]
     results = []
     for row in rows:
