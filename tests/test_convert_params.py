@@ -144,27 +144,7 @@ def test_force_replaces_an_orbax_directory(tmp_path, trained, capsys):
     assert sorted(p.name for p in tmp_path.iterdir() if "flaxify-tmp" in p.name) == []
 
 
-NOISY_STACK = '''
-import haiku as hk
-import jax
-
-
-class NoisyBlock(hk.Module):
-    def __call__(self, x):
-        x = jax.nn.relu(hk.Linear(8)(x))
-        return x + 0.1 * jax.random.normal(hk.next_rng_key(), x.shape)
-
-
-def forward(x):
-    @hk.layer_stack(2)
-    def stack(x):
-        return NoisyBlock()(x)
-
-    return stack(x)
-
-
-net = hk.transform(forward)
-'''
+NOISY_STACK = (Path(__file__).resolve().parent.parent / "fixtures" / "haiku_models" / "noisy_layer_stack.py").read_text()
 
 
 def test_a_model_whose_outputs_cannot_be_compared_is_not_converted(tmp_path, capsys):

@@ -122,27 +122,7 @@ net = hk.transform(forward)
 '''
 
 # Samples in every call (no mode flag) and only inside the stack: no phase can be replayed.
-LAYER_STACK_NOISE = '''
-import haiku as hk
-import jax
-
-
-class NoisyBlock(hk.Module):
-    def __call__(self, x):
-        x = jax.nn.relu(hk.Linear(8)(x))
-        return x + 0.1 * jax.random.normal(hk.next_rng_key(), x.shape)
-
-
-def forward(x):
-    @hk.layer_stack(2)
-    def stack(x):
-        return NoisyBlock()(x)
-
-    return stack(x)
-
-
-net = hk.transform(forward)
-'''
+LAYER_STACK_NOISE = (Path(__file__).resolve().parent.parent / "fixtures" / "haiku_models" / "noisy_layer_stack.py").read_text()
 
 
 def _load(source: str, path: Path) -> ModuleType:
