@@ -369,7 +369,8 @@ def render(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "cannot: keys drawn inside lifted transforms). Step-time",
         "ratio: median jitted training step (grad of squared outputs + SGD) of the migrated model over",
         "the original's, same device, interleaved repeats; on CPU, steps under a millisecond are mostly",
-        "dispatch overhead, so ratios there move by +-0.3 from run to run.",
+        "dispatch overhead, so on a loaded machine their ratio moves by up to 2x from run to run",
+        "(re-measure one row with `--only NAME --repeats 200`).",
         "Status: **green** = no TODO left, equivalent and bit-exact; **exact, TODO left** = the",
         "migrated model is bit-exact but a TODO remains; **red** = not migrated exactly (why below).",
         "",
@@ -414,6 +415,8 @@ def render(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         elif res.get("todos"):
             lines.append(f"- TODOs: the same {len(res['todos'])} as the other rows of `{key}` (listed above)")
         details += [*lines, ""]
+    if len(details) == 3:
+        details += ["Every row is green.", ""]
     reproduce = [
         "## Reproduce",
         "",
