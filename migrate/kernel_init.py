@@ -28,7 +28,7 @@ from flaxify.migrate.layers_common import code
 NAME = "HAIKU_DEFAULT_KERNEL_INIT"
 
 _COMMENT = (
-    "# Haiku's default weight initializer (hk.Linear, hk.Conv*): a unit normal truncated at two standard\n"
+    "# Haiku's default weight initializer (Linear and Conv layers): a unit normal truncated at two standard\n"
     "# deviations, times 1/sqrt(fan_in). variance_scaling rescales its truncated normal to the requested\n"
     "# variance; the 0.8796**2 factor undoes that, so the draws are Haiku's (lecun_normal's are not).\n"
 )
