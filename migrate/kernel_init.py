@@ -58,12 +58,13 @@ def hoist(
     The definition is None when nothing was replaced or the file binds :data:`NAME` itself.
     """
     spelled = DEFAULT_KERNEL_INIT.format(nn=nn)
-    ours = [s for s in statements if _defines_constant(s) == spelled]  # from an earlier run
-    if NAME in user_names or any(_defines_constant(s) not in (None, spelled) for s in statements):
+    values = [_defines_constant(s) for s in statements]
+    if NAME in user_names or any(value not in (None, spelled) for value in values):
         return list(statements), None  # the file binds the name to something else
     hoister = _Hoist(spelled)
-    changed = [s if s in ours else s.visit(hoister) for s in statements]
-    if not hoister.count or ours:
+    # A definition from an earlier run stays as it is (and no second one is added).
+    changed = [s if value == spelled else s.visit(hoister) for s, value in zip(statements, values)]
+    if not hoister.count or spelled in values:
         return changed, None
     # After a first statement, so that the comment stays with the definition (not the module header).
     definition = cst.parse_module(f"pass\n{_COMMENT}{NAME} = {spelled}\n").body[1]

@@ -31,6 +31,7 @@ import re
 import libcst as cst
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
+from flaxify.migrate.layers_common import code, walk
 
 #: Haiku leaf names that Linen's layers spell differently, with the layers that own them.
 _RENAMED = {
@@ -137,7 +138,7 @@ def _holds_params(node: cst.BaseExpression) -> str | None:
     else:
         return None
     if name == "params" or name.endswith("_params") or name.startswith("params_"):
-        return cst.Module([]).code_for_node(node)
+        return code(node)
     return None
 
 
@@ -171,14 +172,4 @@ def _walks(node: cst.For | cst.CompFor, inner: str) -> bool:
 
 def _inner_fors(body: cst.BaseSuite) -> list[cst.For | cst.CompFor]:
     """The ``for`` statements and comprehension clauses anywhere inside a loop body."""
-    found: list[cst.For | cst.CompFor] = []
-
-    class _Collect(cst.CSTVisitor):
-        def visit_For(self, node: cst.For) -> None:
-            found.append(node)
-
-        def visit_CompFor(self, node: cst.CompFor) -> None:
-            found.append(node)
-
-    body.visit(_Collect())
-    return found
+    return [node for node in walk(body) if isinstance(node, (cst.For, cst.CompFor))]
