@@ -16,6 +16,8 @@ The pipeline, one construct family per module:
 3. ``expressions.py`` rewrites Haiku layers, pools, initializers, unrolls and
    layer stacks used outside module scopes (helper functions, module-level
    constants);
+3b. ``module_attributes.py`` rewrites reads of a Haiku layer's attributes
+   (``self.proj.output_size``) to the Linen layer's fields, or marks them TODO;
 4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures
    (``rngs=``, ``mutable=``, ``method=``);
 4b. ``precision.py`` applies a module-level ``hk.mixed_precision`` policy on
@@ -50,6 +52,7 @@ from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.imports import tidy_imports
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
+from flaxify.migrate.module_attributes import ModuleAttributesCommand
 from flaxify.migrate.modules import ConvertModulesCommand
 from flaxify.migrate.name_scope import NameScopesCommand
 from flaxify.migrate.params_layout import ParamsLayoutCommand
@@ -62,6 +65,7 @@ PIPELINE = (
     ConvertTransformsCommand,
     ConvertModulesCommand,
     RewriteLooseExpressionsCommand,
+    ModuleAttributesCommand,
     RewriteInitApplyCommand,
     MixedPrecisionCommand,
     CustomGettersCommand,
