@@ -523,6 +523,8 @@ class ConvertModulesCommand(FlaxifyCommand):
             self._statement_calls.add(id(node.body[0].value))
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        if self._converting() and self._method_stack and rng.is_deletable_reserve(original_node, self.haiku_name):
+            return cst.RemoveFromParent()  # it only pre-splits Haiku's key sequence (rng.py)
         body = updated_node.body
         if len(body) != 1 or not isinstance(body[0], cst.Expr):
             return updated_node

@@ -18,6 +18,14 @@ Examples::
                                               -> nn.Dropout(0.1, deterministic=not training)(x)
     hk.dropout(key, rate, x, broadcast_dims=(0,))
                                               -> nn.Dropout(rate, broadcast_dims=(0,), deterministic=False)(x, rng=key)
+    hk.reserve_rng_keys(2)                    -> (the statement is deleted)
+
+``hk.reserve_rng_keys(n)`` only splits ``n`` keys of Haiku's sequence ahead
+of time; Linen has no sequence to split. Deleting it changes which keys the
+later draws get, not how they are distributed, as for every key above. Only
+the bare statement in a module method is deleted, and only when no comment
+sits on it (deleting the line would delete the comment); any other use
+(its value read, several statements on the line) keeps the TODO.
 
 The mask is the same function of the key in both libraries (Haiku
 ``keep * x / keep_rate``, Flax ``select(keep, x / keep_rate, 0)``), and a rate
@@ -27,6 +35,8 @@ rate; a traced rate raises at trace time instead of computing something else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 
 from flaxify.migrate.layers_common import Signature, bind, code, literal
@@ -35,6 +45,7 @@ from flaxify.migrate.rewrite import JAX_IMPORT, Rewrite, Unsupported
 STREAM = '"dropout"'
 KEY_CALLS = frozenset({"haiku.next_rng_key", "haiku.maybe_next_rng_key", "haiku.next_rng_keys"})
 DROPOUT = Signature("hk.dropout", ("rng", "rate", "x", "broadcast_dims"))
+RESERVE = "haiku.reserve_rng_keys"
 
 
 def rewrite_key_call(call: cst.Call, qualname: str) -> Rewrite | Unsupported:
@@ -49,6 +60,24 @@ def rewrite_key_call(call: cst.Call, qualname: str) -> Rewrite | Unsupported:
     if qualname == "haiku.maybe_next_rng_key":
         return Rewrite(cst.parse_expression(f"({make} if self.has_rng({STREAM}) else None)"))
     return Rewrite(cst.parse_expression(make))
+
+
+def is_deletable_reserve(line: cst.SimpleStatementLine, haiku_name: Callable[[cst.CSTNode], str | None]) -> bool:
+    """``line`` is the bare statement ``hk.reserve_rng_keys(n)`` (or ``num=n``), with no comment to lose.
+
+    ``haiku_name`` resolves a callee to its Haiku qualified name (any import
+    spelling); it must be given nodes of the original tree.
+    """
+    if len(line.body) != 1 or not isinstance(line.body[0], cst.Expr):
+        return False
+    call = line.body[0].value
+    if not isinstance(call, cst.Call) or haiku_name(call.func) != RESERVE:
+        return False
+    arg = call.args[0] if len(call.args) == 1 else None
+    if arg is None or arg.star or (arg.keyword is not None and arg.keyword.value != "num"):
+        return False
+    comments = [line.trailing_whitespace.comment] + [empty.comment for empty in line.leading_lines]
+    return all(comment is None for comment in comments)
 
 
 def rewrite_dropout(call: cst.Call, *, implicit_key: bool, nn: str) -> Rewrite | Unsupported:
