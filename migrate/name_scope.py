@@ -22,13 +22,27 @@ pass, which runs after it, moves the block into the closure and points the
 variable calls (``self.param`` / ``self.variable`` / ...) at the scope. A
 module built in the block and called after it keeps its place under ``s``, as
 in Haiku. A second scope of the same name in one method is ``s_1``, as Haiku
-names it.
+names it (scope modules share the counters of the other modules of their
+scope).
+
+``"a/b"`` is a scope per part, as Haiku nests them (``parent/a/b/linear``; a
+later ``"a/c"`` is ``a_1/c``): the closure runs in ``NameScope(..., name="b")``
+built inside ``NameScope(..., name="a")``. A scope block directly inside
+another becomes a closure inside the outer one, with its own counters.
+Branches and loops stay as they were inside the closure; which names it takes
+and returns comes from definite-assignment analysis (``closure_flow.py``):
+inputs are the names it reads before it surely binds them, outputs the names it
+surely binds (or binds on some path and are read after it: those are passed in
+too, keeping their value on the other paths).
 
 Left under the TODO ``leftovers.py`` writes (``unsupported.py`` gives this
-recipe) when the rewrite could change meaning: a block outside the methods of
-a converted module (or nested in a statement), a name with ``/`` or not a literal, ``method_name=``, ``as``, a block with compound statements, ``return``,
-augmented assignments or ``global``/``nonlocal``, a name the block reads before
-it assigns it (the closure would make it local), or a method whose class
+recipe) when the rewrite could change meaning: a block outside the methods of a
+converted module (or nested in a branch or loop), a name that is not a literal
+of identifiers or is numbered (``s_1`` moves Haiku's counter), a name shared
+with a module of the same scope, or entered in a branch or loop before,
+``method_name=``, ``as``; ``return``, ``yield``, ``global``/``nonlocal``,
+``del``, imports, ``try``/``match``, nested functions, lambdas or ``:=`` in the
+block; an input not surely bound before the block; or a method whose class
 defines ``NameScope`` itself.
 """
 
