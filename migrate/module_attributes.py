@@ -66,8 +66,8 @@ _MODULE_NAME = (
     "({r}.path) in its own spelling: build the string you need from those"
 )
 _DICTS = (
-    "Haiku's flat {'module/~/path/w': array} of this module's variables; Linen nests them by name: read "
-    "{r}.variables['COLLECTION'] (a {'kernel': array, ...} dict: other names) after the layer has run"
+    "Haiku's flat {'<module path>/w': array} dict of this module's WHAT; Linen nests variables by name and calls "
+    "them differently ('kernel', not 'w'): read {r}.variables['COLLECTION'] after the layer has run"
 )
 _INITIALIZER = (
     "Haiku keeps the initializer as passed (None or a Haiku initializer taking (shape, dtype)); the Linen layer "
@@ -83,8 +83,8 @@ _CALL_TIME = "Haiku records it when the layer is called; Linen layers record not
 #: Attributes every hk.Module has (its ``name`` is Linen's ``name``: flaxify passes Haiku's as name=).
 _MODULE = {
     "module_name": _MODULE_NAME,
-    "params_dict": _DICTS.replace("COLLECTION", "params"),
-    "state_dict": _DICTS.replace("COLLECTION", "state"),
+    "params_dict": _DICTS.replace("WHAT", "parameters").replace("COLLECTION", "params"),
+    "state_dict": _DICTS.replace("WHAT", "state").replace("COLLECTION", "<its state collection>"),
 }
 
 
@@ -103,6 +103,8 @@ class Layer:
     attributes: dict[str, str | None]
     reasons: dict[str, str]
     tuple_only: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Haiku attributes that are also fields of the Linen class (with another value).
+    linen_fields: frozenset[str] = frozenset()
 
 
 def _layer(
@@ -112,13 +114,14 @@ def _layer(
     renamed: dict[str, str] | None = None,
     todo: dict[str, str] | None = None,
     tuple_only: dict[str, tuple[str, int]] | None = None,
+    linen_fields: str = "",
 ) -> Layer:
     """A :class:`Layer`: ``same`` attributes keep their name and value, ``renamed`` ones get a template."""
     attributes: dict[str, str | None] = {name: "{r}." + name for name in same.split()}
     attributes.update(renamed or {})
     reasons = {name: reason.replace("LINEN", linen) for name, reason in {**_MODULE, **(todo or {})}.items()}
     attributes.update({name: None for name in reasons if name not in attributes})  # tuple_only keeps a reason
-    return Layer(haiku, attributes, reasons, tuple_only or {})
+    return Layer(haiku, attributes, reasons, tuple_only or {}, frozenset(linen_fields.split()) | set(same.split()))
 
 
 def _init(field_name: str) -> str:
@@ -165,9 +168,17 @@ LINEN: dict[str, Layer] = {
         renamed={"output_size": "{r}.features", "with_bias": "{r}.use_bias", "input_size": _READ_BACK},
         todo={"w_init": _init("kernel_init"), "b_init": _init("bias_init")},
     ),
-    "Conv": _layer("hk.ConvND", "nn.Conv", "feature_group_count", _CONV_RENAMES, _CONV_TODO, _KERNEL_TUPLE),
+    "Conv": _layer(
+        "hk.ConvND", "nn.Conv", "feature_group_count", _CONV_RENAMES, _CONV_TODO, _KERNEL_TUPLE, "padding mask kernel_dilation"
+    ),
     "ConvTranspose": _layer(
-        "hk.ConvNDTranspose", "nn.ConvTranspose", "", _CONV_RENAMES, {**_CONV_TODO, "output_shape": _NONE}, _KERNEL_TUPLE
+        "hk.ConvNDTranspose",
+        "nn.ConvTranspose",
+        "",
+        _CONV_RENAMES,
+        {**_CONV_TODO, "output_shape": _NONE},
+        _KERNEL_TUPLE,
+        "padding mask kernel_dilation",
     ),
     "LayerNorm": _layer("hk.LayerNorm", "nn.LayerNorm", "use_fast_variance", _NORM_RENAMES, _NORM_TODO),
     "InstanceNorm": _layer(
@@ -384,10 +395,15 @@ def _bound_names(target: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
 
 @dataclass(frozen=True)
 class Bound:
-    """A name or ``self.x`` bound once to ``call``, a construction of ``layer``."""
+    """A name or ``self.x`` bound once to ``call``, a construction of ``layer``.
+
+    ``certain`` is False for a Linen layer in a file that also builds its own
+    Linen layers: it may not be one flaxify built from a Haiku layer.
+    """
 
     layer: Layer
     call: cst.Call
+    certain: bool = True
 
     def template(self, attribute: str) -> str | None:
         """The rewrite of ``attribute`` (None: a TODO), honouring ``tuple_only``."""
@@ -408,7 +424,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
 
     def __init__(self, context: CodemodContext) -> None:
         super().__init__(context)
-        self._kinds: dict[str, Layer] = {}
+        self._kinds: dict[str, tuple[Layer, bool]] = {}
         self._class_layers: list[dict[str, Bound]] = []
         self._local_layers: list[dict[str, Bound]] = []
         self._after_call: set[int] = set()  # input_size reads run after their layer's call
@@ -416,11 +432,11 @@ class ModuleAttributesCommand(FlaxifyCommand):
 
     # -- scopes -------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
-        self._kinds = {name: layer for name, layer in HELPERS.items() if self._emitted_helper(name)}
         # Imports are tidied after every pass: a flax.linen import standing now is the user's own,
         # and then an nn.Dense of the file is not provably one flaxify built from a Haiku layer.
-        if not any(name == "flax.linen" for name in import_table(node).values()):
-            self._kinds.update({f"{self.state.nn}.{name}": layer for name, layer in LINEN.items()})
+        certain = not any(name == "flax.linen" for name in import_table(node).values())
+        self._kinds = {f"{self.state.nn}.{name}": (layer, certain) for name, layer in LINEN.items()}
+        self._kinds.update({name: (layer, True) for name, layer in HELPERS.items() if self._emitted_helper(name)})
 
     def _emitted_helper(self, name: str) -> bool:
         emitted = any(qualname.rsplit(".", 1)[-1] == name for qualname in self.state.helper_classes)
@@ -455,9 +471,9 @@ class ModuleAttributesCommand(FlaxifyCommand):
         found = {}
         for name, assigned in values.items():
             call = assigned[0] if len(assigned) == 1 else None
-            layer = self._kinds.get(code(call.func)) if isinstance(call, cst.Call) else None
-            if layer is not None:
-                found[name] = Bound(layer, call)  # type: ignore[arg-type]
+            kind = self._kinds.get(code(call.func)) if isinstance(call, cst.Call) else None
+            if kind is not None:
+                found[name] = Bound(kind[0], call, certain=kind[1])  # type: ignore[arg-type]
         return found
 
     # -- reads --------------------------------------------------------------
@@ -481,6 +497,8 @@ class ModuleAttributesCommand(FlaxifyCommand):
         attribute = original_node.attr.value
         if bound is None or attribute not in bound.layer.attributes:
             return updated_node
+        if not bound.certain and attribute in bound.layer.linen_fields:
+            return updated_node  # may be the user's own Linen layer reading its own field
         receiver = code(original_node.value)
         construct = f"{bound.layer.haiku}.{attribute}"
         if id(original_node) in self._written:
@@ -498,6 +516,9 @@ class ModuleAttributesCommand(FlaxifyCommand):
         if template == "{r}." + attribute:
             return updated_node  # same name, same value
         expression = cst.parse_expression(template.replace("{r}", receiver))
+        if not bound.certain:
+            self.todo(construct, _uncertain_reason(receiver, bound.layer.haiku, code(expression)))
+            return updated_node
         return expression if expression.lpar else expression.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
 
     def _receiver(self, node: cst.BaseExpression) -> Bound | None:
@@ -516,6 +537,13 @@ def _argument(call: cst.Call, keyword: str, position: int) -> cst.BaseExpression
         if (arg.keyword is None and index == position) or (arg.keyword is not None and arg.keyword.value == keyword):
             return arg.value
     return None
+
+
+def _uncertain_reason(receiver: str, haiku: str, rewrite: str) -> str:
+    return (
+        f"this file builds flax.linen layers of its own, so flaxify cannot prove {receiver} is the layer it built "
+        f"from an {haiku}, which has no such attribute in Linen; if it is, write `{rewrite}`"
+    )
 
 
 def _input_size_reason(receiver: str) -> str:

@@ -1,0 +1,134 @@
+"""Reads of Haiku layer attributes (migrate/module_attributes.py): exact rewrites, TODOs and no-ops.
+
+Each case is the body of ``Head.__call__`` (``self.proj = hk.Linear(8)`` and
+``self.conv = hk.Conv2D(4, 3)`` built in ``__init__``, ``other`` an unknown
+argument); the migrated method must contain every ``expected`` line and, for
+TODO cases, the marker naming the attribute. The bit-exact cases live in
+fixtures/migrate/attributes/ (run by tests/test_migrate_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from flaxify.migrate import migrate_source
+
+TEMPLATE = """\
+import haiku as hk
+
+
+class Head(hk.Module):
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self.proj = hk.Linear(8)
+        self.conv = hk.Conv2D(4, 3)
+
+    def __call__(self, x, other):
+{body}
+"""
+
+
+def _migrate(body: str) -> str:
+    source = TEMPLATE.format(body=textwrap.indent(textwrap.dedent(body), " " * 8))
+    return migrate_source(source.encode(), "head.py").source.decode()
+
+
+KERNEL = 'self.proj.get_variable("params", "kernel").shape[0]'
+
+EXACT = [
+    ("return self.proj(x) / self.proj.output_size", "return self.proj(x) / self.proj.features"),
+    ("y = self.proj(x)\nreturn y * self.proj.input_size", f"return y * {KERNEL}"),
+    ("return self.proj(x) + self.proj.input_size", f"return self.proj(x) + {KERNEL}"),
+    ("if self.proj.with_bias:\n    return x", "if self.proj.use_bias:"),
+    ("return self.conv(x) * self.conv.output_channels", "return self.conv(x) * self.conv.features"),
+    ("return self.conv.kernel_shape", "return self.conv.kernel_size"),
+    # The call certainly ran before the branch that reads the size.
+    ("y = self.proj(x)\nif y.ndim:\n    return self.proj.input_size", f"    return {KERNEL}"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), EXACT, ids=[e[1] for e in EXACT])
+def test_exact_rewrite(body: str, expected: str) -> None:
+    out = _migrate(body)
+    assert expected in out
+    assert "TODO(flaxify)" not in out
+
+
+TODOS = [
+    # Before the call, or in the call's own arguments, or after a call that may not have run.
+    ("n = self.proj.input_size\nreturn self.proj(x) * n", "hk.Linear.input_size"),
+    ("return self.proj(x * self.proj.input_size)", "hk.Linear.input_size"),
+    ("if x.ndim:\n    x = self.proj(x)\nreturn self.proj.input_size", "hk.Linear.input_size"),
+    ("y = self.proj(x) if x.ndim else x\nreturn self.proj.input_size", "hk.Linear.input_size"),
+    ("return self.proj.module_name", "hk.Linear.module_name"),
+    ("return self.proj.params_dict()", "hk.Linear.params_dict"),
+    ("return self.proj.w_init", "hk.Linear.w_init"),
+    ("return self.conv.stride", "hk.ConvND.stride"),
+    ("self.proj.output_size = 3\nreturn x", "hk.Linear.output_size"),
+]
+
+
+@pytest.mark.parametrize(("body", "construct"), TODOS, ids=[t[0].splitlines()[0] for t in TODOS])
+def test_todo_keeps_the_read(body: str, construct: str) -> None:
+    out = _migrate(body)
+    assert f"# TODO(flaxify): {construct}: " in out
+    for line in textwrap.dedent(body).splitlines():
+        assert line.strip() in out  # the statement stays as written
+
+
+NOOPS = [
+    "return other.output_size",  # not provably a layer
+    "return self.proj.features",  # not a Haiku attribute
+    "return self.proj.name",  # Linen's name is Haiku's: flaxify passes it as name=
+]
+
+
+@pytest.mark.parametrize("body", NOOPS)
+def test_noop(body: str) -> None:
+    out = _migrate(body)
+    assert textwrap.dedent(body).strip() in out
+    assert "TODO(flaxify)" not in out
+
+
+def test_reassigned_attribute_is_not_a_layer() -> None:
+    source = TEMPLATE.format(body="        return self.proj.output_size").replace(
+        "self.conv = hk.Conv2D(4, 3)", "self.proj = hk.Linear(4)"
+    )
+    out = migrate_source(source.encode(), "head.py").source.decode()
+    assert "return self.proj.output_size" in out
+
+
+def test_local_layer_in_a_transformed_function() -> None:
+    source = textwrap.dedent(
+        """\
+        import haiku as hk
+
+
+        def forward(x):
+            lin = hk.Linear(3)
+            y = lin(x)
+            return y * lin.output_size + lin.input_size
+
+
+        net = hk.transform(forward)
+        """
+    )
+    out = migrate_source(source.encode(), "f.py").source.decode()
+    assert 'return y * lin.features + lin.get_variable("params", "kernel").shape[0]' in out
+
+
+def test_file_with_its_own_flax_layers_gets_todo_not_rewrite() -> None:
+    source = TEMPLATE.format(body="        return self.proj(x) / self.proj.output_size").replace(
+        "import haiku as hk\n", "import flax.linen as nn\nimport haiku as hk\n"
+    )
+    out = migrate_source(source.encode(), "head.py").source.decode()
+    assert "cannot prove self.proj is the layer it built from an hk.Linear" in out
+    assert "return self.proj(x) / self.proj.output_size" in out
+
+
+def test_second_run_changes_nothing() -> None:
+    once = _migrate("y = self.proj(x)\nreturn y / self.proj.output_size + self.proj.module_name.count('/')")
+    again = migrate_source(once.encode(), "head.py")
+    assert not again.changed
