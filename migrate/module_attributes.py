@@ -52,10 +52,9 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.codemod import CodemodContext
-
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, import_table
 from flaxify.migrate.layers_common import code, walk
+from libcst.codemod import CodemodContext
 
 #: Marks a Haiku attribute read flaxify rewrites by reading the kernel back (``input_size``).
 _READ_BACK = "read-back"
@@ -306,6 +305,9 @@ HELPERS: dict[str, Layer] = {
 _MAYBE_RUN = (cst.Lambda, cst.IfExp, cst.BooleanOperation, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
 
 
+_CLAUSES = (cst.If, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)
+
+
 def _events(node: cst.CSTNode, certain: bool = True) -> Iterator[tuple[str, cst.CSTNode, bool]]:
     """``("call", call, certain)`` after a call has run and ``("read", attribute, _)`` for each
     attribute read, in Python's evaluation order for one statement's expressions.
@@ -319,7 +321,8 @@ def _events(node: cst.CSTNode, certain: bool = True) -> Iterator[tuple[str, cst.
     maybe = isinstance(node, _MAYBE_RUN) or (isinstance(node, cst.Comparison) and len(node.comparisons) > 1)
     if isinstance(node, cst.Attribute):
         yield "read", node, certain
-    children = list(node.children)
+    # An elif, else, except or finally clause runs only on some paths: walked by _block.
+    children = [c for c in node.children if not isinstance(c, _CLAUSES)]
     if isinstance(node, cst.Assign):
         children = [node.value, *node.targets]
     for child in children:
@@ -352,18 +355,18 @@ def _statement(statement: cst.CSTNode, called: frozenset[str], found: set[int]) 
             current.add(code(node.func))  # type: ignore[attr-defined]
         elif kind == "read" and node.attr.value == "input_size" and code(node.value) in current:  # type: ignore[attr-defined]
             found.add(id(node))
-    for body in walk_blocks(statement):
+    for body in _blocks(statement):
         _block(body, frozenset(current), found)  # may not run (or run again): nothing it calls carries on
     return frozenset(current)
 
 
-def walk_blocks(statement: cst.CSTNode) -> Iterator[cst.BaseSuite]:
+def _blocks(statement: cst.CSTNode) -> Iterator[cst.BaseSuite]:
     """The statement blocks directly inside a compound statement (bodies, else, except, finally)."""
     for child in statement.children:
         if isinstance(child, cst.BaseSuite):
             yield child
-        elif isinstance(child, (cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.If, cst.MatchCase)):
-            yield from walk_blocks(child)
+        elif isinstance(child, _CLAUSES):
+            yield from _blocks(child)
 
 
 # -- which names are layers -----------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from flaxify.migrate import migrate_source
 
 TEMPLATE = """\
@@ -132,3 +131,8 @@ def test_second_run_changes_nothing() -> None:
     once = _migrate("y = self.proj(x)\nreturn y / self.proj.output_size + self.proj.module_name.count('/')")
     again = migrate_source(once.encode(), "head.py")
     assert not again.changed
+
+
+def test_elif_test_does_not_run_on_every_path() -> None:
+    out = _migrate("if x.ndim:\n    return x\nelif self.proj(x).ndim:\n    return x\nreturn self.proj.input_size")
+    assert "# TODO(flaxify): hk.Linear.input_size: " in out
