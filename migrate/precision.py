@@ -1,46 +1,76 @@
-"""``hk.mixed_precision.set_policy(hk.Linear, policy)`` -> ``dtype=`` / ``param_dtype=`` on the Dense layers.
+"""``hk.mixed_precision.set_policy(cls, policy)`` -> ``dtype=`` / ``param_dtype=`` and casts on the layers of ``cls``.
 
-Haiku's policy for a class (``haiku/_src/mixed_precision.py``) creates the
-class's parameters in ``param_dtype``, casts them and the floating inputs to
-``compute_dtype`` on every call, and casts the output to ``output_dtype``. For
-``hk.Linear`` that is what ``nn.Dense(dtype=compute, param_dtype=params)``
-does (``promote_dtype`` casts the input, kernel and bias to ``dtype``; the
-matmul and bias add then run in it), so when ``output == compute`` the layer is
-bit-identical (checked on CPU with bfloat16)::
+What Haiku does (``haiku/_src/mixed_precision.py``): ``set_policy`` installs a
+method interceptor that, for every method of a module whose *exact* class has
+a policy (subclasses do not inherit it), casts the floating array arguments to
+``compute_dtype``, creates every parameter built while the method runs in
+``param_dtype`` (a custom creator), casts every parameter and state value read
+to ``compute_dtype`` (a custom getter) and casts the result to
+``output_dtype``. Policies nest: the innermost module with a policy governs the
+parameters of the modules it builds, so a policy on ``hk.BatchNorm`` wins over
+one on a ``ResNet50`` around it. The Linen forms below were checked bit-exact
+on CPU with bfloat16 (``fixtures/migrate/precision``)::
 
-    hk.mixed_precision.set_policy(hk.Linear, jmp.get_policy("p=f32,c=bf16"))
-    ...
+    set_policy(hk.Linear, jmp.get_policy("p=f32,c=bf16"))          # also hk.Conv1D/2D/3D -> nn.Conv
     y = hk.Linear(8)(x)
     ->
     y = nn.Dense(8, ..., dtype=jnp.bfloat16, param_dtype=jnp.float32, name="linear")(x)
 
-The ``set_policy`` statement goes away (Linen has no per-class policy). Only a
-module-level call is rewritten (a call inside a function applies from the
-moment it runs), with a policy written as ``jmp.get_policy("...")`` or
-``jmp.Policy(param_dtype=..., compute_dtype=..., output_dtype=...)`` with
-literal dtypes. Left under a TODO saying why:
+``nn.Dense`` / ``nn.Conv`` cast the input, kernel and bias to ``dtype``
+(``promote_dtype``) and compute in it, as Haiku does. An output dtype that
+differs from compute becomes ``.astype(output)`` on the layer's call::
 
-* ``output != compute``: Linen layers return ``dtype``; every call site would
-  need ``.astype(output)``;
+    set_policy(hk.Linear, jmp.get_policy("p=f32,c=bf16,o=f32"))
+    y = nn.Dense(8, ..., dtype=jnp.bfloat16, param_dtype=jnp.float32, name="linear")(x).astype(jnp.float32)
+
+``hk.BatchNorm`` (the helper flaxify emits creates its parameters in the input
+dtype) with ``params == compute`` -- DeepMind's ImageNet keeps it in float32 --
+becomes casts at the call, and so does ``hk.LayerNorm`` with
+``params == compute == float32`` (``nn.LayerNorm`` on float32 input)::
+
+    set_policy(hk.BatchNorm, jmp.get_policy("p=f32,c=f32,o=bf16"))
+    y = BatchNorm(True, True, 0.9, name="batch_norm")(x.astype(jnp.float32), is_training).astype(jnp.bfloat16)
+
+A ``set_policy`` at module level, or an unconditional one at the top of a
+module-level function (``def main()`` setting policies before the model is
+built), is applied statically and removed. The function case assumes the
+function runs before the model (Haiku applies nothing until it does; the
+Flax layers now always carry the dtypes). The policy is a
+``jmp.get_policy("...")`` or ``jmp.Policy(...)`` call with literal dtypes, or a
+name bound once to one in the same scope (such an assignment in a function goes
+too once nothing else reads it). Left under a TODO saying why:
+
 * ``"half"``: jmp picks bfloat16 or float16 by backend at run time;
-* a policy on any other class: Linen norms reduce in float32 whatever ``dtype``
-  is (``force_float32_reductions``; 0.016 off for LayerNorm in bfloat16), and a
-  policy on a user module also casts its inputs/outputs and governs every layer
-  built inside it;
-* a file whose rewrite emits a helper (``hk.nets.MLP``, ``hk.LSTM``,
-  ``hk.MultiHeadAttention``, ...): Haiku's policy reaches the ``hk.Linear``
-  layers inside those too;
-* a file that builds no ``hk.Linear``: the policy is process-wide and governs
-  layers built in other files, which this file cannot annotate.
+* a policy on another class: on a module class of the file (Haiku casts every
+  method's inputs and outputs and governs every layer built inside, whose
+  exactness depends on the dtype reaching each layer), ``hk.ConvND`` (it and
+  ``hk.Conv1D/2D/3D`` all become ``nn.Conv``), other norms (Linen norms reduce
+  in float32 whatever ``dtype`` is: 0.016 off for LayerNorm in bfloat16);
+* ``hk.BatchNorm`` with ``params != compute`` (the helper has no
+  ``param_dtype``), ``hk.LayerNorm`` outside float32;
+* a layer of the class that is not called where it is built (bound to a name)
+  when a cast is needed, or a BatchNorm called with ``scale=`` / ``offset=``;
+* a file whose emitted helpers build the class's Flax layer (``hk.nets.MLP``,
+  ``hk.LSTM``, ``hk.MultiHeadAttention``, ...): Haiku's policy reaches those;
+* a file that builds no layer of the class: the policy is process-wide and
+  governs layers built in other files, which this file cannot annotate;
+* several policies on one class, a ``set_policy`` after other code in its
+  function, or one nested in ``if`` / ``with`` / loops / methods.
+
+Known limit: a Conv policy picks the ``nn.Conv`` layers by kernel rank; an
+``hk.ConvND`` of the same rank given its own ``name=`` is indistinguishable
+after the layer rewrite (one named ``conv_nd`` refuses the policy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
-from flaxify.migrate.layers_common import code, literal, walk
+from flaxify.migrate.layers import helper_class
+from flaxify.migrate.layers_common import code, haiku_name, literal, walk
 from libcst.codemod.visitors import RemoveImportsVisitor
 
 SET_POLICY = "haiku.mixed_precision.set_policy"
@@ -68,6 +98,32 @@ class Policy:
     output: str
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a Haiku class's layers stand in the migrated file, and how its policy is written on them.
+
+    ``flax`` is an ``nn`` attribute, or with ``helper`` the class flaxify emits;
+    ``rank`` picks ``nn.Conv`` layers by kernel rank; ``casts`` layers take the
+    policy as casts at the call (``compute`` pins the dtype that must hold).
+    """
+
+    flax: str
+    helper: bool = False
+    rank: int | None = None
+    casts: bool = False
+    compute: str | None = None
+
+
+TARGETS = {
+    "Linear": Target("Dense"),
+    "Conv1D": Target("Conv", rank=1),
+    "Conv2D": Target("Conv", rank=2),
+    "Conv3D": Target("Conv", rank=3),
+    "BatchNorm": Target("BatchNorm", helper=True, casts=True),
+    "LayerNorm": Target("LayerNorm", casts=True, compute="float32"),
+}
+
+
 def parse_policy_string(text: str) -> Policy | str:
     """``jmp.get_policy``'s grammar: params default to float32, compute follows params, output follows compute."""
     if "=" not in text:
@@ -84,10 +140,20 @@ def parse_policy_string(text: str) -> Policy | str:
     return Policy(param, compute, found.get("output", compute))
 
 
-class MixedPrecisionCommand(FlaxifyCommand):
-    """Applies module-level ``hk.Linear`` policies to the ``nn.Dense`` layers the earlier passes wrote."""
+@dataclass
+class _Found:
+    """One ``set_policy`` statement: the class it names (tail of ``hk.X``) and its policy, or why it stays."""
 
-    DESCRIPTION = "Turns hk.mixed_precision policies on hk.Linear into Dense dtype/param_dtype."
+    statement: cst.SimpleStatementLine
+    cls: str
+    policy: Policy | str
+    binding: cst.SimpleStatementLine | None = None  # `name = jmp.get_policy(...)` in a function, if named
+
+
+class MixedPrecisionCommand(FlaxifyCommand):
+    """Applies static ``hk.mixed_precision`` policies on Haiku layer classes to the Flax layers the earlier passes wrote."""
+
+    DESCRIPTION = "Turns hk.mixed_precision policies on Haiku layers into dtype/param_dtype and casts."
 
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:
@@ -95,52 +161,53 @@ class MixedPrecisionCommand(FlaxifyCommand):
 
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
-        self._policy: Policy | None = None
-        self._statement: int | None = None  # id of the set_policy statement to remove
-        self._reasons: dict[int, str] = {}  # id(module-level set_policy statement) -> why it stays
+        self._plans: dict[str, tuple[Target, Policy]] = {}  # class tail -> what to write
+        self._layers: dict[int, str] = {}  # id(layer construction call) -> class tail
+        self._remove: set[int] = set()  # ids of statements that go
+        self._reasons: dict[int, str] = {}  # id(set_policy statement) -> why it stays
 
+    # -- reading ------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
-        on_linear: list[tuple[cst.BaseStatement, Policy]] = []
-        for statement in node.body:
-            call = self._set_policy(statement)
-            if call is None or has_todo(statement):  # a marked one was decided by an earlier run
+        found = [f for body, where in _scopes(node) for f in self._policies(body, where)]
+        by_class: dict[str, list[_Found]] = {}
+        for item in found:
+            if isinstance(item.policy, str):
+                self._reasons[id(item.statement)] = item.policy
+            else:
+                by_class.setdefault(item.cls, []).append(item)
+        for cls, items in by_class.items():
+            if len(items) > 1:
+                for item in items:
+                    self._reasons[id(item.statement)] = f"several policies on hk.{cls} (the last one run wins in Haiku): keep one"
                 continue
-            found = self._read(call)
-            if isinstance(found, str):
-                self._reasons[id(statement)] = found
-            else:
-                on_linear.append((statement, found))
-        if len(on_linear) > 1:
-            for statement, _ in on_linear:
-                self._reasons[id(statement)] = "several policies on hk.Linear (the last one run wins in Haiku): keep one"
-            return
-        if on_linear:
-            statement, found = on_linear[0]
-            reason = self._unsafe(node, found)
-            if reason is None:
-                self._policy, self._statement = found, id(statement)
-            else:
-                self._reasons[id(statement)] = reason
+            assert isinstance(items[0].policy, Policy)
+            reason = self._plan(node, cls, items[0].policy)
+            if reason is not None:
+                self._reasons[id(items[0].statement)] = reason
+                continue
+            self._remove.add(id(items[0].statement))
+            if items[0].binding is not None:
+                self._remove.add(id(items[0].binding))
+        self._keep_read_bindings(node, found)
 
-    def _unsafe(self, node: cst.Module, found: Policy) -> str | None:
-        """Why an hk.Linear policy cannot be applied to this file's Dense layers, if it cannot."""
-        if found.output != found.compute:
-            return (
-                f"output dtype {found.output} differs from compute dtype {found.compute}: nn.Dense(dtype="
-                f"{found.compute}) returns {found.compute}, so cast each layer's output with .astype(jnp.{found.output})"
-            )
-        if self.state.helper_classes:
-            return (
-                "this file also uses Haiku modules built from hk.Linear (emitted helpers: "
-                + ", ".join(sorted(q.rsplit(".", 1)[-1] for q in self.state.helper_classes))
-                + "), which the policy governs too: set dtype=/param_dtype= on their Dense layers by hand"
-            )
-        if not any(isinstance(n, cst.Call) and code(n.func) == f"{self.state.nn}.Dense" for n in walk(node)):
-            return (
-                "this file builds no hk.Linear, and Haiku's policy is process-wide: set dtype=/param_dtype= on the"
-                " nn.Dense layers of the files that build them"
-            )
-        return None
+    def _policies(self, body: Sequence[cst.BaseStatement], where: str | None) -> Iterator[_Found]:
+        """The ``set_policy`` statements directly in ``body`` (a module, or function ``where``)."""
+        ran_code = False
+        for statement in body:
+            call = self._set_policy(statement)
+            if call is None:
+                ran_code = ran_code or (where is not None and not _is_inert(statement, self))
+                continue
+            if has_todo(statement):  # decided by an earlier run
+                continue
+            assert isinstance(statement, cst.SimpleStatementLine)
+            cls, policy, binding = self._read(call, body, statement, where)
+            if ran_code and not isinstance(policy, str):
+                policy = (
+                    f"it runs after other code in {where}(), which may build or apply a model before the policy is set:"
+                    " move the set_policy calls to the top of the function"
+                )
+            yield _Found(statement, cls, policy, binding)
 
     def _set_policy(self, stmt: cst.CSTNode) -> cst.Call | None:
         if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Expr):
@@ -150,18 +217,39 @@ class MixedPrecisionCommand(FlaxifyCommand):
             return call
         return None
 
-    def _read(self, call: cst.Call) -> Policy | str:
-        """The policy of ``set_policy(hk.Linear, policy)``, or why it is not rewritten."""
+    def _read(
+        self, call: cst.Call, body: Sequence[cst.BaseStatement], at: cst.BaseStatement, where: str | None
+    ) -> tuple[str, Policy | str, cst.SimpleStatementLine | None]:
+        """The class, policy and (in a function) the policy's binding of ``set_policy(cls, policy)``, or why it stays."""
         args = [a for a in call.args if a.keyword is None and not a.star]
         if len(args) != 2 or len(call.args) != 2:
-            return "set_policy(cls, policy) with two positional arguments is rewritten"
-        if self.haiku_name(args[0].value) != "haiku.Linear":
+            return "", "set_policy(cls, policy) with two positional arguments is rewritten", None
+        cls = haiku_name(self.haiku_name(args[0].value)) or ""
+        if cls not in TARGETS:
+            return cls, self._other_class(args[0].value), None
+        value, binding = args[1].value, None
+        if isinstance(value, cst.Name):
+            value, binding = _binding(body, at, value.value)
+            if value is None:
+                return cls, f"the policy {code(args[1].value)} is not bound once, before this call, to a jmp policy call", None
+        return cls, self._policy(value), binding if where is not None else None
+
+    def _other_class(self, cls: cst.BaseExpression) -> str:
+        spelled = code(cls)
+        if spelled in self.state.module_classes:
             return (
-                f"a policy on {code(args[0].value)}: only hk.Linear maps exactly (nn.Dense(dtype=compute, param_dtype=params));"
-                " Linen norms reduce in float32 whatever dtype is, and a policy on a user module also casts its inputs and"
-                " outputs and governs every layer inside it: set dtype=/param_dtype= on each layer and cast inputs/outputs by hand"
+                f"a policy on {spelled}, a module class of this file: Haiku casts the floating array inputs of each of its"
+                " methods to compute and the results to output dtype, and creates and reads every parameter built inside"
+                " in param/compute dtype; Linen has no per-module policy: cast inputs/outputs and set dtype=/param_dtype="
+                " on the layers inside by hand (exact only where each layer receives compute-dtype inputs)"
             )
-        policy = args[1].value
+        return (
+            f"a policy on {spelled}: hk.Linear, hk.Conv1D/2D/3D, hk.BatchNorm (params == compute) and hk.LayerNorm"
+            " (float32) map exactly; Linen norms reduce in float32 whatever dtype is, and hk.ConvND shares nn.Conv with"
+            " Conv1D/2D/3D: set dtype=/param_dtype= on each layer and cast inputs/outputs by hand"
+        )
+
+    def _policy(self, policy: cst.BaseExpression) -> Policy | str:
         if not isinstance(policy, cst.Call) or not isinstance(policy.func, (cst.Name, cst.Attribute)):
             return "the policy is not a jmp.get_policy(...) / jmp.Policy(...) call"
         spelled = self.resolve_spelling(policy.func)
@@ -185,35 +273,250 @@ class MixedPrecisionCommand(FlaxifyCommand):
             return "jmp.Policy(...) needs param_dtype, compute_dtype and output_dtype"
         return Policy(values["param_dtype"], values["compute_dtype"], values["output_dtype"])
 
+    def _keep_read_bindings(self, node: cst.Module, found: list[_Found]) -> None:
+        """A removed policy binding stays when anything but a removed set_policy still reads its name."""
+        for item in found:
+            if item.binding is None or id(item.binding) not in self._remove:
+                continue
+            name = _bound_name(item.binding)
+            readers = [s for s in _function_statements(node, item.binding) if s is not item.binding and _reads(s, name)]
+            if any(id(s) not in self._remove for s in readers):
+                self._remove.discard(id(item.binding))
+
+    # -- deciding -----------------------------------------------------------------
+    def _plan(self, node: cst.Module, cls: str, policy: Policy) -> str | None:
+        """Records the layers ``policy`` on ``hk.<cls>`` rewrites, or says why it cannot."""
+        target = TARGETS[cls]
+        reason = self._unsupported_policy(cls, target, policy) or self._helpers_reach(cls, target)
+        if reason is not None:
+            return reason
+        called = {id(n.func): n for n in walk(node) if isinstance(n, cst.Call)}
+        layers: list[cst.Call] = []
+        for n in walk(node):
+            if isinstance(n, cst.Call) and self._is_flax(n, target):
+                if target.rank is not None and (rank := _kernel_rank(n)) != target.rank:
+                    if rank is None:
+                        return f"an nn.Conv here has no literal kernel size: which ones came from hk.{cls} is unknown"
+                    continue
+                if target.rank is not None and (_named(n, ("conv_nd", "depthwise")) or _has_keyword(n, "feature_group_count")):
+                    return (
+                        f"an nn.Conv of rank {target.rank} here may come from hk.ConvND or a depthwise conv, which"
+                        f" hk.{cls}'s policy does not govern: set dtype=/param_dtype= on the hk.{cls} layers by hand"
+                    )
+                if (target.casts or policy.output != policy.compute) and (why := _uncastable(n, called.get(id(n)), target)):
+                    return why
+                layers.append(n)
+        if not layers:
+            flax = target.flax if target.helper else f"nn.{target.flax}"
+            return (
+                f"this file builds no hk.{cls}, and Haiku's policy is process-wide: set dtype=/param_dtype= on the"
+                f" {flax} layers of the files that build them"
+            )
+        self._plans[cls] = (target, policy)
+        self._layers.update((id(n), cls) for n in layers)
+        return None
+
+    @staticmethod
+    def _unsupported_policy(cls: str, target: Target, policy: Policy) -> str | None:
+        if target.compute is not None and policy.compute != target.compute:
+            return f"compute {policy.compute}: Linen's {cls} reduces in float32 whatever dtype is (only a float32 policy maps exactly)"
+        if target.casts and policy.param != policy.compute:
+            return (
+                f"params {policy.param} differ from compute {policy.compute}: the policy becomes casts around the Flax"
+                f" {cls} call, whose parameters then take the compute dtype"
+            )
+        return None
+
+    def _helpers_reach(self, cls: str, target: Target) -> str | None:
+        """Emitted helpers that build the class's Flax layer: Haiku's policy governs the layers inside them too."""
+        needle = target.flax + "(" if target.helper else f"{self.state.nn}.{target.flax}"
+        reached = []
+        for qualname in sorted(self.state.helper_classes):
+            found = helper_class(qualname, nn=self.state.nn, jnp=self.state.jnp)
+            if found is not None and found[0] != target.flax and needle in found[1]:
+                reached.append(found[0])
+        if not reached:
+            return None
+        return (
+            f"this file also uses Haiku modules built from hk.{cls} (emitted helpers: " + ", ".join(reached) + "), which the"
+            f" policy governs too: set dtype=/param_dtype= on their layers by hand"
+        )
+
+    def _is_flax(self, call: cst.Call, target: Target) -> bool:
+        if target.helper:
+            return (
+                isinstance(call.func, cst.Name)
+                and call.func.value == target.flax
+                and f"haiku.{target.flax}" in self.state.helper_classes
+                and target.flax not in self.state.user_names
+            )
+        return code(call.func) == f"{self.state.nn}.{target.flax}"
+
     # -- rewriting ----------------------------------------------------------------
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        if self._policy is None or code(updated_node.func) != f"{self.state.nn}.Dense":
+        cls = self._layers.get(id(original_node))
+        if cls is not None and not self._plans[cls][0].casts:
+            updated_node = self._with_dtypes(updated_node, self._plans[cls][1])
+        cls = self._layers.get(id(original_node.func))
+        if cls is None:
             return updated_node
-        if any(a.keyword is not None and a.keyword.value in ("dtype", "param_dtype") for a in updated_node.args):
-            return updated_node
+        target, policy = self._plans[cls]
+        if target.casts:  # Haiku casts the floating input; Flax creates the parameters in its dtype
+            self.need_jnp()
+            first = updated_node.args[0].with_changes(value=_cast(updated_node.args[0].value, self._dtype(policy.compute)))
+            updated_node = updated_node.with_changes(args=[first, *updated_node.args[1:]])
+        if policy.output != policy.compute:
+            self.need_jnp()
+            return _cast(updated_node, self._dtype(policy.output))
+        return updated_node
+
+    def _with_dtypes(self, call: cst.Call, policy: Policy) -> cst.Call:
+        if any(a.keyword is not None and a.keyword.value in ("dtype", "param_dtype") for a in call.args):
+            return call
         self.need_jnp()
-        jnp = self.state.jnp
-        extra = [_keyword("dtype", f"{jnp}.{self._policy.compute}"), _keyword("param_dtype", f"{jnp}.{self._policy.param}")]
-        args = list(updated_node.args)
+        extra = [_keyword("dtype", self._dtype(policy.compute)), _keyword("param_dtype", self._dtype(policy.param))]
+        args = list(call.args)
         at = next((i for i, a in enumerate(args) if a.keyword is not None and a.keyword.value == "name"), len(args))
         if at == len(args) and args:
             args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
         for offset, arg in enumerate(extra):
             last = at + offset == len(args)
             args.insert(at + offset, arg if last else arg.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
-        return updated_node.with_changes(args=args)
+        return call.with_changes(args=args)
+
+    def _dtype(self, name: str) -> str:
+        return f"{self.state.jnp}.{name}"
 
     def leave_SimpleStatementLine(self, original_node, updated_node):  # type: ignore[no-untyped-def]
-        if id(original_node) == self._statement:
+        if id(original_node) in self._remove:
             return cst.RemoveFromParent()
         if id(original_node) in self._reasons:
             self.todo("hk.mixed_precision.set_policy", self._reasons[id(original_node)])
         return updated_node
 
+    def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
+        # A function that only set policies keeps a body.
+        if isinstance(updated_node.body, cst.IndentedBlock) and not updated_node.body.body:
+            return updated_node.with_changes(body=updated_node.body.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])]))
+        return updated_node
+
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        if self._policy is not None:
+        if self._remove:
             RemoveImportsVisitor.remove_unused_import(self.context, "jmp")
         return updated_node
+
+
+# -- statements -------------------------------------------------------------------
+def _scopes(node: cst.Module) -> Iterator[tuple[Sequence[cst.BaseStatement], str | None]]:
+    """The module body, then each module-level function's body (with its name)."""
+    yield node.body, None
+    for statement in node.body:
+        if isinstance(statement, cst.FunctionDef) and isinstance(statement.body, cst.IndentedBlock):
+            yield statement.body.body, statement.name.value
+
+
+def _function_statements(node: cst.Module, statement: cst.BaseStatement) -> Sequence[cst.BaseStatement]:
+    """Every statement of the module-level function whose body holds ``statement``."""
+    for body, where in _scopes(node):
+        if where is not None and any(s is statement for s in body):
+            return [s for top in body for s in walk(top) if isinstance(s, (cst.SimpleStatementLine, cst.BaseCompoundStatement))]
+    return ()
+
+
+def _is_inert(statement: cst.BaseStatement, command: MixedPrecisionCommand) -> bool:
+    """A docstring, ``del``/``pass``, or ``name = <jmp policy call>``: nothing that could build or apply a model."""
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return False
+    for small in statement.body:
+        if isinstance(small, (cst.Del, cst.Pass)) or (isinstance(small, cst.Expr) and isinstance(small.value, cst.SimpleString)):
+            continue
+        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and isinstance(small.value.func, (cst.Name, cst.Attribute)):
+            if command.resolve_spelling(small.value.func) in ("jmp.get_policy", "jmp.Policy"):
+                continue
+        return False
+    return True
+
+
+def _binding(
+    body: Sequence[cst.BaseStatement], at: cst.BaseStatement, name: str
+) -> tuple[cst.BaseExpression | None, cst.SimpleStatementLine | None]:
+    """The value of the one ``name = value`` before ``at`` in ``body``, when nothing else there binds ``name``."""
+    bindings = [s for s in body if _binds(s, name)]
+    if len(bindings) != 1 or not isinstance(statement := bindings[0], cst.SimpleStatementLine):
+        return None, None
+    if list(body).index(statement) > list(body).index(at) or _bound_name(statement) != name:
+        return None, None
+    small = statement.body[0]
+    assert isinstance(small, cst.Assign)
+    return small.value, statement
+
+
+def _binds(statement: cst.BaseStatement, name: str) -> bool:
+    """True when ``statement`` (or anything in it) assigns, deletes or imports ``name``."""
+    for node in walk(statement):
+        targets: list[cst.CSTNode] = []
+        if isinstance(node, cst.AssignTarget):
+            targets = [node.target]
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For, cst.NamedExpr)):
+            targets = [node.target]
+        elif isinstance(node, cst.AsName):
+            targets = [node.name]
+        elif isinstance(node, (cst.Global, cst.Nonlocal)):
+            targets = [n.name for n in node.names]
+        if any(isinstance(t, cst.Name) and t.value == name for target in targets for t in walk(target)):
+            return True
+    return False
+
+
+def _bound_name(statement: cst.SimpleStatementLine) -> str | None:
+    """``name`` of a one-target ``name = value`` statement."""
+    small = statement.body[0] if len(statement.body) == 1 else None
+    if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+        return small.targets[0].target.value
+    return None
+
+
+def _reads(statement: cst.BaseStatement, name: str | None) -> bool:
+    return any(isinstance(n, cst.Name) and n.value == name for n in walk(statement))
+
+
+# -- layers -----------------------------------------------------------------------
+def _kernel_rank(call: cst.Call) -> int | None:
+    """Length of ``nn.Conv``'s literal kernel-size tuple (second positional or ``kernel_size=``)."""
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    arg = next((a for a in call.args if a.keyword is not None and a.keyword.value == "kernel_size"), None)
+    value = literal(arg.value if arg is not None else positional[1].value if len(positional) > 1 else None)
+    return len(value) if isinstance(value, tuple) else None
+
+
+def _has_keyword(call: cst.Call, keyword: str) -> bool:
+    return any(a.keyword is not None and a.keyword.value == keyword for a in call.args)
+
+
+def _named(call: cst.Call, prefix: str | tuple[str, ...]) -> bool:
+    name = next((literal(a.value) for a in call.args if a.keyword is not None and a.keyword.value == "name"), None)
+    return isinstance(name, str) and name.startswith(prefix)
+
+
+def _uncastable(layer: cst.Call, use: cst.Call | None, target: Target) -> str | None:
+    """Why the casts of a policy cannot go on the call of ``layer``, if they cannot."""
+    if use is None:
+        return (
+            f"a {target.flax} layer is bound to a name instead of called where it is built ({code(layer)[:60]}...): cast"
+            " its inputs and outputs where it is called by hand"
+        )
+    if target.casts and (not use.args or use.args[0].keyword is not None or use.args[0].star):
+        return f"a {target.flax} layer is called without a positional input: cast it by hand"
+    if target.casts and any(a.star or (a.keyword is not None and a.keyword.value in ("scale", "offset")) for a in use.args):
+        return f"a {target.flax} layer is called with scale/offset (Haiku casts them too): cast them by hand"
+    return None
+
+
+def _cast(value: cst.BaseExpression, dtype: str) -> cst.Call:
+    """``value.astype(dtype)``, parenthesising ``value`` where ``.`` would bind tighter."""
+    if not isinstance(value, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) or value.lpar:
+        value = value if value.lpar else value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return cst.Call(cst.Attribute(value, cst.Name("astype")), [cst.Arg(cst.parse_expression(dtype))])
 
 
 def _keyword(name: str, value: str) -> cst.Arg:

@@ -223,9 +223,9 @@ def test_linear_policies_become_dense_dtypes(policy: str, fragment: str) -> None
 
 
 POLICY_TODOS = [
-    (_policy_program('jmp.get_policy("p=f32,c=bf16,o=f32")'), "differs from compute dtype"),
+    (_policy_program('jmp.get_policy("p=f32,c=bf16,o=f32")', layers="(lin := hk.Linear(4))(x)"), "bound to a name"),
     (_policy_program('jmp.get_policy("half")'), "backend-dependent"),
-    (_policy_program('jmp.get_policy("c=bf16")', cls="hk.LayerNorm", layers="hk.LayerNorm(-1, True, True)(x)"), "only hk.Linear maps exactly"),
+    (_policy_program('jmp.get_policy("c=bf16")', cls="hk.LayerNorm", layers="hk.LayerNorm(-1, True, True)(x)"), "reduces in float32"),
     (_policy_program('jmp.get_policy("c=bf16")', layers="hk.nets.MLP([4, 4])(x)"), "emitted helpers: MLP"),
     (_policy_program('jmp.get_policy("c=bf16")', layers="x * 2.0"), "builds no hk.Linear"),
 ]
@@ -313,7 +313,7 @@ def test_scoping_apis_stay_todo_with_the_recipe(source: str, construct: str, fra
 
 def test_a_linear_policy_applies_next_to_a_policy_that_stays_todo() -> None:
     source = _policy_program('jmp.get_policy("c=bf16")', layers="hk.LayerNorm(-1, True, True)(hk.Linear(4)(x))").replace(
-        "\n\n\nclass M", '\nhk.mixed_precision.set_policy(hk.LayerNorm, jmp.get_policy("f32"))\n\n\nclass M'
+        "\n\n\nclass M", '\nhk.mixed_precision.set_policy(hk.LayerNorm, jmp.get_policy("bf16"))\n\n\nclass M'
     )
     out, todos = _migrate(source)
     assert todos == ["hk.mixed_precision.set_policy"]
