@@ -97,9 +97,11 @@ APIS = {
     "custom_creator": "a creator changing dtype or init before creation (next_creator(shape, dtype, init)) has no Linen hook: pass param_dtype= / the initializer to the layers built in the block; one transforming the created value is nn.map_variables(Cls, 'params', trans_out_fn=fn, init=True) on each module class (fn maps a module's whole dict)",
     "intercept_methods": "with nn.intercept_methods(interceptor): around init/apply; the interceptor gets (next_fun, args, kwargs, context) with context.module / method_name / orig_method as Haiku's MethodContext, but Flax also calls it for setup() and every method of Flax's own layers (nn.Dense, ...), whose names and arguments differ from Haiku's",
     "mixed_precision.set_policy": (
-        "only a module-level set_policy(hk.Linear, jmp policy with output == compute) is rewritten (dtype=/param_dtype= on"
-        " nn.Dense, precision.py); Flax has no per-class policy: set dtype= (compute) and param_dtype= on each layer and"
-        " cast inputs/outputs by hand (Linen norms still reduce in float32)"
+        "only set_policy at module level or at the top of a module-level function, on hk.Linear / hk.Conv1D/2D/3D"
+        " (dtype=/param_dtype=, .astype(output) on the call), hk.BatchNorm (params == compute) or hk.LayerNorm (float32)"
+        " (casts around the call), with a literal jmp policy, is rewritten (precision.py); Flax has no per-class policy:"
+        " set dtype= (compute) and param_dtype= on each layer and cast inputs/outputs by hand (Linen norms still reduce"
+        " in float32)"
     ),
     "mixed_precision.push_policy": "Flax has no policy stack: set dtype=/param_dtype= on the layers and cast outputs by hand",
     "mixed_precision.current_policy": "Flax has no policy: read the layer's dtype/param_dtype fields",
