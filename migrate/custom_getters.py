@@ -126,6 +126,11 @@ class CustomGettersCommand(FlaxifyCommand):
         arg = call.args[0]
         if arg.keyword is not None or arg.star or not isinstance(arg.value, cst.Name) or arg.value.value not in self._casts:
             return None
+        wrapped = self._block_layers(node, after)
+        return None if wrapped is None else (self._casts[arg.value.value], wrapped)
+
+    def _block_layers(self, node: cst.With, after: list[cst.BaseStatement]) -> set[int] | None:
+        """Ids of the layer constructions of the block, when they are all its modules and none is used after it."""
         wrapped: set[int] = set()
         bound: set[str] = set()  # names holding a layer built in the block
         for sub in walk(node.body):
@@ -143,7 +148,7 @@ class CustomGettersCommand(FlaxifyCommand):
         later = {n.value for stmt in after for n in walk(stmt) if isinstance(n, cst.Name)}
         if not wrapped or bound & later:
             return None
-        return self._casts[arg.value.value], wrapped
+        return wrapped
 
     def _builds(self, call: cst.Call) -> bool:
         """A Linen layer (``nn.X(...)``, capitalised) or a module class of this file being constructed."""

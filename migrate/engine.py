@@ -47,6 +47,7 @@ from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
 from flaxify.migrate.bindings import initializer_names
 from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, import_table, user_defined_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
+from flaxify.migrate.custom_creators import CustomCreatorsCommand
 from flaxify.migrate.custom_getters import CustomGettersCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.imports import tidy_imports
@@ -69,6 +70,7 @@ PIPELINE = (
     RewriteInitApplyCommand,
     MixedPrecisionCommand,
     CustomGettersCommand,
+    CustomCreatorsCommand,
     NameScopesCommand,
     ParamsLayoutCommand,
     MarkLeftoversCommand,

@@ -1,0 +1,178 @@
+"""``with hk.custom_creator(c):`` fixing the initial values -> ``nn.map_variables`` storing those values.
+
+Haiku runs a custom creator when a parameter is *created* inside the ``with``
+block (``haiku/_src/base.py::custom_creator``): it sees ``(next_creator, shape,
+dtype, init, context)`` and usually swaps the initializer::
+
+    def zeros_creator(next_creator, shape, dtype, init, context):
+        return next_creator(shape, dtype, jnp.zeros)
+
+    with hk.custom_creator(zeros_creator):
+        logits = hk.Linear(4, name="logits")(h)
+    ->
+    logits = nn.map_variables(
+        nn.Dense, "params", trans_out_fn=lambda vs: jax.tree.map(jnp.zeros_like, vs), init=True
+    )(4, ..., name="logits")(h)
+
+With ``init=True``, ``nn.map_variables`` stores what ``trans_out_fn`` makes of
+the parameters the layer creates at init, so the stored values are exactly
+Haiku's: ``jnp.zeros`` / ``jnp.ones`` (or ``np.``) become ``zeros_like`` /
+``ones_like``, ``hk.initializers.Constant(c)`` fills each leaf with
+``jnp.asarray(c)`` cast to its dtype, as Haiku's ``Constant`` does. ``apply``
+reads the stored (or converted) values untouched: ``trans_in_fn`` is the
+identity and parameters are not written outside init. Names stay Haiku's (a
+creator adds no scope). The layer still draws its own initial values first
+(Linen's init needs them to run the layer); Haiku skips that draw, which only
+moves which key later Haiku initializers get, never a value the block stores.
+
+Rewritten only when the creator is a module-level ``def c(next_creator, shape,
+dtype, init, context)`` (or a ``lambda`` of five parameters in the ``with``)
+that returns ``next_creator(shape, dtype, X)`` for one of those constant
+initializers (possibly through one ``name = X`` first), the ``with`` has one
+item, no ``as``, no ``params=``/``state=``, and its block builds the layers it
+calls and does not use them after it (as for ``custom_getters.py``: Haiku's
+creator reaches every parameter first created in the block, which then is
+exactly the parameters of the layers built there). Creators that change the
+dtype, call the initializer themselves, or read ``context`` (``full_name``,
+``module_name``) keep the TODO ``leftovers.py`` writes.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from flaxify.migrate.custom_getters import CustomGettersCommand
+from flaxify.migrate.layers_common import code, literal, walk
+from flaxify.migrate.rewrite import JAX_IMPORT
+from flaxify.migrate.base import MigrationState
+
+CREATORS = frozenset({"haiku.custom_creator", "haiku.experimental.custom_creator"})
+# Array constructors whose result does not depend on a key: (qualified name, jnp twin for one leaf).
+_FILLS = {
+    "jax.numpy.zeros": "zeros_like",
+    "numpy.zeros": "zeros_like",
+    "jax.numpy.ones": "ones_like",
+    "numpy.ones": "ones_like",
+}
+
+
+class CustomCreatorsCommand(CustomGettersCommand):
+    """Unwraps ``with hk.custom_creator(c):`` blocks whose creator only fixes the initial values."""
+
+    DESCRIPTION = "Turns hk.custom_creator constant initializers into nn.map_variables on the layers of the block."
+
+    @classmethod
+    def wanted(cls, source: bytes, state: MigrationState) -> bool:
+        return b"custom_creator" in source
+
+    def __init__(self, context):  # type: ignore[no-untyped-def]
+        super().__init__(context)
+        self._fills: dict[str, str] = {}  # module-level creator def -> per-leaf fill function
+        self._creator_plans: dict[int, tuple[str, set[int]]] = {}  # id(With) -> (fill, constructions to wrap)
+
+    def visit_Module(self, node: cst.Module) -> None:
+        for stmt in node.body:
+            if isinstance(stmt, cst.FunctionDef) and (fill := self._creator_def(stmt)) is not None:
+                self._fills[stmt.name.value] = fill
+
+    # -- analysis -------------------------------------------------------------------
+    def _creator_def(self, node: cst.FunctionDef) -> str | None:
+        """The fill of ``def c(next_creator, shape, dtype, init, context): [init = X]; return next_creator(shape, dtype, X)``."""
+        if node.decorators or not isinstance(node.body, cst.IndentedBlock) or not _five_plain(node.params):
+            return None
+        smalls: list[cst.BaseSmallStatement] = []
+        for stmt in node.body.body:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                return None
+            smalls += stmt.body
+        if not smalls or not isinstance(smalls[-1], cst.Return) or smalls[-1].value is None or len(smalls) > 2:
+            return None
+        names = {}
+        if len(smalls) == 2:
+            first = smalls[0]
+            if not (isinstance(first, cst.Assign) and len(first.targets) == 1 and isinstance(first.targets[0].target, cst.Name)):
+                return None
+            if first.targets[0].target.value in {p.name.value for p in node.params.params[:3]}:
+                return None  # rebinds next_creator, shape or dtype
+            names[first.targets[0].target.value] = first.value
+        return self._fill(node.params, smalls[-1].value, names)
+
+    def _fill(self, params: cst.Parameters, result: cst.BaseExpression, names: dict[str, cst.BaseExpression]) -> str | None:
+        """The fill when ``result`` is ``next_creator(shape, dtype, X)`` with ``X`` a constant initializer."""
+        nxt, shape, dtype = (p.name.value for p in params.params[:3])
+        if not isinstance(result, cst.Call) or code(result.func) != nxt or len(result.args) != 3:
+            return None
+        if any(a.keyword is not None or a.star for a in result.args):
+            return None
+        if code(result.args[0].value) != shape or code(result.args[1].value) != dtype:
+            return None
+        init = result.args[2].value
+        if isinstance(init, cst.Name) and init.value in names:
+            init = names[init.value]
+        used = {n.value for n in walk(init) if isinstance(n, cst.Name)}
+        if used & {p.name.value for p in params.params}:
+            return None  # reads the creator's own arguments (context, the original init, ...)
+        return self._constant(init)
+
+    def _constant(self, init: cst.BaseExpression) -> str | None:
+        """``jnp.zeros_like`` for ``jnp.zeros``; a lambda filling with ``c`` for ``Constant(c)``; else None."""
+        jnp = self.state.jnp
+        if isinstance(init, (cst.Name, cst.Attribute)):
+            spelled = self.resolve_spelling(init)
+            return f"{jnp}.{_FILLS[spelled]}" if spelled in _FILLS else None
+        if not isinstance(init, cst.Call) or len(init.args) != 1 or init.args[0].keyword is not None or init.args[0].star:
+            return None
+        value = literal(init.args[0].value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        # hk.initializers.Constant before the expressions pass, nn.initializers.constant after it.
+        func = code(init.func)
+        spelled = self.resolve_spelling(init.func) if isinstance(init.func, (cst.Name, cst.Attribute)) else None
+        if spelled != "haiku.initializers.Constant" and func != f"{self.state.nn}.initializers.constant":
+            return None
+        # Haiku's Constant casts jnp.asarray(c) to the dtype (not c itself): the same rounding.
+        return f"lambda v: {jnp}.full_like(v, {jnp}.asarray({code(init.args[0].value)}))"
+
+    def _plan(self, node: cst.With, after: list[cst.BaseStatement]):  # type: ignore[no-untyped-def,override]
+        if len(node.items) != 1 or node.items[0].asname is not None or node.asynchronous:
+            return None
+        call = node.items[0].item
+        if not isinstance(call, cst.Call) or self.haiku_name(call.func) not in CREATORS or len(call.args) != 1:
+            return None
+        arg = call.args[0]
+        if arg.keyword is not None or arg.star:
+            return None
+        fill = None
+        if isinstance(arg.value, cst.Name):
+            fill = self._fills.get(arg.value.value)
+        elif isinstance(arg.value, cst.Lambda) and _five_plain(arg.value.params):
+            fill = self._fill(arg.value.params, arg.value.body, {})
+        wrapped = self._block_layers(node, after) if fill is not None else None
+        if wrapped is None:
+            return None
+        self._creator_plans[id(node)] = (fill, wrapped)
+        return None  # nothing for the getter pass's own plans
+
+    # -- rewriting -------------------------------------------------------------------
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        for fill, wrapped in self._creator_plans.values():
+            if id(original_node) in wrapped:
+                self.need_import(JAX_IMPORT)
+                self.need_jnp()
+                store = f"lambda vs: jax.tree.map({fill}, vs)"
+                lifted = f'{self.state.nn}.map_variables({code(updated_node.func)}, "params", trans_out_fn={store}, init=True)'
+                return updated_node.with_changes(func=cst.parse_expression(lifted))
+        return updated_node
+
+    def leave_With(self, original_node: cst.With, updated_node: cst.With):  # type: ignore[no-untyped-def]
+        if id(original_node) not in self._creator_plans or not isinstance(updated_node.body, cst.IndentedBlock):
+            return updated_node
+        body = list(updated_node.body.body)
+        body[0] = body[0].with_changes(leading_lines=[*updated_node.leading_lines, *body[0].leading_lines])
+        return cst.FlattenSentinel(body)
+
+
+def _five_plain(params: cst.Parameters) -> bool:
+    """``(next_creator, shape, dtype, init, context)``: five plain positional parameters."""
+    extra = isinstance(params.star_arg, cst.Param) or params.kwonly_params or params.star_kwarg or params.posonly_params
+    return len(params.params) == 5 and not extra and all(p.default is None for p in params.params)
