@@ -203,6 +203,8 @@ LINEN: dict[str, Layer] = {
     "RMSNorm": _layer(
         "hk.RMSNorm", "nn.RMSNorm", renamed={"eps": "{r}.epsilon", "create_scale": "{r}.use_scale"}, todo=_NORM_TODO
     ),
+    # Haiku keeps tuple(layers); nn.Sequential keeps the list flaxify passed (of the migrated layers).
+    "Sequential": _layer("hk.Sequential", "nn.Sequential", renamed={"layers": "tuple({r}.layers)"}),
     "Embed": _layer(
         "hk.Embed",
         "nn.Embed",
