@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 import libcst.matchers as m
@@ -400,22 +400,28 @@ def _bound_names(target: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
 
 @dataclass(frozen=True)
 class Bound:
-    """A name or ``self.x`` bound once to ``call``, a construction of ``layer``.
+    """A name or ``self.x`` bound once to a layer (or, ``collection``, to a list or tuple of them).
 
-    ``certain`` is False for a Linen layer in a file that also builds its own
-    Linen layers: it may not be one flaxify built from a Haiku layer.
+    ``calls`` are the constructions of ``layer``. ``certain`` is False for a
+    Linen layer in a file that also builds its own Linen layers: it may not be
+    one flaxify built from a Haiku layer.
     """
 
     layer: Layer
-    call: cst.Call
+    calls: tuple[cst.Call, ...]
     certain: bool = True
+    collection: bool = False
 
     def template(self, attribute: str) -> str | None:
         """The rewrite of ``attribute`` (None: a TODO), honouring ``tuple_only``."""
         template = self.layer.attributes[attribute]
-        if attribute in self.layer.tuple_only and not isinstance(_argument(self.call, *self.layer.tuple_only[attribute]), cst.Tuple):
+        keyword, position = self.layer.tuple_only.get(attribute, ("", -1))
+        if keyword and not all(isinstance(_argument(call, keyword, position), cst.Tuple) for call in self.calls):
             return None
         return template
+
+    def item(self) -> Bound:
+        return replace(self, collection=False)
 
 
 class ModuleAttributesCommand(FlaxifyCommand):
@@ -430,8 +436,10 @@ class ModuleAttributesCommand(FlaxifyCommand):
     def __init__(self, context: CodemodContext) -> None:
         super().__init__(context)
         self._kinds: dict[str, tuple[Layer, bool]] = {}
+        self._class_node: cst.ClassDef | None = None  # while its bindings are collected
         self._class_layers: list[dict[str, Bound]] = []
-        self._local_layers: list[dict[str, Bound]] = []
+        # Function scopes, and comprehension scopes inside them (True: names they do not bind are the function's).
+        self._local_layers: list[tuple[bool, dict[str, Bound | None]]] = []
         self._after_call: set[int] = set()  # input_size reads run after their layer's call
         self._written: set[int] = set()  # attributes that are assignment or del targets
 
@@ -448,38 +456,139 @@ class ModuleAttributesCommand(FlaxifyCommand):
         return emitted and name not in self.state.user_names
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._class_node = node
         self._class_layers.append(self._bound(walk(node), _self_attribute, local=False))
+        self._class_node = None
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
         self._class_layers.pop()
         return updated_node
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._local_layers.append(self._bound(_own_nodes(node), _local_name, local=True))
+        self._local_layers.append((False, self._bound(_own_nodes(node), _local_name, local=True)))
         self._after_call |= reads_after_calls(node)
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
         self._local_layers.pop()
         return updated_node
 
+    def visit_ListComp(self, node: cst.ListComp) -> None:
+        self._enter_comprehension(node)
+
+    def visit_SetComp(self, node: cst.SetComp) -> None:
+        self._enter_comprehension(node)
+
+    def visit_DictComp(self, node: cst.DictComp) -> None:
+        self._enter_comprehension(node)
+
+    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
+        self._enter_comprehension(node)
+
+    def leave_ListComp(self, original_node: cst.ListComp, updated_node: cst.ListComp) -> cst.BaseExpression:
+        return self._leave_comprehension(updated_node)
+
+    def leave_SetComp(self, original_node: cst.SetComp, updated_node: cst.SetComp) -> cst.BaseExpression:
+        return self._leave_comprehension(updated_node)
+
+    def leave_DictComp(self, original_node: cst.DictComp, updated_node: cst.DictComp) -> cst.BaseExpression:
+        return self._leave_comprehension(updated_node)
+
+    def leave_GeneratorExp(self, original_node: cst.GeneratorExp, updated_node: cst.GeneratorExp) -> cst.BaseExpression:
+        return self._leave_comprehension(updated_node)
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        # Its parameters shadow the function's names (and are no layers flaxify knows of).
+        self._local_layers.append((True, {param.name.value: None for param in walk(node.params) if isinstance(param, cst.Param)}))
+
+    def leave_Lambda(self, original_node: cst.Lambda, updated_node: cst.Lambda) -> cst.BaseExpression:
+        return self._leave_comprehension(updated_node)
+
+    def _enter_comprehension(self, node: cst.BaseComp | cst.DictComp) -> None:
+        """A comprehension's ``for`` targets are its own names (Python 3 scopes them to it)."""
+        names: dict[str, Bound | None] = {}
+        clause: cst.CompFor | None = node.for_in
+        while clause is not None:
+            loop = self._loop_item(clause)
+            for target in _bound_names(clause.target):
+                if isinstance(target, cst.Name):
+                    names[target.value] = None if target.value in names or loop is None or target is not loop[0] else loop[1]
+            clause = clause.inner_for_in
+        self._local_layers.append((True, names))
+
+    def _leave_comprehension(self, node: cst.BaseExpression) -> cst.BaseExpression:
+        self._local_layers.pop()
+        return node
+
+    def _local(self, name: str) -> Bound | None:
+        """The layer a local name is, looked up from the innermost comprehension to its function."""
+        for comprehension, names in reversed(self._local_layers):
+            if name in names or not comprehension:
+                return names.get(name)
+        return None
+
     def _bound(self, nodes: Iterator[cst.CSTNode], key: Callable[[cst.CSTNode], str | None], local: bool) -> dict[str, Bound]:
-        """The keys (``self.x`` attributes or local names) bound exactly once, by ``key = <layer>(...)``."""
-        values: dict[str, list[cst.BaseExpression | None]] = {}
+        """The keys (``self.x`` attributes or local names) bound exactly once, to a layer or a collection of them.
+
+        A local bound by a loop or comprehension over a collection of layers
+        (``for layer in self.layers``, ``reversed(...)``, ``enumerate(...)``) is one of its layers.
+        """
+        values: dict[str, list[Bound | None]] = {}
         for node in nodes:
+            if isinstance(node, cst.CompFor):
+                continue  # its targets belong to the comprehension's scope
             single = isinstance(node, cst.Assign) and len(node.targets) == 1
+            loop = self._loop_item(node) if local else None
             for target in (t for raw in _targets(node) for t in _bound_names(raw)):
                 name = key(target)
-                if name is not None:
-                    values.setdefault(name, []).append(node.value if single else None)  # type: ignore[attr-defined]
+                if name is None:
+                    continue
+                if loop is not None and target is loop[0]:
+                    values.setdefault(name, []).append(loop[1])
+                else:
+                    values.setdefault(name, []).append(self._built(node.value) if single else None)  # type: ignore[attr-defined]
             for name in _declared(node) if local else ():  # parameters, nested defs, global names, imports
                 values.setdefault(name, []).append(None)
-        found = {}
-        for name, assigned in values.items():
-            call = assigned[0] if len(assigned) == 1 else None
-            kind = self._kinds.get(code(call.func)) if isinstance(call, cst.Call) else None
-            if kind is not None:
-                found[name] = Bound(kind[0], call, certain=kind[1])  # type: ignore[arg-type]
+        found = {name: bound[0] for name, bound in values.items() if len(bound) == 1 and bound[0] is not None}
+        if not local:  # a collection changed after it was built may hold anything
+            changed = _changed_attributes(walk(self._class_node)) if self._class_node is not None else set()
+            found = {name: b for name, b in found.items() if not (b.collection and name in changed)}
         return found
+
+    def _built(self, value: cst.BaseExpression) -> Bound | None:
+        """The layer, or collection of layers of one kind, that ``value`` constructs."""
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value in ("tuple", "list"):
+            inner = self._built(value.args[0].value) if len(value.args) == 1 and not value.args[0].star else None
+            return inner if inner is not None and inner.collection else None
+        if isinstance(value, (cst.List, cst.Tuple)):
+            items = [self._built(e.value) if not isinstance(e, cst.StarredElement) else None for e in value.elements]
+            if not items or any(i is None or i.collection or i.layer is not items[0].layer for i in items):  # type: ignore[union-attr]
+                return None
+            calls = tuple(c for i in items for c in i.calls)  # type: ignore[union-attr]
+            return replace(items[0], calls=calls, collection=True)  # type: ignore[arg-type]
+        if isinstance(value, (cst.ListComp, cst.GeneratorExp)):
+            item = self._built(value.elt)  # type: ignore[arg-type]
+            return replace(item, collection=True) if item is not None and not item.collection else None
+        kind = self._kinds.get(code(value.func)) if isinstance(value, cst.Call) else None
+        return Bound(kind[0], (value,), certain=kind[1]) if kind is not None else None  # type: ignore[arg-type]
+
+    def _loop_item(self, node: cst.CSTNode) -> tuple[cst.BaseExpression, Bound] | None:
+        """``(target name, layer)`` for ``for name in <collection>`` / ``for i, name in enumerate(<collection>)``."""
+        if not isinstance(node, (cst.For, cst.CompFor)):
+            return None
+        target, iterable = node.target, node.iter
+        if _builtin(iterable, "enumerate") and m.matches(target, m.Tuple([m.Element(m.Name()), m.Element(m.Name())])):
+            target, iterable = target.elements[1].value, iterable.args[0].value  # type: ignore[attr-defined]
+        collection = self._collection(iterable)
+        return (target, collection.item()) if collection is not None and isinstance(target, cst.Name) else None
+
+    def _collection(self, node: cst.BaseExpression) -> Bound | None:
+        """A class collection of layers: ``self.x``, ``reversed(...)``, ``tuple(...)``, ``list(...)`` or a slice of one."""
+        if any(_builtin(node, name) for name in ("reversed", "tuple", "list")):
+            return self._collection(node.args[0].value)  # type: ignore[attr-defined]
+        if isinstance(node, cst.Subscript) and all(isinstance(e.slice, cst.Slice) for e in node.slice):
+            return self._collection(node.value)
+        bound = self._class_layers[-1].get(node.attr.value) if m.matches(node, _SELF_ATTR) and self._class_layers else None  # type: ignore[attr-defined]
+        return bound if bound is not None and bound.collection else None
 
     # -- reads --------------------------------------------------------------
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -527,11 +636,52 @@ class ModuleAttributesCommand(FlaxifyCommand):
         return expression if expression.lpar else expression.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
 
     def _receiver(self, node: cst.BaseExpression) -> Bound | None:
+        """The layer ``node`` is: ``self.x``, a local, or an item ``self.x[i]`` of a collection (``i`` free of calls)."""
         if m.matches(node, _SELF_ATTR) and self._class_layers:
-            return self._class_layers[-1].get(node.attr.value)  # type: ignore[attr-defined]
-        if isinstance(node, cst.Name) and self._local_layers:
-            return self._local_layers[-1].get(node.value)
-        return None
+            bound = self._class_layers[-1].get(node.attr.value)  # type: ignore[attr-defined]
+        elif isinstance(node, cst.Name) and self._local_layers:
+            bound = self._local(node.value)
+        elif isinstance(node, cst.Subscript) and _is_index(node):
+            collection = self._collection(node.value)
+            bound = collection.item() if collection is not None and m.matches(node.value, _SELF_ATTR) else None
+        else:
+            bound = None
+        return None if bound is None or bound.collection else bound
+
+
+def _builtin(node: cst.CSTNode, name: str) -> bool:
+    """``name(<one positional argument>)``."""
+    return (
+        isinstance(node, cst.Call)
+        and m.matches(node.func, m.Name(name))
+        and len(node.args) == 1
+        and node.args[0].keyword is None
+        and not node.args[0].star
+    )
+
+
+def _is_index(node: cst.Subscript) -> bool:
+    """``x[i]`` with one index free of calls (cheap to evaluate twice), not a slice."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return False
+    return not any(isinstance(n, cst.Call) for n in walk(node.slice[0].slice))
+
+
+#: Methods that change a list in place.
+_MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse"})
+
+
+def _changed_attributes(nodes: Iterator[cst.CSTNode]) -> set[str]:
+    """``x`` for every ``self.x`` changed in place: ``self.x.append(...)``, ``self.x[i] = ...``, ``del self.x[i]``."""
+    changed: set[str] = set()
+    for node in nodes:
+        if isinstance(node, cst.Attribute) and node.attr.value in _MUTATORS and m.matches(node.value, _SELF_ATTR):
+            changed.add(node.value.attr.value)  # type: ignore[attr-defined]
+        for target in _targets(node) if isinstance(node, (cst.Assign, cst.AugAssign, cst.Del)) else ():
+            for item in walk(target):
+                if isinstance(item, cst.Subscript) and m.matches(item.value, _SELF_ATTR):
+                    changed.add(item.value.attr.value)  # type: ignore[attr-defined]
+    return changed
 
 
 def _argument(call: cst.Call, keyword: str, position: int) -> cst.BaseExpression | None:

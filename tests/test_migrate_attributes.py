@@ -136,3 +136,31 @@ def test_second_run_changes_nothing() -> None:
 def test_elif_test_does_not_run_on_every_path() -> None:
     out = _migrate("if x.ndim:\n    return x\nelif self.proj(x).ndim:\n    return x\nreturn self.proj.input_size")
     assert "# TODO(flaxify): hk.Linear.input_size: " in out
+
+
+def test_lambda_parameter_shadows_a_layer() -> None:
+    source = textwrap.dedent(
+        """\
+        import haiku as hk
+
+
+        def forward(x, other):
+            lin = hk.Linear(3)
+            size = (lambda lin: lin.output_size)(other)
+            return lin(x) * size * lin.output_size
+
+
+        net = hk.transform(forward)
+        """
+    )
+    out = migrate_source(source.encode(), "f.py").source.decode()
+    assert "size = (lambda lin: lin.output_size)(other)" in out
+    assert "return lin(x) * size * lin.features" in out
+
+
+def test_collection_changed_after_it_was_built_is_not_trusted() -> None:
+    source = TEMPLATE.format(body="        return [layer.output_size for layer in self.stack]").replace(
+        "self.conv = hk.Conv2D(4, 3)", "self.stack = [hk.Linear(2)]\n        self.stack.append(hk.Linear(3))"
+    )
+    out = migrate_source(source.encode(), "head.py").source.decode()
+    assert "[layer.output_size for layer in self.stack]" in out
