@@ -51,6 +51,7 @@ from flaxify.migrate.custom_creators import CustomCreatorsCommand
 from flaxify.migrate.custom_getters import CustomGettersCommand
 from flaxify.migrate.expressions import RewriteLooseExpressionsCommand
 from flaxify.migrate.imports import tidy_imports
+from flaxify.migrate.intercept import InterceptMethodsCommand
 from flaxify.migrate.leftovers import MarkLeftoversCommand
 from flaxify.migrate.lifted_loops import PureLoopsCommand
 from flaxify.migrate.module_attributes import ModuleAttributesCommand
@@ -71,6 +72,7 @@ PIPELINE = (
     MixedPrecisionCommand,
     CustomGettersCommand,
     CustomCreatorsCommand,
+    InterceptMethodsCommand,
     NameScopesCommand,
     ParamsLayoutCommand,
     MarkLeftoversCommand,

@@ -302,7 +302,7 @@ def test_getter_that_is_not_a_plain_cast_stays_todo() -> None:
         (_module('with hk.name_scope("a/b"):\n    return hk.Linear(4)(x)'), "hk.name_scope", "one NameScope per part"),
         (_module('with hk.experimental.name_scope("s_1"):\n    for _ in range(2):\n        x = hk.Linear(4)(x)\nreturn x'), "hk.experimental.name_scope", "stays one flat key"),
         (_module("with hk.custom_creator(lambda nc, s, d, i, c: nc(s, d, i)):\n    y = hk.Linear(4)(x)\nreturn y"), "hk.custom_creator", "trans_out_fn=fn"),
-        (_module("with hk.intercept_methods(lambda f, a, k, c: f(*a, **k)):\n    y = hk.Linear(4)(x)\nreturn y"), "hk.intercept_methods", "nn.intercept_methods(interceptor)"),
+        (_module("with hk.intercept_methods(lambda f, a, k, c: f(*a)):\n    y = hk.Linear(4)(x)\nreturn y"), "hk.intercept_methods", "nn.intercept_methods(interceptor)"),
     ],
 )
 def test_scoping_apis_stay_todo_with_the_recipe(source: str, construct: str, fragment: str) -> None:
