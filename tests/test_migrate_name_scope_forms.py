@@ -8,13 +8,21 @@ small module, and each refusal keeps the Haiku code under its TODO.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
+import jax
 import libcst as cst
+import numpy as np
 import pytest
+from flax import serialization
 
+from flaxify.cli import main
+from flaxify.equivalence.convert import save_npz
+from flaxify.equivalence.refs import resolve_ref
 from flaxify.migrate import migrate_source
 from flaxify.migrate.closure_flow import block_flow
 
+NESTED = Path(__file__).resolve().parent.parent / "fixtures" / "migrate" / "name_scope" / "nested_paths"
 HEADER = "import haiku as hk\nimport jax\nimport jax.numpy as jnp\n\n\n"
 
 
@@ -122,3 +130,22 @@ def test_flow_inputs_are_names_read_before_they_are_surely_bound() -> None:
 @pytest.mark.parametrize("code", ["del x\n", "import os\n", "x: int\n", "while c:\n    pass\nelse:\n    y = 1\n", "break\n", "y = super().f()\n"])
 def test_flow_refuses_what_a_closure_changes(code: str) -> None:
     assert _flow(code) is None
+
+
+def test_convert_params_carries_nested_scope_paths_over(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A Haiku checkpoint of the nested_paths fixture converts onto the migrated tree (a/b buckets and all)."""
+    haiku_ref, flax_ref = f"{NESTED}.before.py:net", f"{NESTED}.after.py:net"
+    net = resolve_ref(haiku_ref)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    params = jax.tree.map(lambda p: p + 0.25, net.init(jax.random.PRNGKey(7), x))  # not what init gives
+    save_npz(tmp_path / "ckpt.npz", jax.device_get(params), {})
+    out = tmp_path / "flax.msgpack"
+    assert main(["convert-params", haiku_ref, flax_ref, str(tmp_path / "ckpt.npz"), "-o", str(out), "--input", "f32[2,4]"]) == 0, (
+        capsys.readouterr().err
+    )
+    variables = serialization.msgpack_restore(out.read_bytes())["params"]["tower"]
+    np.testing.assert_array_equal(variables["encoder"]["input"]["bias"], params["tower/encoder/input"]["bias"])
+    np.testing.assert_array_equal(variables["encoder_1"]["output"]["linear"]["kernel"], params["tower/encoder_1/output/linear"]["w"])
+    np.testing.assert_array_equal(variables["body"]["mixer_1"]["scale"], params["tower/body/mixer_1"]["scale"])
+    flax_out = resolve_ref(flax_ref).apply({"params": {"tower": variables}}, x)
+    np.testing.assert_array_equal(np.asarray(flax_out), np.asarray(net.apply(params, x)))
