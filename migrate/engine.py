@@ -23,9 +23,11 @@ The pipeline, one construct family per module:
 4b. ``precision.py`` applies a module-level ``hk.mixed_precision`` policy on
    ``hk.Linear`` as ``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` layers;
    ``custom_getters.py`` turns ``with hk.custom_getter(cast):`` blocks into
-   ``nn.map_variables`` on the layers built in them; ``name_scope.py`` moves
-   ``with hk.name_scope("s"):`` blocks into closures run by a ``NameScope``
-   submodule named ``s``;
+   ``nn.map_variables`` on the layers built in them (``custom_creators.py``
+   likewise for creators fixing the initial values); ``intercept.py`` turns
+   ``hk.intercept_methods`` into ``nn.intercept_methods`` where the interceptor
+   sees the same calls; ``name_scope.py`` moves ``with hk.name_scope("s"):``
+   blocks (``"a/b"``, nested) into closures run by ``NameScope`` submodules;
 5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
    nothing is ever left silently half-migrated; then Haiku imports are removed
    once unused, ``flax.linen`` is added, and the helpers the rewrites refer to
