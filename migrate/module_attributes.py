@@ -292,11 +292,7 @@ HELPERS: dict[str, Layer] = {
     "ExponentialMovingAverage": _layer(
         "hk.ExponentialMovingAverage",
         "ExponentialMovingAverage helper",
-        "decay zero_debias warmup_length",
-        todo={
-            "average": "the emitted helper returns the average when called; read {r}.variables[<its collection>]['average'] after the call",
-            "initialize": "the emitted helper creates its variables when first called: call it instead",
-        },
+        "decay zero_debias warmup_length initialize average",
     ),
 }
 
