@@ -31,6 +31,15 @@ becomes casts at the call, and so does ``hk.LayerNorm`` with
     set_policy(hk.BatchNorm, jmp.get_policy("p=f32,c=f32,o=bf16"))
     y = BatchNorm(True, True, 0.9, name="batch_norm")(x.astype(jnp.float32), is_training).astype(jnp.bfloat16)
 
+A policy on a module class of the file whose one method is ``__call__`` with
+plain positional inputs becomes ``x = x.astype(compute)`` for each input,
+``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` / ``nn.Conv`` layers inside
+and ``.astype(output)`` on each result: Linen's layers cast what they receive
+where Haiku's promote, so it is applied only when every value in the body is
+provably compute-dtype (inputs, layer outputs, Python numbers, dtype-keeping
+``jax.nn`` / ``jnp`` functions; ``_DtypeFlow``). Haiku keys that policy by the
+class's module and name, so it governs this file's class only.
+
 A ``set_policy`` at module level, or an unconditional one at the top of a
 module-level function (``def main()`` setting policies before the model is
 built), is applied statically and removed. The function case assumes the
@@ -41,9 +50,9 @@ name bound once to one in the same scope (such an assignment in a function goes
 too once nothing else reads it). Left under a TODO saying why:
 
 * ``"half"``: jmp picks bfloat16 or float16 by backend at run time;
-* a policy on another class: on a module class of the file (Haiku casts every
-  method's inputs and outputs and governs every layer built inside, whose
-  exactness depends on the dtype reaching each layer), ``hk.ConvND`` (it and
+* a policy on another class: on a module class of the file with other methods,
+  flag inputs, other modules or dtype-changing code inside, or a tuple result
+  (Haiku casts each floating leaf), ``hk.ConvND`` (it and
   ``hk.Conv1D/2D/3D`` all become ``nn.Conv``), other norms (Linen norms reduce
   in float32 whatever ``dtype`` is: 0.016 off for LayerNorm in bfloat16);
 * ``hk.BatchNorm`` with ``params != compute`` (the helper has no
@@ -164,6 +173,8 @@ class MixedPrecisionCommand(FlaxifyCommand):
         self._plans: dict[str, tuple[Target, Policy]] = {}  # class tail -> what to write
         self._layers: dict[int, str] = {}  # id(layer construction call) -> class tail
         self._remove: set[int] = set()  # ids of statements that go
+        self._module_methods: dict[int, tuple[list[str], Policy]] = {}  # id(__call__ of a policy's class) -> inputs to cast
+        self._returns: dict[int, Policy] = {}  # id(return statement of such a __call__) -> its policy
         self._reasons: dict[int, str] = {}  # id(set_policy statement) -> why it stays
 
     # -- reading ------------------------------------------------------------------
@@ -175,13 +186,15 @@ class MixedPrecisionCommand(FlaxifyCommand):
                 self._reasons[id(item.statement)] = item.policy
             else:
                 by_class.setdefault(item.cls, []).append(item)
-        for cls, items in by_class.items():
+        # Haiku's layer classes first: their own policy is the innermost one, so it wins inside a module's.
+        for cls, items in sorted(by_class.items(), key=lambda kv: kv[0] not in TARGETS):
             if len(items) > 1:
                 for item in items:
                     self._reasons[id(item.statement)] = f"several policies on hk.{cls} (the last one run wins in Haiku): keep one"
                 continue
             assert isinstance(items[0].policy, Policy)
-            reason = self._plan(node, cls, items[0].policy)
+            plan = self._plan if cls in TARGETS else self._plan_module
+            reason = plan(node, cls, items[0].policy)
             if reason is not None:
                 self._reasons[id(items[0].statement)] = reason
                 continue
@@ -226,9 +239,11 @@ class MixedPrecisionCommand(FlaxifyCommand):
             return "", "set_policy(cls, policy) with two positional arguments is rewritten", None
         cls = haiku_name(self.haiku_name(args[0].value)) or ""
         if cls not in TARGETS:
-            return cls, self._other_class(args[0].value), None
+            if not isinstance(args[0].value, cst.Name) or args[0].value.value not in self.state.module_classes:
+                return cls, self._other_class(args[0].value), None
+            cls = args[0].value.value + "()"  # a module class of the file (the parentheses keep it apart from TARGETS)
         value, binding = args[1].value, None
-        if isinstance(value, cst.Name):
+        if isinstance(value, cst.Name) and value.value not in ("None", "True", "False"):
             value, binding = _binding(body, at, value.value)
             if value is None:
                 return cls, f"the policy {code(args[1].value)} is not bound once, before this call, to a jmp policy call", None
@@ -237,12 +252,7 @@ class MixedPrecisionCommand(FlaxifyCommand):
     def _other_class(self, cls: cst.BaseExpression) -> str:
         spelled = code(cls)
         if spelled in self.state.module_classes:
-            return (
-                f"a policy on {spelled}, a module class of this file: Haiku casts the floating array inputs of each of its"
-                " methods to compute and the results to output dtype, and creates and reads every parameter built inside"
-                " in param/compute dtype; Linen has no per-module policy: cast inputs/outputs and set dtype=/param_dtype="
-                " on the layers inside by hand (exact only where each layer receives compute-dtype inputs)"
-            )
+            return f"a policy on {spelled}, a module class of this file: {_MODULE_POLICY}"
         return (
             f"a policy on {spelled}: hk.Linear, hk.Conv1D/2D/3D, hk.BatchNorm (params == compute) and hk.LayerNorm"
             " (float32) map exactly; Linen norms reduce in float32 whatever dtype is, and hk.ConvND shares nn.Conv with"
@@ -314,6 +324,34 @@ class MixedPrecisionCommand(FlaxifyCommand):
             )
         self._plans[cls] = (target, policy)
         self._layers.update((id(n), cls) for n in layers)
+        return None
+
+    def _plan_module(self, node: cst.Module, cls: str, policy: Policy) -> str | None:
+        """Records the casts and layer dtypes a policy on a module class of the file becomes, or says why it cannot."""
+        name = cls.removesuffix("()")
+        found = next((s for s in node.body if isinstance(s, cst.ClassDef) and s.name.value == name), None)
+        method = _only_call_method(found) if found is not None else None
+        if found is None or method is None or _subclassed(node, name):
+            return (
+                f"a policy on {name}, a module class of this file, is rewritten when the class's one method is __call__ with"
+                f" plain positional inputs and nothing subclasses it: {_MODULE_POLICY}"
+            )
+        inputs = [p.name.value for p in method.params.params[1:]]
+        why = _DtypeFlow(self.state.nn, self.state.jnp, inputs).why(method)
+        returns = [n for n in walk(method.body) if isinstance(n, cst.Return)]
+        if why is None and policy.output != policy.compute and any(r.value is None or isinstance(r.value, _LITERALS) for r in returns):
+            why = "it returns a tuple, list, dict or nothing, and Haiku casts each floating array in it"
+        if why is not None:
+            return f"a policy on {name}, a module class of this file: {why}; {_MODULE_POLICY}"
+        for layer in walk(method.body):
+            if isinstance(layer, cst.Call) and id(layer) not in self._layers and code(layer.func) in _LAYERS(self.state.nn):
+                key = f"{cls}.{code(layer.func)}"
+                # The module's own output cast covers the layers inside: they return compute.
+                self._plans[key] = (Target(code(layer.func).rsplit(".", 1)[-1]), Policy(policy.param, policy.compute, policy.compute))
+                self._layers[id(layer)] = key
+        self._module_methods[id(method)] = (inputs, policy)
+        if policy.output != policy.compute:
+            self._returns.update((id(r), policy) for r in returns)
         return None
 
     @staticmethod
@@ -394,16 +432,139 @@ class MixedPrecisionCommand(FlaxifyCommand):
             self.todo("hk.mixed_precision.set_policy", self._reasons[id(original_node)])
         return updated_node
 
+    def leave_Return(self, original_node: cst.Return, updated_node: cst.Return) -> cst.Return:
+        policy = self._returns.get(id(original_node))
+        if policy is None or updated_node.value is None:
+            return updated_node
+        self.need_jnp()
+        return updated_node.with_changes(value=_cast(updated_node.value, self._dtype(policy.output)))
+
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
+        if id(original_node) in self._module_methods:
+            updated_node = self._cast_inputs(updated_node, *self._module_methods[id(original_node)])
         # A function that only set policies keeps a body.
         if isinstance(updated_node.body, cst.IndentedBlock) and not updated_node.body.body:
             return updated_node.with_changes(body=updated_node.body.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])]))
         return updated_node
 
+    def _cast_inputs(self, method: cst.FunctionDef, inputs: list[str], policy: Policy) -> cst.FunctionDef:
+        """``x = x.astype(compute)`` for each input, first thing in the body (after a docstring)."""
+        if not inputs:
+            return method
+        self.need_jnp()
+        body = list(method.body.body)
+        at = 1 if method.get_docstring() is not None else 0
+        casts = [cst.parse_statement(f"{n} = {n}.astype({self._dtype(policy.compute)})") for n in inputs]
+        return method.with_changes(body=method.body.with_changes(body=[*body[:at], *casts, *body[at:]]))
+
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if self._remove:
             RemoveImportsVisitor.remove_unused_import(self.context, "jmp")
         return updated_node
+
+
+_MODULE_POLICY = (
+    "Haiku casts the floating array inputs of each of its methods to compute and the results to output dtype, and"
+    " creates and reads every parameter built inside in param/compute dtype; Linen has no per-module policy: cast"
+    " inputs/outputs and set dtype=/param_dtype= on the layers inside by hand (exact only where each layer receives"
+    " compute-dtype inputs)"
+)
+_LITERALS = (cst.Tuple, cst.List, cst.Dict, cst.Set)
+# jax.numpy functions that keep their array arguments' dtype (and create no array of their own).
+_SAME_DTYPE = frozenset(
+    "abs concatenate cos exp expand_dims log maximum mean minimum reshape sin sqrt square squeeze stack sum swapaxes"
+    " tanh transpose where".split()
+)
+
+
+def _LAYERS(nn: str) -> tuple[str, str]:  # noqa: N802 - reads as the constant it stands for
+    return (f"{nn}.Dense", f"{nn}.Conv")
+
+
+def _only_call_method(node: cst.ClassDef) -> cst.FunctionDef | None:
+    """The class's ``__call__`` when it is its one method, taking plain positional inputs; else None."""
+    methods = [s for s in node.body.body if isinstance(s, cst.FunctionDef)]
+    rest = [s for s in node.body.body if not isinstance(s, cst.FunctionDef) and not _field_or_docstring(s)]
+    if rest or len(methods) != 1 or methods[0].name.value != "__call__":
+        return None
+    params = methods[0].params
+    if params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params or params.star_kwarg or params.posonly_params:
+        return None
+    if not params.params or any(p.default is not None for p in params.params):
+        return None
+    return methods[0]
+
+
+def _field_or_docstring(statement: cst.BaseStatement) -> bool:
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return False
+    return all(isinstance(s, cst.AnnAssign) or (isinstance(s, cst.Expr) and isinstance(s.value, cst.SimpleString)) for s in statement.body)
+
+
+def _subclassed(node: cst.Module, name: str) -> bool:
+    return any(isinstance(n, cst.ClassDef) and any(code(b.value) == name for b in n.bases) for n in walk(node))
+
+
+class _DtypeFlow:
+    """Whether every value in a ``__call__`` body keeps the compute dtype its inputs are cast to.
+
+    The policy's Linen form casts the inputs and sets ``dtype=`` on the layers,
+    which cast what they receive; Haiku's layers promote instead. The two agree
+    when every array reaching a layer is already in compute dtype: built only
+    from the inputs, layer outputs, Python numbers (weakly typed) and functions
+    that keep dtypes. Anything else (another module, ``.astype``, a global,
+    ``self.x`` outside a layer's arguments, an input tested as a flag) refuses.
+    """
+
+    def __init__(self, nn: str, jnp: str, inputs: list[str]) -> None:
+        self.nn, self.jnp, self.inputs = nn, jnp, set(inputs)
+        self.known = {"jax", jnp, nn, "True", "False", "None", *inputs}
+
+    def why(self, method: cst.FunctionDef) -> str | None:
+        for n in walk(method.body):
+            if isinstance(n, cst.AssignTarget):
+                self.known.update(t.value for t in walk(n.target) if isinstance(t, cst.Name))
+        return self._expr(method.body)
+
+    def _expr(self, node: cst.CSTNode) -> str | None:
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.Global, cst.Nonlocal)):
+            return "its __call__ defines functions or classes"
+        if isinstance(node, (cst.If, cst.While, cst.IfExp)) and self._reads_input(node.test):
+            return f"an input is tested as a flag ({code(node.test)}), and Haiku casts only floating arrays"
+        if isinstance(node, (cst.BooleanOperation, cst.UnaryOperation)) and self._reads_input(node):
+            return f"an input is used as a flag ({code(node)}), and Haiku casts only floating arrays"
+        if isinstance(node, cst.Assign) and isinstance(node.value, _LITERALS):
+            return f"it builds a {type(node.value).__name__.lower()} ({code(node)[:40]}), whose leaves Haiku casts one by one"
+        if isinstance(node, cst.Call):
+            return self._call(node)
+        if isinstance(node, cst.Name) and node.value not in self.known:
+            return f"it reads {node.value}, which may hold an array in another dtype"
+        if isinstance(node, cst.Attribute):
+            return self._expr(node.value)  # `x.shape`: the attribute name is no read
+        for child in node.children:
+            if (why := self._expr(child)) is not None:
+                return why
+        return None
+
+    def _call(self, node: cst.Call) -> str | None:
+        func = code(node.func)
+        if func in _LAYERS(self.nn):
+            return None  # its arguments are configuration (self.x fields included)
+        if isinstance(node.func, cst.Call) and code(node.func.func) in _LAYERS(self.nn):
+            target = node.args
+        elif (func.startswith("jax.nn.") and func != "jax.nn.one_hot") or func.removeprefix(f"{self.jnp}.") in _SAME_DTYPE:
+            target = node.args
+        else:
+            return f"it calls {func}, whose result's dtype flaxify does not follow"
+        for arg in target:
+            if arg.keyword is not None and arg.keyword.value == "dtype":
+                return f"it passes dtype= to {func}"
+            if (why := self._expr(arg.value)) is not None:
+                return why
+        return None
+
+    def _reads_input(self, node: cst.CSTNode) -> bool:
+        return any(isinstance(n, cst.Name) and n.value in self.inputs for n in walk(node))
 
 
 # -- statements -------------------------------------------------------------------

@@ -120,6 +120,18 @@ EXACT = [
 ]
 
 
+MLP = "class Mlp(hk.Module):\n    def __call__(self, x):\n        return {}\n\n\n"
+MLP_POLICY = f'{P}(Mlp, jmp.get_policy("p=f32,c=bf16,o=f32"))\n'
+EXACT.append(
+    # A module class's policy: its input cast first thing, dtypes on the layers inside, its result cast.
+    (
+        _program("", "Mlp()(x)", extra=MLP.format("jax.nn.relu(hk.Linear(4)(x)) / 2") + MLP_POLICY).replace("import jmp", "import jax\nimport jmp"),
+        ["    def __call__(self, x):\n        x = x.astype(jnp.bfloat16)\n",
+         'return (jax.nn.relu(nn.Dense(4, kernel_init=HAIKU_DEFAULT_KERNEL_INIT, dtype=jnp.bfloat16, param_dtype=jnp.float32, name="linear")(x)) / 2).astype(jnp.float32)'],
+    )
+)
+
+
 @pytest.mark.parametrize(("source", "fragments"), EXACT)
 def test_policy_becomes_dtypes_and_casts(source: str, fragments: list[str]) -> None:
     out, reasons = _migrate(source)
@@ -146,6 +158,17 @@ TODOS = [
         _program("", "hk.Linear(4)(x)", extra=f'def main(flag):\n    policy = jmp.get_policy(flag)\n    {P}(hk.Linear, policy)\n\n\n'),
         "literal dtypes",
     ),
+]
+
+
+TODOS += [
+    (_program("", "Mlp()(x)", extra=MLP.format(body) + MLP_POLICY), reason)
+    for body, reason in [
+        ("hk.Linear(4)(x) + jnp.ones([4])", "it calls jnp.ones"),
+        ("hk.Linear(4)(x.astype(\"float32\"))", "it calls x.astype"),
+        ("hk.LayerNorm(-1, True, True)(x)", "it calls nn.LayerNorm"),
+        ("hk.Linear(4)(x), x", "returns a tuple"),
+    ]
 ]
 
 
