@@ -99,7 +99,9 @@ APIS = {
     "mixed_precision.set_policy": (
         "only set_policy at module level or at the top of a module-level function, on hk.Linear / hk.Conv1D/2D/3D"
         " (dtype=/param_dtype=, .astype(output) on the call), hk.BatchNorm (params == compute) or hk.LayerNorm (float32)"
-        " (casts around the call), with a literal jmp policy, is rewritten (precision.py); Flax has no per-class policy:"
+        " (casts around the call), or a module class of the file whose one method __call__ provably keeps compute dtype"
+        " (input/result casts, dtypes on its layers), with a literal jmp policy, is rewritten (precision.py); Flax has no"
+        " per-class policy:"
         " set dtype= (compute) and param_dtype= on each layer and cast inputs/outputs by hand (Linen norms still reduce"
         " in float32)"
     ),
