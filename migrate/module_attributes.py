@@ -53,6 +53,7 @@ from dataclasses import dataclass, field, replace
 import libcst as cst
 import libcst.matchers as m
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, import_table
+from flaxify.migrate.layers import helper_class
 from flaxify.migrate.layers_common import code, walk
 from libcst.codemod import CodemodContext
 
@@ -238,6 +239,12 @@ HELPERS: dict[str, Layer] = {
         },
     ),
     "LSTM": _layer("hk.LSTM", "LSTM helper", "hidden_size initial_state"),
+    "ConvLSTM": _layer(
+        "hk.ConvNDLSTM",
+        "ConvLSTM helper",
+        "num_spatial_dims output_channels kernel_shape initial_state",
+        {"input_shape": "tuple({r}.input_shape)"},
+    ),
     "VanillaRNN": _layer("hk.VanillaRNN", "VanillaRNN helper", "hidden_size initial_state double_bias"),
     "GRU": _layer(
         "hk.GRU",
@@ -267,22 +274,25 @@ HELPERS: dict[str, Layer] = {
             "var_ema": "Haiku's ExponentialMovingAverage submodule; the emitted BatchNorm builds it when called: read {r}.variables['batch_stats']['var_ema']",
         },
     ),
-    "DepthwiseConv2D": _layer(
-        "hk.DepthwiseConv2D",
-        "DepthwiseConv2D helper",
-        "channel_multiplier padding with_bias data_format",
-        todo={
-            "kernel_shape": _normalised("kernel_shape to a per-dimension tuple", "kernel_shape"),
-            "stride": _normalised("stride to a per-dimension tuple", "stride"),
-            "rhs_dilation": _normalised("rate to a per-dimension tuple", "rate"),
-            "lhs_dilation": _CONV_TODO["lhs_dilation"],
-            "num_spatial_dims": "2 for hk.DepthwiseConv2D: write 2",
-            "channel_index": "Haiku's channel axis for data_format: write get_channel_index({r}.data_format)",
-            "dn": "Haiku's lax dimension numbers; build them with jax.lax.conv_dimension_numbers",
-            "w_init": _init("w_init"),
-            "b_init": _init("b_init"),
-        },
-    ),
+    **{
+        f"DepthwiseConv{n}D": _layer(
+            f"hk.DepthwiseConv{n}D",
+            f"DepthwiseConv{n}D helper",
+            "channel_multiplier padding with_bias data_format",
+            todo={
+                "kernel_shape": _normalised("kernel_shape to a per-dimension tuple", "kernel_shape"),
+                "stride": _normalised("stride to a per-dimension tuple", "stride"),
+                "rhs_dilation": _normalised("rate to a per-dimension tuple", "rate"),
+                "lhs_dilation": _CONV_TODO["lhs_dilation"],
+                "num_spatial_dims": f"{n} for hk.DepthwiseConv{n}D: write {n}",
+                "channel_index": "Haiku's channel axis for data_format: write get_channel_index({r}.data_format)",
+                "dn": "Haiku's lax dimension numbers; build them with jax.lax.conv_dimension_numbers",
+                "w_init": _init("w_init"),
+                "b_init": _init("b_init"),
+            },
+        )
+        for n in (1, 2, 3)
+    },
     "Bias": _layer(
         "hk.Bias",
         "Bias helper",
@@ -448,8 +458,8 @@ class ModuleAttributesCommand(FlaxifyCommand):
         self._kinds.update({name: (layer, True) for name, layer in HELPERS.items() if self._emitted_helper(name)})
 
     def _emitted_helper(self, name: str) -> bool:
-        emitted = any(qualname.rsplit(".", 1)[-1] == name for qualname in self.state.helper_classes)
-        return emitted and name not in self.state.user_names
+        emitted = {found[0] for q in self.state.helper_classes if (found := helper_class(q)) is not None}
+        return name in emitted and name not in self.state.user_names
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._class_node = node
