@@ -7,8 +7,11 @@ Left as written, ``self.proj.output_size`` fails at run time on an ``nn.Dense``
 (which has ``features``). This pass runs after ``modules.py`` has rewritten the
 constructions, and handles each read of an attribute Haiku's class defines on a
 name that is provably such a layer: ``self.x`` assigned exactly once in the
-class to a layer flaxify emitted (in ``setup()``), or a local assigned exactly
-once in its function and bound no other way::
+class to a layer flaxify emitted (in ``setup()``), a local assigned exactly
+once in its function and bound no other way, or an item of a list or tuple of
+layers of one kind assigned once to ``self.x`` and never changed in place
+(``self.x[i]``, or a loop or comprehension variable over ``self.x``,
+``reversed(self.x)``, ``enumerate(self.x)``)::
 
     self.proj.output_size         -> self.proj.features
     self.proj.with_bias           -> self.proj.use_bias
@@ -18,7 +21,9 @@ once in its function and bound no other way::
     y = self.proj(x); self.proj.input_size
                                   -> ...; self.proj.get_variable("params", "kernel").shape[0]
     self.proj.module_name         -> kept, under
-        # TODO(flaxify): hk.Linear.module_name: Haiku's full path ('head/~/linear'); ...
+        # TODO(flaxify): hk.Linear.module_name: Haiku's full module path ('parent/~/name'); ...
+
+``name`` needs nothing: flaxify passes each layer Haiku's name as ``name=``.
 
 A rename is made only where the Linen field holds the very value Haiku's
 attribute holds: both keep the constructor argument as passed, and flaxify
@@ -52,10 +57,11 @@ from dataclasses import dataclass, field, replace
 
 import libcst as cst
 import libcst.matchers as m
+from libcst.codemod import CodemodContext
+
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, import_table
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.layers_common import code, walk
-from libcst.codemod import CodemodContext
 
 #: Marks a Haiku attribute read flaxify rewrites by reading the kernel back (``input_size``).
 _READ_BACK = "read-back"
@@ -103,7 +109,8 @@ class Layer:
     attributes: dict[str, str | None]
     reasons: dict[str, str]
     tuple_only: dict[str, tuple[str, int]] = field(default_factory=dict)
-    # Haiku attributes that are also fields of the Linen class (with another value).
+    # Haiku attributes that are also fields of the Linen class: on a layer that may be the
+    # user's own (see Bound.certain) a read of one is left alone.
     linen_fields: frozenset[str] = frozenset()
 
 
