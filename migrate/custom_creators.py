@@ -1,4 +1,4 @@
-"""``with hk.custom_creator(c):`` fixing the initial values -> ``nn.map_variables`` storing those values.
+"""``with hk.custom_creator(c):`` fixing the initial values or the dtype -> ``nn.map_variables`` / ``param_dtype=``.
 
 Haiku runs a custom creator when a parameter is *created* inside the ``with``
 block (``haiku/_src/base.py::custom_creator``): it sees ``(next_creator, shape,
@@ -25,16 +25,29 @@ creator adds no scope). The layer still draws its own initial values first
 (Linen's init needs them to run the layer); Haiku skips that draw, which only
 moves which key later Haiku initializers get, never a value the block stores.
 
+The other common creator changes the dtype the parameters are created in
+(``return next_creator(shape, jnp.bfloat16, init)``): the layer's initializer
+draws in that dtype and the parameter is stored so. That is Linen's
+``param_dtype=``, added to each ``nn.Dense`` built in the block; ``hk.Linear``
+and ``nn.Dense`` then both compute in the promoted dtype of input and
+parameters (float32 for float32 inputs), bit-exact on the same parameters,
+gradients included (the random draws follow the same law, not the same bits).
+Other layers compute differently with parameters in another dtype (``lax``
+convolutions do not promote, norms reduce in their own dtype), so a block
+building any is left as it was.
+
 Rewritten only when the creator is a module-level ``def c(next_creator, shape,
 dtype, init, context)`` (or a ``lambda`` of five parameters in the ``with``)
 that returns ``next_creator(shape, dtype, X)`` for one of those constant
-initializers (possibly through one ``name = X`` first), the ``with`` has one
-item, no ``as``, no ``params=``/``state=``, and its block builds the layers it
-calls and does not use them after it (as for ``custom_getters.py``: Haiku's
-creator reaches every parameter first created in the block, which then is
-exactly the parameters of the layers built there). Creators that change the
-dtype, call the initializer themselves, or read ``context`` (``full_name``,
-``module_name``) keep the TODO ``leftovers.py`` writes.
+initializers (possibly through one ``name = X`` first) or
+``next_creator(shape, D, init)`` for a literal ``jnp``/``np`` dtype, the
+``with`` has one item, no ``as``, no ``params=``/``state=``, and its block
+builds the layers it calls and does not use them after it (as for
+``custom_getters.py``: Haiku's creator reaches every parameter first created in
+the block, which then is exactly the parameters of the layers built there).
+Creators that call the initializer themselves, transform what
+``next_creator`` returns, or read ``context`` (``full_name``, ``module_name``)
+keep the TODO ``leftovers.py`` writes.
 """
 
 from __future__ import annotations
@@ -57,9 +70,9 @@ _FILLS = {
 
 
 class CustomCreatorsCommand(CustomGettersCommand):
-    """Unwraps ``with hk.custom_creator(c):`` blocks whose creator only fixes the initial values."""
+    """Unwraps ``with hk.custom_creator(c):`` blocks whose creator only fixes the initial values or the dtype."""
 
-    DESCRIPTION = "Turns hk.custom_creator constant initializers into nn.map_variables on the layers of the block."
+    DESCRIPTION = "Turns hk.custom_creator constant initializers / dtypes into nn.map_variables / param_dtype= on the block's layers."
 
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:
@@ -67,8 +80,9 @@ class CustomCreatorsCommand(CustomGettersCommand):
 
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
-        self._fills: dict[str, str] = {}  # module-level creator def -> per-leaf fill function
-        self._creator_plans: dict[int, tuple[str, set[int]]] = {}  # id(With) -> (fill, constructions to wrap)
+        # module-level creator def -> ("fill", per-leaf fill function) or ("dtype", the parameter dtype)
+        self._fills: dict[str, tuple[str, str]] = {}
+        self._creator_plans: dict[int, tuple[tuple[str, str], set[int]]] = {}  # id(With) -> (creator, constructions)
 
     def visit_Module(self, node: cst.Module) -> None:
         for stmt in node.body:
@@ -97,22 +111,28 @@ class CustomCreatorsCommand(CustomGettersCommand):
             names[first.targets[0].target.value] = first.value
         return self._fill(node.params, smalls[-1].value, names)
 
-    def _fill(self, params: cst.Parameters, result: cst.BaseExpression, names: dict[str, cst.BaseExpression]) -> str | None:
-        """The fill when ``result`` is ``next_creator(shape, dtype, X)`` with ``X`` a constant initializer."""
-        nxt, shape, dtype = (p.name.value for p in params.params[:3])
+    def _fill(self, params: cst.Parameters, result: cst.BaseExpression, names: dict[str, cst.BaseExpression]) -> tuple[str, str] | None:
+        """``("fill", f)`` for ``next_creator(shape, dtype, X)``, X a constant initializer; ``("dtype", D)`` for
+        ``next_creator(shape, D, init)``, D a literal ``jnp``/``np`` dtype; else None."""
+        nxt, shape, dtype, original = (p.name.value for p in params.params[:4])
         if not isinstance(result, cst.Call) or code(result.func) != nxt or len(result.args) != 3:
             return None
-        if any(a.keyword is not None or a.star for a in result.args):
+        if any(a.keyword is not None or a.star for a in result.args) or code(result.args[0].value) != shape:
             return None
-        if code(result.args[0].value) != shape or code(result.args[1].value) != dtype:
-            return None
+        new_dtype = result.args[1].value
+        if code(new_dtype) != dtype:
+            spelled = self.resolve_spelling(new_dtype) if isinstance(new_dtype, (cst.Name, cst.Attribute)) else None
+            if code(result.args[2].value) != original or original in names or spelled is None:
+                return None
+            return ("dtype", code(new_dtype)) if spelled.startswith(("jax.numpy.", "numpy.")) else None
         init = result.args[2].value
         if isinstance(init, cst.Name) and init.value in names:
             init = names[init.value]
         used = {n.value for n in walk(init) if isinstance(n, cst.Name)}
         if used & {p.name.value for p in params.params}:
             return None  # reads the creator's own arguments (context, the original init, ...)
-        return self._constant(init)
+        fill = self._constant(init)
+        return None if fill is None else ("fill", fill)
 
     def _constant(self, init: cst.BaseExpression) -> str | None:
         """``jnp.zeros_like`` for ``jnp.zeros``; a lambda filling with ``c`` for ``Constant(c)``; else None."""
@@ -148,14 +168,29 @@ class CustomCreatorsCommand(CustomGettersCommand):
         elif isinstance(arg.value, cst.Lambda) and _five_plain(arg.value.params):
             fill = self._fill(arg.value.params, arg.value.body, {})
         wrapped = self._block_layers(node, after) if fill is not None else None
-        if wrapped is None:
+        if wrapped is None or fill is None:
             return None
+        if fill[0] == "dtype" and not all(self._is_dense(n) for n in walk(node.body) if id(n) in wrapped):
+            return None  # only nn.Dense is known to compute as hk.Linear does with parameters in another dtype
         self._creator_plans[id(node)] = (fill, wrapped)
         return None  # nothing for the getter pass's own plans
 
+    def _is_dense(self, call: cst.CSTNode) -> bool:
+        return isinstance(call, cst.Call) and code(call.func) == f"{self.state.nn}.Dense"
+
     # -- rewriting -------------------------------------------------------------------
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        for fill, wrapped in self._creator_plans.values():
+        for (kind, fill), wrapped in self._creator_plans.values():
+            if id(original_node) in wrapped and kind == "dtype":
+                args = list(updated_node.args)
+                equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
+                option = cst.Arg(cst.parse_expression(fill), keyword=cst.Name("param_dtype"), equal=equal)
+                named = [i for i, a in enumerate(args) if a.keyword is not None and a.keyword.value == "name"]
+                at = named[0] if named else len(args)  # before name=, as the other rewrites place options
+                if at == len(args) and args:
+                    args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                option = option.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))) if at < len(args) else option
+                return updated_node.with_changes(args=[*args[:at], option, *args[at:]])
             if id(original_node) in wrapped:
                 self.need_import(JAX_IMPORT)
                 self.need_jnp()

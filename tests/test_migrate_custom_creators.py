@@ -84,8 +84,11 @@ def test_a_zeros_creator_wraps_each_layer_built_in_the_block() -> None:
             "def c(next_creator, shape, dtype, init, context):\n    return next_creator(shape, dtype, jnp.zeros if 'w' in context.full_name else init)\n",
             "with hk.custom_creator(c):\n    y = hk.Linear(4)(x)\nreturn y",
         ),
-        # changes the dtype
-        ("def c(next_creator, shape, dtype, init, context):\n    return next_creator(shape, jnp.bfloat16, init)\n", "with hk.custom_creator(c):\n    y = hk.Linear(4)(x)\nreturn y"),
+        # changes the dtype of a convolution (lax does not promote a float32 input against bfloat16 weights)
+        (
+            "def c(next_creator, shape, dtype, init, context):\n    return next_creator(shape, jnp.bfloat16, init)\n",
+            "with hk.custom_creator(c):\n    y = hk.Conv1D(4, 3)(x)\nreturn y",
+        ),
         # transforms the value the next creator makes
         ("def c(next_creator, shape, dtype, init, context):\n    return next_creator(shape, dtype, init) * 0.1\n", "with hk.custom_creator(c):\n    y = hk.Linear(4)(x)\nreturn y"),
         # state=True also reaches hk.get_state
@@ -99,4 +102,28 @@ def test_a_zeros_creator_wraps_each_layer_built_in_the_block() -> None:
 def test_other_creators_stay_todo(prelude: str, block: str) -> None:
     out, todos = _migrate(prelude, block)
     assert todos == ["hk.custom_creator"]
-    assert "map_variables(nn.Dense" not in out and "with hk.custom_creator(" in out
+    assert "map_variables(nn." not in out and "param_dtype=jnp" not in out and "with hk.custom_creator(" in out
+
+
+def test_a_dtype_creator_is_param_dtype_on_each_dense() -> None:
+    prelude = "def c(next_creator, shape, dtype, init, context):\n    return next_creator(shape, jnp.bfloat16, init)\n"
+    out, todos = _migrate(prelude, "with hk.custom_creator(c):\n    y = hk.Linear(4, name='proj')(x)\nreturn hk.Linear(4)(y)")
+    assert todos == []
+    assert 'param_dtype=jnp.bfloat16, name="proj")' in out
+    assert out.count("param_dtype") == 1  # the layer after the block keeps float32
+
+
+def test_dtype_creator_stores_the_same_dtypes_and_law() -> None:
+    """Both libraries create the block's parameters in bfloat16 from the layer's own initializer."""
+    haiku_net = _load(FIXTURE.with_name("param_dtype.before.py"), "creator_dtype_hk").net
+    flax_net = _load(FIXTURE.with_name("param_dtype.after.py"), "creator_dtype_fx").net
+    x = jnp.ones([2, 8])
+    hk_params = haiku_net.init(jax.random.PRNGKey(0), x)
+    fx_params = flax_net.init(jax.random.PRNGKey(0), x)["params"]["mixer"]
+    for hk_name, fx_name in (("mixer/up", "up"), ("mixer/down", "down"), ("mixer/linear", "linear")):
+        theirs, ours = hk_params[hk_name]["w"], fx_params[fx_name]["kernel"]
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        # Haiku's truncated normal, 1/sqrt(fan_in) scale: every draw within two of its standard deviations.
+        bound = 2.0 / np.sqrt(theirs.shape[0]) / 0.87962566103423978 * 1.01
+        assert np.abs(np.asarray(ours, np.float32)).max() <= bound and np.abs(np.asarray(theirs, np.float32)).max() <= bound
+    assert fx_params["up"]["kernel"].dtype == jnp.bfloat16 and fx_params["linear"]["kernel"].dtype == jnp.float32
