@@ -355,13 +355,13 @@ class MixedPrecisionCommand(FlaxifyCommand):
         return None
 
     @staticmethod
-    def _unsupported_policy(cls: str, target: Target, policy: Policy) -> str | None:
+    def _unsupported_policy(name: str, target: Target, policy: Policy) -> str | None:
         if target.compute is not None and policy.compute != target.compute:
-            return f"compute {policy.compute}: Linen's {cls} reduces in float32 whatever dtype is (only a float32 policy maps exactly)"
+            return f"compute {policy.compute}: Linen's {name} reduces in float32 whatever dtype is (only a float32 policy maps exactly)"
         if target.casts and policy.param != policy.compute:
             return (
                 f"params {policy.param} differ from compute {policy.compute}: the policy becomes casts around the Flax"
-                f" {cls} call, whose parameters then take the compute dtype"
+                f" {name} call, whose parameters then take the compute dtype"
             )
         return None
 
@@ -377,7 +377,7 @@ class MixedPrecisionCommand(FlaxifyCommand):
             return None
         return (
             f"this file also uses Haiku modules built from hk.{cls} (emitted helpers: " + ", ".join(reached) + "), which the"
-            f" policy governs too: set dtype=/param_dtype= on their layers by hand"
+            " policy governs too: set dtype=/param_dtype= on their layers by hand"
         )
 
     def _is_flax(self, call: cst.Call, target: Target) -> bool:
@@ -472,12 +472,12 @@ _MODULE_POLICY = (
 _LITERALS = (cst.Tuple, cst.List, cst.Dict, cst.Set)
 # jax.numpy functions that keep their array arguments' dtype (and create no array of their own).
 _SAME_DTYPE = frozenset(
-    "abs concatenate cos exp expand_dims log maximum mean minimum reshape sin sqrt square squeeze stack sum swapaxes"
-    " tanh transpose where".split()
+    ("abs", "concatenate", "cos", "exp", "expand_dims", "log", "maximum", "mean", "minimum", "reshape", "sin", "sqrt")
+    + ("square", "squeeze", "stack", "sum", "swapaxes", "tanh", "transpose", "where")
 )
 
 
-def _LAYERS(nn: str) -> tuple[str, str]:  # noqa: N802 - reads as the constant it stands for
+def _LAYERS(nn: str) -> tuple[str, str]:
     return (f"{nn}.Dense", f"{nn}.Conv")
 
 
@@ -550,13 +550,12 @@ class _DtypeFlow:
         func = code(node.func)
         if func in _LAYERS(self.nn):
             return None  # its arguments are configuration (self.x fields included)
-        if isinstance(node.func, cst.Call) and code(node.func.func) in _LAYERS(self.nn):
-            target = node.args
-        elif (func.startswith("jax.nn.") and func != "jax.nn.one_hot") or func.removeprefix(f"{self.jnp}.") in _SAME_DTYPE:
-            target = node.args
-        else:
+        layer_call = isinstance(node.func, cst.Call) and code(node.func.func) in _LAYERS(self.nn)
+        module, _, name = func.rpartition(".")
+        same_dtype = (module == "jax.nn" and name != "one_hot") or (module == self.jnp and name in _SAME_DTYPE)
+        if not (layer_call or same_dtype):
             return f"it calls {func}, whose result's dtype flaxify does not follow"
-        for arg in target:
+        for arg in node.args:
             if arg.keyword is not None and arg.keyword.value == "dtype":
                 return f"it passes dtype= to {func}"
             if (why := self._expr(arg.value)) is not None:
@@ -591,11 +590,14 @@ def _is_inert(statement: cst.BaseStatement, command: MixedPrecisionCommand) -> b
     for small in statement.body:
         if isinstance(small, (cst.Del, cst.Pass)) or (isinstance(small, cst.Expr) and isinstance(small.value, cst.SimpleString)):
             continue
-        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and isinstance(small.value.func, (cst.Name, cst.Attribute)):
-            if command.resolve_spelling(small.value.func) in ("jmp.get_policy", "jmp.Policy"):
-                continue
+        call = small.value if isinstance(small, cst.Assign) else None
+        if isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute)) and command.resolve_spelling(call.func) in _POLICY_CALLS:
+            continue
         return False
     return True
+
+
+_POLICY_CALLS = ("jmp.get_policy", "jmp.Policy")
 
 
 def _binding(
@@ -616,9 +618,7 @@ def _binds(statement: cst.BaseStatement, name: str) -> bool:
     """True when ``statement`` (or anything in it) assigns, deletes or imports ``name``."""
     for node in walk(statement):
         targets: list[cst.CSTNode] = []
-        if isinstance(node, cst.AssignTarget):
-            targets = [node.target]
-        elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For, cst.NamedExpr)):
+        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.NamedExpr)):
             targets = [node.target]
         elif isinstance(node, cst.AsName):
             targets = [node.name]
