@@ -82,7 +82,6 @@ class CustomCreatorsCommand(CustomGettersCommand):
         super().__init__(context)
         # module-level creator def -> ("fill", per-leaf fill function) or ("dtype", the parameter dtype)
         self._fills: dict[str, tuple[str, str]] = {}
-        self._creator_plans: dict[int, tuple[tuple[str, str], set[int]]] = {}  # id(With) -> (creator, constructions)
 
     def visit_Module(self, node: cst.Module) -> None:
         for stmt in node.body:
@@ -153,7 +152,8 @@ class CustomCreatorsCommand(CustomGettersCommand):
         # Haiku's Constant casts jnp.asarray(c) to the dtype (not c itself): the same rounding.
         return f"lambda v: {jnp}.full_like(v, {jnp}.asarray({code(init.args[0].value)}))"
 
-    def _plan(self, node: cst.With, after: list[cst.BaseStatement]):  # type: ignore[no-untyped-def,override]
+    def _plan(self, node: cst.With, after: list[cst.BaseStatement]) -> tuple[tuple[str, str], set[int]] | None:  # type: ignore[override]
+        """``((kind, fill or dtype), constructions to rewrite)`` for a creator block this pass rewrites."""
         if len(node.items) != 1 or node.items[0].asname is not None or node.asynchronous:
             return None
         call = node.items[0].item
@@ -172,15 +172,14 @@ class CustomCreatorsCommand(CustomGettersCommand):
             return None
         if fill[0] == "dtype" and not all(self._is_dense(n) for n in walk(node.body) if id(n) in wrapped):
             return None  # only nn.Dense is known to compute as hk.Linear does with parameters in another dtype
-        self._creator_plans[id(node)] = (fill, wrapped)
-        return None  # nothing for the getter pass's own plans
+        return fill, wrapped
 
     def _is_dense(self, call: cst.CSTNode) -> bool:
         return isinstance(call, cst.Call) and code(call.func) == f"{self.state.nn}.Dense"
 
     # -- rewriting -------------------------------------------------------------------
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        for (kind, fill), wrapped in self._creator_plans.values():
+        for (kind, fill), wrapped in self._plans.values():  # type: ignore[misc]
             if id(original_node) in wrapped and kind == "dtype":
                 args = list(updated_node.args)
                 equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
@@ -200,7 +199,7 @@ class CustomCreatorsCommand(CustomGettersCommand):
         return updated_node
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With):  # type: ignore[no-untyped-def]
-        if id(original_node) not in self._creator_plans or not isinstance(updated_node.body, cst.IndentedBlock):
+        if id(original_node) not in self._plans or not isinstance(updated_node.body, cst.IndentedBlock):
             return updated_node
         body = list(updated_node.body.body)
         body[0] = body[0].with_changes(leading_lines=[*updated_node.leading_lines, *body[0].leading_lines])

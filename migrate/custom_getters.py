@@ -46,6 +46,7 @@ does not reach calls made outside the context). Anything else keeps the TODO
 
 from __future__ import annotations
 
+from typing import Any
 
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
@@ -73,7 +74,8 @@ class CustomGettersCommand(FlaxifyCommand):
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
         self._casts: dict[str, str] = {}  # module-level getter def -> dtype expression
-        self._plans: dict[int, tuple[str, set[int]]] = {}  # id(With) -> (dtype, ids of constructions to wrap)
+        # id(With) -> (dtype, ids of constructions to wrap); custom_creators.py keeps its creator there instead
+        self._plans: dict[int, tuple[Any, set[int]]] = {}
 
     def visit_Module(self, node: cst.Module) -> None:
         for stmt in node.body:

@@ -79,9 +79,8 @@ class InterceptMethodsCommand(FlaxifyCommand):
             if arg.keyword is not None or arg.star:
                 continue
             value = arg.value
-            if isinstance(value, cst.Name) and value.value in self._exact:
-                self._items.add(id(call))
-            elif isinstance(value, cst.Lambda) and _four_plain(value.params) and _passes_on(value.body, value.params):
+            named = isinstance(value, cst.Name) and value.value in self._exact
+            if named or isinstance(value, cst.Lambda) and _four_plain(value.params) and _passes_on(value.body, value.params):
                 self._items.add(id(call))
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
