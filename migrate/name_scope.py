@@ -40,7 +40,7 @@ recipe) when the rewrite could change meaning: a block outside the methods of a
 converted module (or nested in a branch or loop), a name that is not a literal
 of identifiers or is numbered (``s_1`` moves Haiku's counter), a name shared
 with a module of the same scope, or entered in a branch or loop before,
-``method_name=``, ``as``; ``return``, ``yield``, ``global``/``nonlocal``,
+``method_name=`` other than ``"__call__"``, ``as``; ``return``, ``yield``, ``global``/``nonlocal``,
 ``del``, imports, ``try``/``match``, nested functions, lambdas or ``:=`` in the
 block; an input not surely bound before the block; or a method whose class
 defines ``NameScope`` itself.
@@ -77,13 +77,18 @@ HELPERS = {"name_scope": ("NameScope", NAME_SCOPE_SOURCE, (ImportSpec("typing", 
 
 
 def scope_name(node: cst.With, haiku_name) -> str | None:  # type: ignore[no-untyped-def]
-    """``"s"`` / ``"a/b"`` for ``with hk.name_scope("a/b"):`` (one item, no ``as``, each part an identifier), else None."""
+    """``"s"`` / ``"a/b"`` for ``with hk.name_scope("a/b"):`` (one item, no ``as``, each part an identifier,
+    ``method_name`` left at ``"__call__"``), else None."""
     if len(node.items) != 1 or node.items[0].asname is not None or node.asynchronous:
         return None
     call = node.items[0].item
     if not isinstance(call, cst.Call) or haiku_name(call.func) not in NAME_SCOPES:
         return None
-    if len(call.args) != 1 or call.args[0].keyword is not None or call.args[0].star:
+    if not call.args or call.args[0].keyword is not None or call.args[0].star:
+        return None
+    # method_name= only changes how Haiku names the scope's submodules when it is not the default.
+    options = call.args[1:]
+    if any(a.keyword is None or a.keyword.value != "method_name" or literal(a.value) != "__call__" for a in options):
         return None
     name = literal(call.args[0].value)
     if not isinstance(name, str) or not all(part.isidentifier() for part in name.split("/")):

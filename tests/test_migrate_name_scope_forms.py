@@ -46,6 +46,11 @@ def test_a_path_scope_is_one_name_scope_per_part() -> None:
     assert 'name="linear"' in out
 
 
+def test_the_default_method_name_is_the_plain_form() -> None:
+    out, todos = _migrate('with hk.name_scope("s", method_name="__call__"):\n    x = hk.Linear(4)(x)\nreturn x')
+    assert todos == [] and 'x = NameScope(_name_scope_s, name="s")(x)' in out
+
+
 def test_a_repeated_first_part_is_numbered_like_haiku() -> None:
     out, todos = _migrate('with hk.name_scope("a/b"):\n    x = hk.Linear(4)(x)\nwith hk.name_scope("a/c"):\n    x = hk.Linear(4)(x)\nreturn x')
     assert todos == []
@@ -97,6 +102,7 @@ def test_a_name_bound_in_one_branch_and_read_after_keeps_its_earlier_value() -> 
         'with hk.name_scope("s_1"):\n    y = hk.Linear(4)(x)\nreturn y',  # an explicit number moves Haiku's counter
         'with hk.name_scope("linear"):\n    y = hk.Linear(4)(x)\nreturn hk.Linear(4)(y)',  # shares the module counter
         'with hk.name_scope("s", method_name="f"):\n    y = hk.Linear(4)(x)\nreturn y',
+        'with hk.name_scope(name="s"):\n    y = hk.Linear(4)(x)\nreturn y',
         'with hk.name_scope("s"):\n    try:\n        y = hk.Linear(4)(x)\n    except ValueError:\n        y = x\nreturn y',
     ],
 )
