@@ -449,11 +449,12 @@ class ModuleAttributesCommand(FlaxifyCommand):
     def __init__(self, context: CodemodContext) -> None:
         super().__init__(context)
         self._kinds: dict[str, tuple[Layer, bool]] = {}
-        self._class_node: cst.ClassDef | None = None  # while its bindings are collected
-        self._class_layers: list[dict[str, Bound]] = []
+        # Bindings are collected on the first read that needs them (most files read no Haiku attribute).
+        self._classes: list[cst.ClassDef] = []
+        self._cache: dict[int, dict[str, Bound]] = {}
+        self._after_call: dict[int, set[int]] = {}  # function -> its input_size reads run after the call
         # Function scopes, and comprehension scopes inside them (True: names they do not bind are the function's).
-        self._local_layers: list[tuple[bool, dict[str, Bound | None]]] = []
-        self._after_call: set[int] = set()  # input_size reads run after their layer's call
+        self._local_layers: list[tuple[bool, cst.FunctionDef | dict[str, Bound | None]]] = []
         self._written: set[int] = set()  # attributes that are assignment or del targets
 
     # -- scopes -------------------------------------------------------------
@@ -462,24 +463,20 @@ class ModuleAttributesCommand(FlaxifyCommand):
         # and then an nn.Dense of the file is not provably one flaxify built from a Haiku layer.
         certain = not any(name == "flax.linen" for name in import_table(node).values())
         self._kinds = {f"{self.state.nn}.{name}": (layer, certain) for name, layer in LINEN.items()}
-        self._kinds.update({name: (layer, True) for name, layer in HELPERS.items() if self._emitted_helper(name)})
-
-    def _emitted_helper(self, name: str) -> bool:
+        # An emitted helper is named as its class (LSTM, MLP; ConvLSTM for hk.Conv2DLSTM), unless the file has its own.
         emitted = {found[0] for q in self.state.helper_classes if (found := helper_class(q)) is not None}
-        return name in emitted and name not in self.state.user_names
+        helpers = emitted - self.state.user_names
+        self._kinds.update({name: (layer, True) for name, layer in HELPERS.items() if name in helpers})
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._class_node = node
-        self._class_layers.append(self._bound(walk(node), _self_attribute, local=False))
-        self._class_node = None
+        self._classes.append(node)
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
-        self._class_layers.pop()
+        self._classes.pop()
         return updated_node
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._local_layers.append((False, self._bound(_own_nodes(node), _local_name, local=True)))
-        self._after_call |= reads_after_calls(node)
+        self._local_layers.append((False, node))
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
         self._local_layers.pop()
@@ -535,9 +532,36 @@ class ModuleAttributesCommand(FlaxifyCommand):
     def _local(self, name: str) -> Bound | None:
         """The layer a local name is, looked up from the innermost comprehension to its function."""
         for comprehension, names in reversed(self._local_layers):
-            if name in names or not comprehension:
-                return names.get(name)
+            if not comprehension:
+                return self._function_layers(names).get(name)  # type: ignore[arg-type]
+            if name in names:
+                return names[name]  # type: ignore[index]
         return None
+
+    def _class_layers(self) -> dict[str, Bound]:
+        """The innermost class's ``self.x`` layers and collections."""
+        if not self._classes:
+            return {}
+        klass = self._classes[-1]
+        if id(klass) not in self._cache:
+            found = self._bound(walk(klass), _self_attribute, local=False)
+            changed = _changed_attributes(walk(klass))  # a collection changed after it was built may hold anything
+            self._cache[id(klass)] = {name: b for name, b in found.items() if not (b.collection and name in changed)}
+        return self._cache[id(klass)]
+
+    def _function_layers(self, function: cst.FunctionDef) -> dict[str, Bound]:
+        if id(function) not in self._cache:
+            self._cache[id(function)] = self._bound(_own_nodes(function), _local_name, local=True)
+        return self._cache[id(function)]
+
+    def _runs_after_call(self, read: cst.Attribute) -> bool:
+        """``read`` (an ``input_size`` read) runs after its layer's call certainly ran, in the innermost function."""
+        function = next((f for comprehension, f in reversed(self._local_layers) if not comprehension), None)
+        if not isinstance(function, cst.FunctionDef):
+            return False
+        if id(function) not in self._after_call:
+            self._after_call[id(function)] = reads_after_calls(function)
+        return id(read) in self._after_call[id(function)]
 
     def _bound(self, nodes: Iterator[cst.CSTNode], key: Callable[[cst.CSTNode], str | None], local: bool) -> dict[str, Bound]:
         """The keys (``self.x`` attributes or local names) bound exactly once, to a layer or a collection of them.
@@ -561,11 +585,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
                     values.setdefault(name, []).append(self._built(node.value) if single else None)  # type: ignore[attr-defined]
             for name in _declared(node) if local else ():  # parameters, nested defs, global names, imports
                 values.setdefault(name, []).append(None)
-        found = {name: bound[0] for name, bound in values.items() if len(bound) == 1 and bound[0] is not None}
-        if not local:  # a collection changed after it was built may hold anything
-            changed = _changed_attributes(walk(self._class_node)) if self._class_node is not None else set()
-            found = {name: b for name, b in found.items() if not (b.collection and name in changed)}
-        return found
+        return {name: bound[0] for name, bound in values.items() if len(bound) == 1 and bound[0] is not None}
 
     def _built(self, value: cst.BaseExpression) -> Bound | None:
         """The layer, or collection of layers of one kind, that ``value`` constructs."""
@@ -600,7 +620,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
             return self._collection(node.args[0].value)  # type: ignore[attr-defined]
         if isinstance(node, cst.Subscript) and all(isinstance(e.slice, cst.Slice) for e in node.slice):
             return self._collection(node.value)
-        bound = self._class_layers[-1].get(node.attr.value) if m.matches(node, _SELF_ATTR) and self._class_layers else None  # type: ignore[attr-defined]
+        bound = self._class_layers().get(node.attr.value) if m.matches(node, _SELF_ATTR) else None  # type: ignore[attr-defined]
         return bound if bound is not None and bound.collection else None
 
     # -- reads --------------------------------------------------------------
@@ -620,8 +640,10 @@ class ModuleAttributesCommand(FlaxifyCommand):
         self._written.update(id(t) for raw in targets for t in _bound_names(raw))
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        bound = self._receiver(original_node.value)
         attribute = original_node.attr.value
+        if attribute not in _ALL_ATTRIBUTES:
+            return updated_node
+        bound = self._receiver(original_node.value)
         if bound is None or attribute not in bound.layer.attributes:
             return updated_node
         if not bound.certain and attribute in bound.layer.linen_fields:
@@ -633,7 +655,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
             return updated_node
         template = bound.template(attribute)
         if template == _READ_BACK:
-            if id(original_node) not in self._after_call:
+            if not self._runs_after_call(original_node):
                 self.todo(construct, _input_size_reason(receiver))
                 return updated_node
             template = _KERNEL_SIZE
@@ -650,8 +672,8 @@ class ModuleAttributesCommand(FlaxifyCommand):
 
     def _receiver(self, node: cst.BaseExpression) -> Bound | None:
         """The layer ``node`` is: ``self.x``, a local, or an item ``self.x[i]`` of a collection (``i`` free of calls)."""
-        if m.matches(node, _SELF_ATTR) and self._class_layers:
-            bound = self._class_layers[-1].get(node.attr.value)  # type: ignore[attr-defined]
+        if m.matches(node, _SELF_ATTR):
+            bound = self._class_layers().get(node.attr.value)  # type: ignore[attr-defined]
         elif isinstance(node, cst.Name) and self._local_layers:
             bound = self._local(node.value)
         elif isinstance(node, cst.Subscript) and _is_index(node):
@@ -753,8 +775,5 @@ def _own_nodes(function: cst.FunctionDef) -> Iterator[cst.CSTNode]:
             stack.extend(node.children)
 
 
-_ANY_ATTRIBUTE = re.compile(
-    rb"\.(?:"
-    + b"|".join(sorted({a.encode() for layer in (*LINEN.values(), *HELPERS.values()) for a in layer.attributes}))
-    + rb")\b"
-)
+_ALL_ATTRIBUTES = frozenset(a for layer in (*LINEN.values(), *HELPERS.values()) for a in layer.attributes)
+_ANY_ATTRIBUTE = re.compile(rb"\.(?:" + b"|".join(sorted(a.encode() for a in _ALL_ATTRIBUTES)) + rb")\b")
