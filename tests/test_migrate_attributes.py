@@ -164,3 +164,23 @@ def test_collection_changed_after_it_was_built_is_not_trusted() -> None:
     )
     out = migrate_source(source.encode(), "head.py").source.decode()
     assert "[layer.output_size for layer in self.stack]" in out
+
+
+HELPER_CASES = [
+    # (constructor in __init__, read in __call__, expected line)
+    ("hk.Conv2DLSTM([4, 4], 3, 3)", "len(self.layer.input_shape)", "len(tuple(self.layer.input_shape))"),
+    ("hk.ExponentialMovingAverage(0.9)", "self.layer.initialize([3])", "self.layer.initialize([3])"),
+    ("hk.GRU(4)", "self.layer.hidden_size", "self.layer.hidden_size"),
+    ("hk.DepthwiseConv2D(2, 3)", "self.layer.stride", "# TODO(flaxify): hk.DepthwiseConv2D.stride: "),
+    ("hk.nets.MLP([3, 2])", "self.layer.layers", "# TODO(flaxify): hk.nets.MLP.layers: "),
+]
+
+
+@pytest.mark.parametrize(("ctor", "read", "expected"), HELPER_CASES, ids=[c[0] for c in HELPER_CASES])
+def test_emitted_helper_attributes(ctor: str, read: str, expected: str) -> None:
+    source = TEMPLATE.format(body=f"        return {read}").replace("hk.Conv2D(4, 3)", ctor).replace(
+        "self.conv =", "self.layer ="
+    )
+    out = migrate_source(source.encode(), "head.py").source.decode()
+    assert expected in out
+    assert (expected.startswith("#")) == ("TODO(flaxify)" in out)
