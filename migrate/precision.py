@@ -32,13 +32,26 @@ becomes casts at the call, and so does ``hk.LayerNorm`` with
     y = BatchNorm(True, True, 0.9, name="batch_norm")(x.astype(jnp.float32), is_training).astype(jnp.bfloat16)
 
 A policy on a module class of the file whose one method is ``__call__`` with
-plain positional inputs becomes ``x = x.astype(compute)`` for each input,
+positional inputs becomes ``x = x.astype(compute)`` for each array input,
 ``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` / ``nn.Conv`` layers inside
 and ``.astype(output)`` on each result: Linen's layers cast what they receive
 where Haiku's promote, so it is applied only when every value in the body is
 provably compute-dtype (inputs, layer outputs, Python numbers, dtype-keeping
-``jax.nn`` / ``jnp`` functions; ``_DtypeFlow``). Haiku keys that policy by the
-class's module and name, so it governs this file's class only.
+``jax.nn`` / ``jnp`` functions; ``_DtypeFlow``). Inputs read only as flags
+(``if is_training``, a BatchNorm's ``is_training``) stay uncast, as Haiku casts
+floating arrays only; a layer inside with its own policy (ImageNet's float32
+BatchNorm in a bfloat16 ResNet) keeps it, the innermost winning as in Haiku,
+when it returns the compute dtype. Haiku keys a policy on such a class by its
+module and name, so it governs this file's class only::
+
+    set_policy(hk.BatchNorm, jmp.get_policy("p=f32,c=f32,o=bf16"))
+    set_policy(ConvNet, jmp.get_policy("p=f32,c=bf16,o=f32"))
+    ->
+    def __call__(self, images, is_training):
+        images = images.astype(jnp.bfloat16)
+        x = nn.Conv(8, (3, 3), ..., dtype=jnp.bfloat16, param_dtype=jnp.float32, name="conv2_d")(images)
+        x = BatchNorm(...)(x.astype(jnp.float32), is_training).astype(jnp.bfloat16)
+        return nn.Dense(10, ..., dtype=jnp.bfloat16, param_dtype=jnp.float32, name="linear")(x).astype(jnp.float32)
 
 A ``set_policy`` at module level, or an unconditional one at the top of a
 module-level function (``def main()`` setting policies before the model is
@@ -51,8 +64,9 @@ too once nothing else reads it). Left under a TODO saying why:
 
 * ``"half"``: jmp picks bfloat16 or float16 by backend at run time;
 * a policy on another class: on a module class of the file with other methods,
-  flag inputs, other modules or dtype-changing code inside, or a tuple result
-  (Haiku casts each floating leaf), ``hk.ConvND`` (it and
+  defaults other than flags', an input read as array and flag, other modules or
+  dtype-changing code inside, an inner policy returning another dtype, or a
+  tuple result (Haiku casts each floating leaf), ``hk.ConvND`` (it and
   ``hk.Conv1D/2D/3D`` all become ``nn.Conv``), other norms (Linen norms reduce
   in float32 whatever ``dtype`` is: 0.016 off for LayerNorm in bfloat16);
 * ``hk.BatchNorm`` with ``params != compute`` (the helper has no
@@ -336,8 +350,10 @@ class MixedPrecisionCommand(FlaxifyCommand):
                 f"a policy on {name}, a module class of this file, is rewritten when the class's one method is __call__ with"
                 f" plain positional inputs and nothing subclasses it: {_MODULE_POLICY}"
             )
-        inputs = [p.name.value for p in method.params.params[1:]]
-        why = _DtypeFlow(self.state.nn, self.state.jnp, inputs).why(method)
+        planned = {n: self._plans[c][1] for n, c in self._layers.items()}  # layers with their own policy
+        flow = _DtypeFlow(self.state.nn, self.state.jnp, policy.compute, planned)
+        inputs, why = flow.inputs(method)
+        why = why or flow.why(method)
         returns = [n for n in walk(method.body) if isinstance(n, cst.Return)]
         if why is None and policy.output != policy.compute and any(r.value is None or isinstance(r.value, _LITERALS) for r in returns):
             why = "it returns a tuple, list, dict or nothing, and Haiku casts each floating array in it"
@@ -470,6 +486,7 @@ _MODULE_POLICY = (
     " compute-dtype inputs)"
 )
 _LITERALS = (cst.Tuple, cst.List, cst.Dict, cst.Set)
+_FLAGS = ("is_training", "test_local_stats")
 # jax.numpy functions that keep their array arguments' dtype (and create no array of their own).
 _SAME_DTYPE = frozenset(
     ("abs", "concatenate", "cos", "exp", "expand_dims", "log", "maximum", "mean", "minimum", "reshape", "sin", "sqrt")
@@ -490,7 +507,7 @@ def _only_call_method(node: cst.ClassDef) -> cst.FunctionDef | None:
     params = methods[0].params
     if params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params or params.star_kwarg or params.posonly_params:
         return None
-    if not params.params or any(p.default is not None for p in params.params):
+    if not params.params:
         return None
     return methods[0]
 
@@ -512,13 +529,51 @@ class _DtypeFlow:
     which cast what they receive; Haiku's layers promote instead. The two agree
     when every array reaching a layer is already in compute dtype: built only
     from the inputs, layer outputs, Python numbers (weakly typed) and functions
-    that keep dtypes. Anything else (another module, ``.astype``, a global,
-    ``self.x`` outside a layer's arguments, an input tested as a flag) refuses.
+    that keep dtypes. A layer with its own policy (``planned``; the innermost
+    policy wins in Haiku) must return the compute dtype. Inputs read only as
+    flags (``if is_training:``, ``not is_training``, a BatchNorm's
+    ``is_training``) are not cast: Haiku casts floating arrays only. Anything
+    else (another module, ``.astype``, a global, ``self.x`` outside a layer's
+    arguments) refuses.
     """
 
-    def __init__(self, nn: str, jnp: str, inputs: list[str]) -> None:
-        self.nn, self.jnp, self.inputs = nn, jnp, set(inputs)
-        self.known = {"jax", jnp, nn, "True", "False", "None", *inputs}
+    def __init__(self, nn: str, jnp: str, compute: str, planned: dict[int, Policy]) -> None:
+        self.nn, self.jnp, self.compute, self.planned = nn, jnp, compute, planned
+        self.known = {"jax", jnp, nn, "True", "False", "None"}
+        self.flag_reads: set[int] = set()  # ids of Name nodes read as flags
+
+    def inputs(self, method: cst.FunctionDef) -> tuple[list[str], str | None]:
+        """The inputs to cast (those not read as flags only), or why the method cannot take the policy."""
+        params = method.params.params[1:]
+        flag_spots = [n for n in walk(method.body) for n in self._flag_spots(n)]
+        self.flag_reads = {id(n) for n in flag_spots}
+        # `f(is_training=...)` and `x.is_training` spell the name without reading it.
+        labels = {id(n.keyword) for n in walk(method.body) if isinstance(n, cst.Arg) and n.keyword is not None}
+        labels |= {id(n.attr) for n in walk(method.body) if isinstance(n, cst.Attribute)}
+        arrays = []
+        for param in params:
+            name = param.name.value
+            reads = [n for n in walk(method.body) if isinstance(n, cst.Name) and n.value == name and id(n) not in labels]
+            flag = bool(reads) and all(id(n) in self.flag_reads for n in reads)
+            if not flag and any(id(n) in self.flag_reads for n in reads):
+                return [], f"the input {name} is read both as an array and as a flag"
+            if param.default is not None and not (flag and literal(param.default) in (True, False)):
+                return [], f"the input {name} has a default ({code(param.default)}), and Haiku casts only floating arrays"
+            if not flag:
+                arrays.append(name)
+        self.known.update(p.name.value for p in params)
+        return arrays, None
+
+    def _flag_spots(self, node: cst.CSTNode) -> list[cst.Name]:
+        """Bare names in flag positions: an if/while test, ``not x``, a norm's is_training/test_local_stats."""
+        tests: list[cst.CSTNode] = []
+        if isinstance(node, (cst.If, cst.While, cst.IfExp)):
+            tests = [node.test]
+        elif isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+            tests = [node.expression]
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Call) and id(node.func) in self.planned:
+            tests = [a.value for i, a in enumerate(node.args) if (a.keyword is None and i >= 1) or (a.keyword is not None and a.keyword.value in _FLAGS)]
+        return [t for t in tests if isinstance(t, cst.Name)]
 
     def why(self, method: cst.FunctionDef) -> str | None:
         for n in walk(method.body):
@@ -529,10 +584,6 @@ class _DtypeFlow:
     def _expr(self, node: cst.CSTNode) -> str | None:
         if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.Global, cst.Nonlocal)):
             return "its __call__ defines functions or classes"
-        if isinstance(node, (cst.If, cst.While, cst.IfExp)) and self._reads_input(node.test):
-            return f"an input is tested as a flag ({code(node.test)}), and Haiku casts only floating arrays"
-        if isinstance(node, (cst.BooleanOperation, cst.UnaryOperation)) and self._reads_input(node):
-            return f"an input is used as a flag ({code(node)}), and Haiku casts only floating arrays"
         if isinstance(node, cst.Assign) and isinstance(node.value, _LITERALS):
             return f"it builds a {type(node.value).__name__.lower()} ({code(node)[:40]}), whose leaves Haiku casts one by one"
         if isinstance(node, cst.Call):
@@ -548,9 +599,12 @@ class _DtypeFlow:
 
     def _call(self, node: cst.Call) -> str | None:
         func = code(node.func)
-        if func in _LAYERS(self.nn):
-            return None  # its arguments are configuration (self.x fields included)
-        layer_call = isinstance(node.func, cst.Call) and code(node.func.func) in _LAYERS(self.nn)
+        if func in _LAYERS(self.nn) or id(node) in self.planned:
+            return None  # a layer's construction: its arguments are configuration (self.x fields included)
+        own = self.planned.get(id(node.func)) if isinstance(node.func, cst.Call) else None
+        if own is not None and own.output != self.compute:
+            return f"{code(node.func.func)} inside has its own policy, whose output {own.output} is not the compute dtype {self.compute}"
+        layer_call = isinstance(node.func, cst.Call) and (own is not None or code(node.func.func) in _LAYERS(self.nn))
         module, _, name = func.rpartition(".")
         same_dtype = (module == "jax.nn" and name != "one_hot") or (module == self.jnp and name in _SAME_DTYPE)
         if not (layer_call or same_dtype):
@@ -558,12 +612,9 @@ class _DtypeFlow:
         for arg in node.args:
             if arg.keyword is not None and arg.keyword.value == "dtype":
                 return f"it passes dtype= to {func}"
-            if (why := self._expr(arg.value)) is not None:
+            if id(arg.value) not in self.flag_reads and (why := self._expr(arg.value)) is not None:
                 return why
         return None
-
-    def _reads_input(self, node: cst.CSTNode) -> bool:
-        return any(isinstance(n, cst.Name) and n.value in self.inputs for n in walk(node))
 
 
 # -- statements -------------------------------------------------------------------
