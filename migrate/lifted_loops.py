@@ -7,7 +7,7 @@ parameters the body creates exist before the loop traces it) and loops over the
 rest, and ``hk.while_loop`` refuses to run (its docs ask for an
 ``hk.running_init()`` branch that calls the body once).
 
-Two rewrites, both exact:
+Three rewrites, all exact:
 
 1. **Pure loop functions** (:class:`PureLoopsCommand`, a pass that runs before
    the module passes). When every loop function is a lambda or a local ``def``
@@ -36,13 +36,52 @@ Two rewrites, both exact:
    or ``nn.while_loop`` when they are traced, with the counter converted to the
    bounds' common dtype as JAX does.
 
-Not rewritten: loop functions that call ``hk.get_state`` / ``hk.set_state`` /
-RNG APIs / ``hk.BatchNorm`` themselves. Haiku threads state and keys through
-the loop carry; in Linen the body would touch the calling module's scope from
-inside the lifted loop (Flax rejects that), so the loop stays under a TODO
-naming the ``carry_variables`` / ``mdl.variable`` form. (A user module called
-in the body that keeps state of its own is not seen here; Flax raises when it
-runs.)
+3. **Loop functions that use state or RNG keys** (``hk.get_state`` /
+   ``hk.set_state`` / ``hk.next_rng_key`` / ``hk.dropout`` / stateful modules,
+   directly in an ``hk.Module`` method). Haiku threads its state and its key
+   sequence through the loop carry (``haiku/_src/stateful.py``: the body runs
+   under a temporary copy of the frame's state and ``PRNGSequence``, whose
+   subkeys are topped up to a full block after each step by splitting the
+   carried key: step i draws the sequence's next keys, never a repeat). Linen
+   can only do that on the lifted module, so the function takes it first (a
+   lambda gets a ``self`` parameter; a ``def`` of the method too, and its
+   direct calls pass ``self``), and the migrated ``hk.get_state`` /
+   ``hk.next_rng_key`` inside then act on the loop's scope::
+
+       def step(i, h):                                   def step(self, i, h):
+           n = hk.get_state("n", [], init=jnp.zeros)         n = self.variable("state", "n", jnp.zeros, [], jnp.float32).value
+           hk.set_state("n", n + 1)                  ->      if not self.is_initializing():
+           return lin(h)                                         self.put_variable("state", "n", n + 1)
+       h = hk.fori_loop(0, 3, step, x)                       return lin(h)
+                                                         h = stateful_fori_loop(self, 0, 3, step, x)
+
+   ``stateful_fori_loop`` (emitted) is ``nn.scan`` with
+   ``variable_carry="state"`` / ``nn.while_loop`` with
+   ``carry_variables="state"``, and ``split_rngs={"dropout": True}`` (a key
+   folded with the step index, so each step draws fresh keys; never the same
+   key every step). ``hk.while_loop`` becomes ``nn.while_loop(..., self, init,
+   carry_variables="state", split_rngs={"dropout": True})``; a ``cond_fun``
+   reading state keeps reading it through the calling module, which holds
+   the state as it was before the loop: Haiku's ``cond_fun`` sees that too,
+   not the carried state (only ``body_fun`` runs under it). State is exact (bit-identical outputs and
+   state, call after call); keys have Haiku's distribution, not its values
+   (another derivation), so ``flaxify check`` reports such calls as drawn in a
+   lifted transform. At init only the first step runs (on the module itself):
+   it creates the body's parameters and state, and Haiku's init returns that
+   state without the loop's updates; Linen's init output is then one step's.
+
+   The pre-pass marks such a function for the module pass as Haiku code that
+   means the same (``lambda i, v, self=self: ...``; a def is handed over as
+   ``lambda i, v, self=self: step(self, i, v)``), and :func:`lifted_function`
+   turns the mark into the function taking the module.
+
+Left under a TODO naming the ``carry_variables`` form: such loops outside an
+``hk.Module`` method (a transformed function or a helper has no module to lift
+yet); a ``def`` used other than called, or handed to two loops; lambdas with
+defaults or ``*`` parameters; ``cond_fun`` updating state or drawing keys (Haiku
+raises). A user module called in the body that keeps state of its own (built
+outside the loop) is not seen here: its variables stay in the calling scope, and
+Flax raises when the loop writes them.
 """
 
 from __future__ import annotations
@@ -51,29 +90,51 @@ from __future__ import annotations
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
 from flaxify.migrate.layers_common import Signature, bind, code, free_name, walk
-from flaxify.migrate.lifted import LOOP_CALLS
+from flaxify.migrate.lifted import LOOP_CALLS, MAP, SCAN
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
-from libcst.metadata import QualifiedNameProvider, ScopeProvider
+from libcst.codemod import CodemodContext
+from libcst.metadata import ClassScope, FunctionScope, QualifiedNameProvider, ScopeProvider
 
 FORI_LOOP = Signature("hk.fori_loop", ("lower", "upper", "body_fun", "init_val"))
 WHILE_LOOP = Signature("hk.while_loop", ("cond_fun", "body_fun", "init_val"))
-SIGNATURES = {"haiku.fori_loop": FORI_LOOP, "haiku.while_loop": WHILE_LOOP}
+SIGNATURES = {"haiku.fori_loop": FORI_LOOP, "haiku.while_loop": WHILE_LOOP, "haiku.scan": SCAN, "haiku.map": MAP}
+# hk.scan / hk.map become nn.scan in the module pass (lifted.py); this pass marks their functions
+# when those draw keys themselves (a closure over the calling module would draw one key for every step).
+SCAN_CALLS = frozenset({"haiku.scan", "haiku.map"})
 # The functions of each loop, which must all be pure for the jax.lax rewrite.
-_FUNCTIONS = {"haiku.fori_loop": ("body_fun",), "haiku.while_loop": ("cond_fun", "body_fun")}
+_FUNCTIONS = {
+    "haiku.fori_loop": ("body_fun",),
+    "haiku.while_loop": ("cond_fun", "body_fun"),
+    "haiku.scan": ("f",),
+    "haiku.map": ("fn",),
+}
+# The arguments each loop function is called with (for the mark of a named def).
+_ARGUMENTS = {"body_fun": ("i", "val"), "cond_fun": ("val",), "f": ("carry", "x"), "fn": ("x",)}
 # Haiku APIs whose state or RNG key Haiku threads through the loop carry.
-_STATEFUL = frozenset(
-    f"haiku.{api}"
-    for api in (
-        "get_state", "set_state", "next_rng_key", "next_rng_keys", "maybe_next_rng_key", "dropout",
-        "BatchNorm", "ExponentialMovingAverage", "EMAParamsTree",
-    )
+_STATE = frozenset(
+    f"haiku.{api}" for api in ("get_state", "set_state", "BatchNorm", "ExponentialMovingAverage", "EMAParamsTree")
+)
+_KEYS = frozenset({"haiku.next_rng_key", "haiku.next_rng_keys", "haiku.maybe_next_rng_key"})
+_STATEFUL = _STATE | _KEYS | {"haiku.dropout"}
+# How to port a loop the rewrite leaves (what it would have written).
+_BY_HAND = (
+    "write nn.while_loop(cond_fn, body_fn, self, init, carry_variables='state', split_rngs={'dropout': True})"
+    " (or nn.scan(..., variable_carry='state') for static bounds) with functions taking the module first and"
+    " using mdl.variable / mdl.make_rng"
 )
 _STATEFUL_REASON = (
-    "the loop function uses Haiku state or RNG keys, which Haiku threads through the loop carry; Linen needs"
-    " them on the lifted module: write nn.while_loop(cond_fn, body_fn, self, init, carry_variables='state',"
-    " split_rngs={'dropout': True}) (or nn.scan(..., variable_carry='state') for static bounds) with functions"
-    " taking the module first and using mdl.variable / mdl.make_rng"
+    "the loop function uses Haiku state or RNG keys, which Haiku threads through the loop carry; flaxify lifts"
+    " such a loop only directly in an hk.Module method (not in a transformed function or a helper): move it into"
+    " one, or " + _BY_HAND
 )
+_SCAN_STATE_REASON = (
+    "the scanned function uses Haiku state, which Haiku threads through the scan carry after running the first step"
+    " eagerly at init; a Linen scan can only carry state that exists before it: call the function once under"
+    " `if self.is_initializing():`, then write nn.scan(lambda mdl, carry, x: ..., variable_broadcast='params',"
+    " variable_carry='state', split_rngs={'params': False, 'dropout': True}) with mdl.variable inside"
+)
+_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+_EQUAL = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
 # Free names a pure loop function may read: these never see Haiku's state.
 _PURE_PREFIXES = ("jax", "numpy", "math", "operator", "functools", "builtins")
 
@@ -103,7 +164,53 @@ FORI_LOOP_SOURCE = '''def fori_loop(module, lower, upper, body_fun, init_val):
     return scan(module, (start, init_val), None)[0][1]
 '''
 
-HELPERS = {"fori_loop": ("fori_loop", FORI_LOOP_SOURCE, (JAX_IMPORT, ImportSpec("operator", None, None)))}
+FORI_LOOP_STATEFUL = "stateful_fori_loop"
+STATEFUL_FORI_LOOP_SOURCE = '''def stateful_fori_loop(module, lower, upper, body_fun, init_val):
+    """Haiku's hk.fori_loop over a body using state or RNG keys: body_fun(module, i, val) gets the module lifted into the loop.
+
+    The "state" collection is carried through the loop and each step draws fresh "dropout" keys, as Haiku threads its
+    state and key sequence through the carry. At init only the first step runs, on the module itself: it creates the
+    body's parameters and state, and Haiku's init returns that state without the loop's updates.
+    """
+    if module.is_initializing():
+        return body_fun(module, lower, init_val)
+    # As jax.lax.fori_loop: the counter takes the bounds' common dtype; concrete
+    # bounds scan (reverse-differentiable), traced bounds use a while loop.
+    dtype = jax.numpy.promote_types(jax.numpy.asarray(lower).dtype, jax.numpy.asarray(upper).dtype)
+    start = jax.lax.convert_element_type(lower, dtype)
+    try:
+        trip = operator.index(upper) - operator.index(lower)
+    except TypeError:
+        stop = jax.lax.convert_element_type(upper, dtype)
+        loop = {nn}.while_loop(
+            lambda _, c: c[0] < stop,
+            lambda mdl, c: (c[0] + 1, body_fun(mdl, *c)),
+            module,
+            (start, init_val),
+            carry_variables="state",
+            split_rngs={{"dropout": True}},
+        )
+        return loop[1]
+    if trip <= 0:
+        return init_val
+
+    def step(mdl, carry, unused):
+        i, val = carry
+        return (i + 1, body_fun(mdl, i, val)), None
+
+    scan = {nn}.scan(
+        step, variable_broadcast="params", variable_carry="state", split_rngs={{"params": False, "dropout": True}}, length=trip
+    )
+    return scan(module, (start, init_val), None)[0][1]
+'''
+
+_LOOP_IMPORTS = (JAX_IMPORT, ImportSpec("operator", None, None))
+HELPERS = {
+    "fori_loop": ("fori_loop", FORI_LOOP_SOURCE, _LOOP_IMPORTS),
+    FORI_LOOP_STATEFUL: (FORI_LOOP_STATEFUL, STATEFUL_FORI_LOOP_SOURCE, _LOOP_IMPORTS),
+}
+# What the lifted loops pass besides the module: the state is carried, each step gets fresh dropout keys.
+_CARRY_OPTIONS = 'carry_variables="state", split_rngs={"dropout": True}'
 
 
 def rewrite_fori_loop(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
@@ -113,6 +220,10 @@ def rewrite_fori_loop(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
         return bound
     if set(bound) != set(FORI_LOOP.params):
         return Unsupported("hk.fori_loop needs lower, upper, body_fun and init_val")
+    body = lifted_function(bound["body_fun"])
+    if body is not None:  # marked by the pre-pass: the body uses state or RNG keys
+        args = ", ".join(["self", code(bound["lower"]), code(bound["upper"]), body, code(bound["init_val"])])
+        return Rewrite(cst.parse_expression(f"{FORI_LOOP_STATEFUL}({args})"))
     args = ", ".join(["self", *(code(bound[p]) for p in FORI_LOOP.params)])
     return Rewrite(cst.parse_expression(f"fori_loop({args})"))
 
@@ -129,9 +240,32 @@ def rewrite_while_loop(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     if set(bound) != set(WHILE_LOOP.params):
         return Unsupported("hk.while_loop needs cond_fun, body_fun and init_val")
     cond, body = bound["cond_fun"], bound["body_fun"]
-    val = free_name("val", cond, body)
-    lifted = [f"lambda _, {val}: {_callee(f)}({val})" for f in (cond, body)]
-    return Rewrite(cst.parse_expression(f"{nn}.while_loop({', '.join(lifted)}, self, {code(bound['init_val'])})"))
+    taking_module = [lifted_function(f) for f in (cond, body)]
+    val = free_name("val", *(f for f, m in zip((cond, body), taking_module, strict=True) if m is None))
+    lifted = [m or f"lambda _, {val}: {_callee(f)}({val})" for m, f in zip(taking_module, (cond, body), strict=True)]
+    options = [_CARRY_OPTIONS] if any(taking_module) else []
+    args = ", ".join([*lifted, "self", code(bound["init_val"]), *options])
+    return Rewrite(cst.parse_expression(f"{nn}.while_loop({args})"))
+
+
+def lifted_function(fun: cst.BaseExpression) -> str | None:
+    """The function taking the lifted module first, for a loop function the pre-pass marked; else None.
+
+    ``lambda i, v, self=self: E`` -> ``lambda self, i, v: E``, and the named
+    def's mark ``lambda i, v, self=self: step(self, i, v)`` -> ``step``.
+    """
+    if not isinstance(fun, cst.Lambda) or not fun.params.params:
+        return None
+    *params, marker = fun.params.params
+    if marker.name.value != "self" or not (isinstance(marker.default, cst.Name) and marker.default.value == "self"):
+        return None
+    names = [p.name.value for p in params]
+    body = fun.body
+    if isinstance(body, cst.Call) and isinstance(body.func, cst.Name) and not body.lpar:
+        passed = [code(a.value) if a.keyword is None and not a.star else None for a in body.args]
+        if passed == ["self", *names]:
+            return body.func.value
+    return f"lambda {', '.join(['self', *names])}: {code(body)}"
 
 
 def _callee(node: cst.BaseExpression) -> str:
@@ -145,23 +279,195 @@ class PureLoopsCommand(FlaxifyCommand):
     DESCRIPTION = "Turns hk.fori_loop / hk.while_loop over pure functions into jax.lax loops."
     METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
 
+    def __init__(self, context: CodemodContext) -> None:
+        super().__init__(context)
+        # Per loop whose functions use state or RNG (by id of the original call): the
+        # parameters (``body_fun``, ``cond_fun``) whose function will take the lifted
+        # module first, or why the loop stays TODO. Planned when its method is entered,
+        # because the function's ``def`` comes (and is left) before the loop.
+        self._plans: dict[int, frozenset[str] | str] = {}
+        self._take_module: set[int] = set()  # nested defs that get a leading ``self`` parameter
+        self._pass_module: set[int] = set()  # direct calls of those defs: ``step(x)`` -> ``step(self, x)``
+        self._in_module_class: list[bool] = []  # per enclosing class: is it a Haiku module
+        self._module_classes: set[str] = set()  # classes of this file known to be Haiku modules
+
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:
-        return b"_loop" in source
+        return b"_loop" in source or b"scan" in source or b"map(" in source
+
+    # -- loops over functions using state or RNG --------------------------------
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        module = any(
+            self.haiku_name(base.value) == "haiku.Module"
+            or (isinstance(base.value, cst.Name) and base.value.value in self._module_classes)
+            for base in node.bases
+        )
+        if module:
+            self._module_classes.add(node.name.value)
+        self._in_module_class.append(module)
+        return True
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        self._in_module_class.pop()
+        return updated_node
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        if self._in_module_class and self._in_module_class[-1] and _first_param(node) == "self":
+            scope = self.get_metadata(ScopeProvider, node, None)
+            if isinstance(scope, ClassScope):
+                self._plan_method(node)
+        return True
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
+        if id(original_node) not in self._take_module:
+            return updated_node
+        params = updated_node.params
+        first = cst.Param(cst.Name("self"), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        return updated_node.with_changes(params=params.with_changes(params=[first, *params.params]))
+
+    def _plan_method(self, method: cst.FunctionDef) -> None:
+        """Decides, for each loop of ``method`` whose functions use state or RNG, how to lift it (or why not)."""
+        loops: list[tuple[cst.Call, str, dict[str, cst.BaseExpression]]] = []
+        calls: dict[int, cst.Call] = {}  # id of a call's func -> the call
+        for node in walk(method.body):
+            if not isinstance(node, cst.Call):
+                continue
+            calls[id(node.func)] = node
+            qualname = self.haiku_name(node.func)
+            if qualname in SIGNATURES and id(node) not in self._plans:
+                bound = self._bound(node, qualname)
+                if bound is not None:
+                    loops.append((node, qualname, bound))
+        passed = {id(bound[name]) for _, qualname, bound in loops for name in _FUNCTIONS[qualname]}
+        for call, qualname, bound in loops:
+            if any(self._needs_module(qualname, bound[name]) for name in _FUNCTIONS[qualname]):
+                self._plans[id(call)] = self._plan_loop(method, call, qualname, bound, calls, passed)
+
+    def _bound(self, call: cst.Call, qualname: str) -> dict[str, cst.BaseExpression] | None:
+        """The loop's arguments by name, when every one a loop needs (a scan's function at least) is there."""
+        bound = bind(call, SIGNATURES[qualname])
+        if isinstance(bound, Unsupported):
+            return None
+        needed = set(_FUNCTIONS[qualname]) if qualname in SCAN_CALLS else set(SIGNATURES[qualname].params)
+        return bound if needed <= set(bound) else None
+
+    def _needs_module(self, qualname: str, fun: cst.BaseExpression) -> bool:
+        """True when the loop function must be handed the lifted module (it uses state or draws keys itself).
+
+        A scanned function whose only keys feed ``hk.dropout`` needs nothing: the
+        module pass makes those ``nn.Dropout`` layers, which Flax builds in the
+        scan's own scope (a fresh key per step).
+        """
+        if qualname in SCAN_CALLS:
+            return bool(self._stateful_apis(fun, dropout_keys=False) - {"haiku.dropout"})
+        return self._threads_state(fun)
+
+    def _plan_loop(
+        self,
+        method: cst.FunctionDef,
+        call: cst.Call,
+        qualname: str,
+        bound: dict[str, cst.BaseExpression],
+        calls: dict[int, cst.Call],
+        passed: set[int],
+    ) -> frozenset[str] | str:
+        """The loop functions to hand the lifted module to, or the reason the loop stays TODO."""
+        scope = self.get_metadata(ScopeProvider, call, None)
+        if not isinstance(scope, FunctionScope) or scope.node is not method:
+            return _STATEFUL_REASON
+        if qualname == "haiku.fori_loop" and FORI_LOOP_STATEFUL in self.state.user_names:
+            return (
+                f"the exact rewrite emits a helper named {FORI_LOOP_STATEFUL}, and this file defines its own;"
+                " rename yours and run flaxify migrate again"
+            )
+        if qualname in SCAN_CALLS and any(self._stateful_apis(bound[name]) & _STATE for name in _FUNCTIONS[qualname]):
+            return _SCAN_STATE_REASON
+        cond = bound.get("cond_fun")
+        if cond is not None and self._stateful_apis(cond) - {"haiku.get_state"}:
+            return (
+                "Haiku's hk.while_loop raises for hk.set_state, RNG keys and stateful modules in cond_fun: move them into"
+                " body_fun, then " + _BY_HAND
+            )
+        lifted: set[str] = set()
+        take: set[int] = set()
+        pass_module: set[int] = set()
+        for name in _FUNCTIONS[qualname]:
+            fun = bound[name]
+            if name == "cond_fun" or not self._needs_module(qualname, fun):
+                # Haiku's cond_fun reads the state as it was before the loop (only body_fun gets the
+                # carried state): a closure over the calling module reads just that in Linen too.
+                continue
+            if isinstance(fun, cst.Lambda):
+                if not _plain_params(fun.params) or "self" in _param_names(fun.params):
+                    return "the loop function is a lambda with defaults, * parameters or a parameter named self: " + _BY_HAND
+                lifted.add(name)
+                continue
+            definition = self._definition(fun) if isinstance(fun, cst.Name) else None
+            if definition is None or self.get_metadata(ScopeProvider, definition, None) is not scope:
+                return f"the loop function {code(fun)} is not a lambda or a def of this method: " + _BY_HAND
+            if definition.decorators or definition.params.posonly_params or "self" in _param_names(definition.params):
+                return f"{definition.name.value} is decorated, has positional-only parameters or a parameter named self: " + _BY_HAND
+            for access in scope.accesses[definition.name.value]:
+                if access.node is fun:
+                    continue
+                if id(access.node) in passed:
+                    return f"{definition.name.value} is handed to more than one loop: " + _BY_HAND
+                direct = calls.get(id(access.node))
+                if direct is None:
+                    return f"{definition.name.value} is used other than called or handed to a loop: " + _BY_HAND
+                pass_module.add(id(direct))
+            lifted.add(name)
+            take.add(id(definition))
+        self._take_module |= take
+        self._pass_module |= pass_module
+        if qualname == "haiku.fori_loop":
+            self.state.helper_classes.add(f"haiku.{FORI_LOOP_STATEFUL}")
+        return frozenset(lifted)
+
+    def _mark_lifted(self, call: cst.Call, sig: Signature, lifted: frozenset[str]) -> cst.Call:
+        """Marks the loop functions that get the lifted module: ``lambda i, v, self=self: ...``.
+
+        A named def (which now takes ``self`` first) is handed over as
+        ``lambda i, v, self=self: step(self, i, v)``. The marked call is still
+        Haiku code meaning the same (``self`` is the Haiku module); the module
+        pass rewrites it (:func:`rewrite_fori_loop`, :func:`rewrite_while_loop`).
+        """
+        bound = bind(call, sig)
+        assert not isinstance(bound, Unsupported)
+        replace: dict[int, cst.BaseExpression] = {}
+        for name in lifted:
+            fun = bound[name]
+            if isinstance(fun, cst.Lambda):
+                params = fun.params.params
+                marker = cst.Param(cst.Name("self"), default=cst.Name("self"), equal=_EQUAL)
+                if params:
+                    params = [*params[:-1], params[-1].with_changes(comma=_COMMA)]
+                replace[id(fun)] = fun.with_changes(params=fun.params.with_changes(params=[*params, marker]))
+            else:
+                names = [free_name(n, fun) for n in _ARGUMENTS[name]]
+                text = f"lambda {', '.join(names)}, self=self: {code(fun)}(self, {', '.join(names)})"
+                replace[id(fun)] = cst.parse_expression(text)
+        args = [a.with_changes(value=replace[id(a.value)]) if id(a.value) in replace else a for a in call.args]
+        return call.with_changes(args=args)
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if id(original_node) in self._pass_module:  # a direct call of a loop function that now takes the module
+            return updated_node.with_changes(args=[cst.Arg(cst.Name("self"), comma=_COMMA), *updated_node.args])
         qualname = self.haiku_name(original_node.func)
-        if qualname not in LOOP_CALLS:
+        if qualname not in SIGNATURES:
             return updated_node
-        bound = bind(original_node, SIGNATURES[qualname])
-        if isinstance(bound, Unsupported) or set(bound) != set(SIGNATURES[qualname].params):
+        bound = self._bound(original_node, qualname)
+        if bound is None:
             return updated_node  # the module pass reports the arguments it cannot read
         functions = [bound[name] for name in _FUNCTIONS[qualname]]
-        if any(self._threads_state(f) for f in functions):
-            # Marking the statement keeps the module pass off it (a TODO'd statement is left as it is).
-            self.todo("hk." + qualname.removeprefix("haiku."), _STATEFUL_REASON)
-            return updated_node
-        if not all(self._pure(f) for f in functions):
+        if any(self._needs_module(qualname, f) for f in functions):
+            plan = self._plans.get(id(original_node), _STATEFUL_REASON)
+            if isinstance(plan, str):
+                # Marking the statement keeps the module pass off it (a TODO'd statement is left as it is).
+                self.todo("hk." + qualname.removeprefix("haiku."), plan)
+                return updated_node
+            return self._mark_lifted(updated_node, SIGNATURES[qualname], plan)
+        if qualname in SCAN_CALLS or not all(self._pure(f) for f in functions):
             return updated_node
         self.need_import(JAX_IMPORT)
         lax_loop = cst.parse_expression(f"jax.lax.{qualname.rsplit('.', 1)[-1]}")
@@ -170,10 +476,28 @@ class PureLoopsCommand(FlaxifyCommand):
     # -- purity ---------------------------------------------------------------
     def _threads_state(self, fun: cst.BaseExpression) -> bool:
         """True when the loop function itself calls a Haiku state or RNG API (Haiku threads them through the loop)."""
+        return bool(self._stateful_apis(fun))
+
+    def _stateful_apis(self, fun: cst.BaseExpression, *, dropout_keys: bool = True) -> set[str]:
+        """The Haiku state and RNG APIs the loop function (a lambda or a named def) refers to itself.
+
+        ``dropout_keys=False`` leaves out the ``hk.next_rng_key()`` given straight
+        to ``hk.dropout`` (which becomes an ``nn.Dropout`` drawing its own key).
+        """
         node = fun if isinstance(fun, cst.Lambda) else self._definition(fun) if isinstance(fun, cst.Name) else None
         if node is None:
-            return False
-        return any(isinstance(sub, (cst.Name, cst.Attribute)) and self.haiku_name(sub) in _STATEFUL for sub in walk(node))
+            return set()
+        skip: set[int] = set()
+        if not dropout_keys:
+            for sub in walk(node):
+                if isinstance(sub, cst.Call) and self.haiku_name(sub.func) == "haiku.dropout" and sub.args:
+                    key = sub.args[0].value
+                    if isinstance(key, cst.Call) and self.haiku_name(key.func) == "haiku.next_rng_key":
+                        skip.add(id(key.func))
+        found = (
+            self.haiku_name(sub) for sub in walk(node) if isinstance(sub, (cst.Name, cst.Attribute)) and id(sub) not in skip
+        )
+        return {q for q in found if q in _STATEFUL}
 
     def _pure(self, fun: cst.BaseExpression) -> bool:
         """True when ``fun`` is a lambda or a plain local ``def`` that reads only its locals and pure libraries."""
@@ -207,6 +531,24 @@ class PureLoopsCommand(FlaxifyCommand):
             if not qualified or not all(q.split(".")[0] in _PURE_PREFIXES for q in qualified):
                 return False
         return True
+
+
+def _first_param(fun: cst.FunctionDef) -> str | None:
+    params = fun.params.posonly_params or fun.params.params
+    return params[0].name.value if params else None
+
+
+def _param_names(params: cst.Parameters) -> set[str]:
+    every = [*params.posonly_params, *params.params, *params.kwonly_params]
+    every += [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
+    return {p.name.value for p in every}
+
+
+def _plain_params(params: cst.Parameters) -> bool:
+    """Only positional-or-keyword parameters without defaults (what a loop calls a lambda with)."""
+    return not (params.posonly_params or params.kwonly_params or params.star_kwarg) and not isinstance(
+        params.star_arg, cst.Param
+    ) and all(p.default is None for p in params.params)
 
 
 class _Names(cst.CSTVisitor):

@@ -79,7 +79,7 @@ TODOS = [
     ("hk.vmap(lambda y: y, spmd_axis_name='d', split_rng=False)(x)", "hk.vmap", "spmd_axis_name"),
     ("hk.switch(0, branches, x)", "hk.switch", "literal list"),
     ("hk.cond(training, f, g, operand=x)", "hk.cond", "operand="),
-    ("hk.fori_loop(0, 3, lambda i, y: hk.dropout(hk.next_rng_key(), 0.5, y), x)", "hk.fori_loop", "nn.while_loop"),
+    ("hk.while_loop(lambda y: jax.random.uniform(hk.next_rng_key()) < 0.5, lambda y: y, x)", "hk.while_loop", "nn.while_loop"),
     ("hk.nets.VectorQuantizerEMA(4, 8, 0.25, 0.9)(x, is_training=training)", "hk.nets.VectorQuantizerEMA", "codebook"),
 ]
 
