@@ -187,6 +187,8 @@ class MixedPrecisionCommand(FlaxifyCommand):
         self._plans: dict[str, tuple[Target, Policy]] = {}  # class tail -> what to write
         self._layers: dict[int, str] = {}  # id(layer construction call) -> class tail
         self._remove: set[int] = set()  # ids of statements that go
+        self._removed_statements: list[cst.SimpleStatementLine] = []  # the set_policy statements applied
+        self._policy_calls: list[tuple[cst.Call, str]] = []
         self._module_methods: dict[int, tuple[list[str], Policy]] = {}  # id(__call__ of a policy's class) -> inputs to cast
         self._returns: dict[int, Policy] = {}  # id(return statement of such a __call__) -> its policy
         self._reasons: dict[int, str] = {}  # id(set_policy statement) -> why it stays
@@ -194,6 +196,7 @@ class MixedPrecisionCommand(FlaxifyCommand):
     # -- reading ------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
         found = [f for body, where in _scopes(node) for f in self._policies(body, where)]
+        self._policy_calls = self._mixed_precision_calls(node)
         by_class: dict[str, list[_Found]] = {}
         for item in found:
             if isinstance(item.policy, str):
@@ -208,11 +211,12 @@ class MixedPrecisionCommand(FlaxifyCommand):
                 continue
             assert isinstance(items[0].policy, Policy)
             plan = self._plan if cls in TARGETS else self._plan_module
-            reason = plan(node, cls, items[0].policy)
+            reason = self._changed_elsewhere(cls, items[0].statement) or plan(node, cls, items[0].policy)
             if reason is not None:
                 self._reasons[id(items[0].statement)] = reason
                 continue
             self._remove.add(id(items[0].statement))
+            self._removed_statements.append(items[0].statement)
             if items[0].binding is not None:
                 self._remove.add(id(items[0].binding))
         self._keep_read_bindings(node, found)
@@ -235,6 +239,35 @@ class MixedPrecisionCommand(FlaxifyCommand):
                     " move the set_policy calls to the top of the function"
                 )
             yield _Found(statement, cls, policy, binding)
+
+    def _mixed_precision_calls(self, node: cst.Module) -> list[tuple[cst.Call, str]]:
+        """Every ``hk.mixed_precision.*`` call with the class it names (``X`` for hk.X, ``X()`` for a module class, else "?")."""
+        calls = []
+        for n in walk(node):
+            name = self.haiku_name(n.func) if isinstance(n, cst.Call) else None
+            if name is None or not name.startswith("haiku.mixed_precision."):
+                continue
+            first = n.args[0].value if n.args and n.args[0].keyword is None and not n.args[0].star else None
+            key = haiku_name(self.haiku_name(first)) if first is not None else None
+            if key is None and isinstance(first, cst.Name) and first.value in self.state.module_classes:
+                key = first.value + "()"
+            calls.append((n, key or "?"))
+        return calls
+
+    def _changed_elsewhere(self, cls: str, statement: cst.SimpleStatementLine) -> str | None:
+        """Another policy call that may change what governs ``cls``'s layers at run time, if there is one.
+
+        For a Haiku layer class: any other call naming it (or an unknown class). For a module class: any
+        call on a Haiku class that is not applied here, since the innermost policy governs the layers inside.
+        """
+        mine = statement.body[0].value if isinstance(statement.body[0], cst.Expr) else None
+        for call, key in self._policy_calls:
+            if call is mine:
+                continue
+            applied = any(isinstance(s.body[0], cst.Expr) and s.body[0].value is call for s in self._removed_statements)
+            if key in (cls, "?") or (cls not in TARGETS and not key.endswith("()") and not applied):
+                return f"the file also calls {code(call)[:70]}, which may change the policy of the layers this one governs"
+        return None
 
     def _set_policy(self, stmt: cst.CSTNode) -> cst.Call | None:
         if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Expr):

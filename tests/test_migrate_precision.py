@@ -178,8 +178,13 @@ TODOS += [
     for default, body, policies, reason in [
         ("", "hk.Linear(4)(x) * is_training if is_training else x", "", "read both as an array and as a flag"),
         ("=0.5", "hk.Linear(4)(x) if is_training else x", "", "has a default (0.5)"),
+        # A policy on hk.Linear that stays TODO would govern the Dense inside (the innermost wins).
+        ("", "hk.Linear(4)(x) if is_training else x", f'if True:\n    {P}(hk.Linear, jmp.get_policy("f32"))\n', "may change the policy"),
     ]
 ]
+TODOS.append(
+    (_program(f'{P}(hk.Linear, jmp.get_policy("bf16"))', "hk.Linear(4)(x)", extra="hk.mixed_precision.clear_policy(hk.Linear)\n"), "may change the policy")
+)
 
 
 @pytest.mark.parametrize(("source", "reason"), TODOS)
