@@ -193,7 +193,8 @@ def rewrite_scan(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
         return bound
     if not all(k in bound for k in ("f", "init")):
         return Unsupported("hk.scan needs f and init")
-    from flaxify.migrate.lifted_loops import lifted_function  # late, as in helper_source
+    # Imported late, as in helper_source.
+    from flaxify.migrate.lifted_loops import lifted_function
 
     f = bound["f"]
     carry, x = free_name("carry", f), free_name("x", f)
@@ -211,7 +212,8 @@ def rewrite_map(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
         return bound
     if not all(k in bound for k in ("fn", "xs")):
         return Unsupported("hk.map needs fn and xs")
-    from flaxify.migrate.lifted_loops import lifted_function  # late, as in helper_source
+    # Imported late, as in helper_source.
+    from flaxify.migrate.lifted_loops import lifted_function
 
     fn = bound["fn"]
     carry, x = free_name("carry", fn), free_name("x", fn)

@@ -86,11 +86,10 @@ Flax raises when the loop writes them.
 
 from __future__ import annotations
 
-
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
 from flaxify.migrate.layers_common import Signature, bind, code, free_name, walk
-from flaxify.migrate.lifted import LOOP_CALLS, MAP, SCAN
+from flaxify.migrate.lifted import MAP, SCAN
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
 from libcst.codemod import CodemodContext
 from libcst.metadata import ClassScope, FunctionScope, QualifiedNameProvider, ScopeProvider

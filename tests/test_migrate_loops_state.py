@@ -135,10 +135,15 @@ DRAWS = HEADER + textwrap.dedent(
                 i, v = c
                 return i + 1, v.at[i].set(jax.random.uniform(hk.next_rng_key(), ()))
 
+            def scanned(c, i):
+                return c, jax.random.uniform(hk.next_rng_key(), ())
+
+            _, by_scan = hk.scan(scanned, 0.0, jnp.arange(4))
+            by_map = hk.map(lambda i: jax.random.uniform(hk.next_rng_key(), ()), jnp.arange(4))
             if hk.running_init():
-                return by_def, by_lambda, sample((0, x))[1]
+                return by_def, by_lambda, by_scan, by_map, sample((0, x))[1]
             _, sampled = hk.while_loop(lambda c: c[0] < 4, sample, (0, x))
-            return by_def, by_lambda, sampled
+            return by_def, by_lambda, by_scan, by_map, sampled
 
 
     net = hk.transform(lambda x: Draws()(x))
@@ -147,10 +152,15 @@ DRAWS = HEADER + textwrap.dedent(
 
 
 def test_each_loop_step_draws_a_fresh_key(tmp_path: Path) -> None:
-    """Step i writes its draw to slot i: four different numbers per loop (the same key every step would repeat one)."""
+    """Step i draws number i: four different numbers per loop (the same key every step would repeat one).
+
+    Covers hk.fori_loop (a def and a lambda), hk.scan, hk.map and hk.while_loop.
+    """
     out, todos = _migrate(DRAWS)
     assert todos == []
     assert "stateful_fori_loop(self, 0, 4, draw, x)" in out
+    assert 'nn.scan(scanned, variable_broadcast="params"' in out
+    assert "nn.scan(lambda self, carry, i: (carry, jax.random.uniform(self.make_rng(" in out
     assert 'nn.while_loop(lambda _, val: (lambda c: c[0] < 4)(val), sample, self, (0, x), carry_variables="state"' in out
     flax_net = _load_text(out, tmp_path, "draws_fx").net
     x = jnp.zeros(4)
@@ -184,36 +194,44 @@ def test_dropout_loop_fixture_drops_in_training(tmp_path: Path) -> None:
 # -- what stays TODO, with the Haiku code untouched --------------------------------------------------------
 
 STAYS_TODO = [
+    (  # Haiku unrolls a scan's first step at init to create its state; a carrying nn.scan needs it to exist before
+        (
+            "class M(hk.Module):\n    def __call__(self, xs):\n        def step(c, x):\n"
+            "            n = hk.get_state('n', [], jnp.int32, init=jnp.zeros)\n            hk.set_state('n', n + 1)\n"
+            "            return c + x, c\n        return hk.scan(step, 0.0, xs)\n"
+        ),
+        "variable_carry='state'",
+    ),
     (  # a transformed function: no module method to lift
-        "def f(x):\n    def step(i, v):\n        n = hk.get_state('n', [], init=jnp.zeros)\n        hk.set_state('n', n + 1)\n"
-        "        return v\n    return hk.fori_loop(0, 3, step, x)\n\n\nnet = hk.transform_with_state(f)\n",
+        ("def f(x):\n    def step(i, v):\n        n = hk.get_state('n', [], init=jnp.zeros)\n        hk.set_state('n', n + 1)\n"
+        "        return v\n    return hk.fori_loop(0, 3, step, x)\n\n\nnet = hk.transform_with_state(f)\n"),
         "directly in an hk.Module method",
     ),
     (  # Haiku itself raises for state updates and keys in cond_fun
-        "class M(hk.Module):\n    def __call__(self, x):\n"
-        "        return hk.while_loop(lambda v: jax.random.uniform(hk.next_rng_key()) < 0.5, lambda v: v + 1.0, x)\n",
+        ("class M(hk.Module):\n    def __call__(self, x):\n"
+        "        return hk.while_loop(lambda v: jax.random.uniform(hk.next_rng_key()) < 0.5, lambda v: v + 1.0, x)\n"),
         "cond_fun",
     ),
     (  # the def is kept in a list: handing it the module would change what the list holds
-        "class M(hk.Module):\n    def __call__(self, x):\n        def step(i, v):\n"
+        ("class M(hk.Module):\n    def __call__(self, x):\n        def step(i, v):\n"
         "            return v + jax.random.normal(hk.next_rng_key(), v.shape)\n"
-        "        steps = [step]\n        return hk.fori_loop(0, 3, steps[0], x) + hk.fori_loop(0, 3, step, x)\n",
+        "        steps = [step]\n        return hk.fori_loop(0, 3, steps[0], x) + hk.fori_loop(0, 3, step, x)\n"),
         "used other than called",
     ),
     (
-        "class M(hk.Module):\n    def __call__(self, x):\n        def step(i, v):\n"
+        ("class M(hk.Module):\n    def __call__(self, x):\n        def step(i, v):\n"
         "            return v + jax.random.normal(hk.next_rng_key(), v.shape)\n"
-        "        return hk.fori_loop(0, 3, step, x) + hk.fori_loop(0, 2, step, x)\n",
+        "        return hk.fori_loop(0, 3, step, x) + hk.fori_loop(0, 2, step, x)\n"),
         "more than one loop",
     ),
 ]
 
 
-@pytest.mark.parametrize(("body", "reason"), STAYS_TODO, ids=["transformed_function", "cond_fun", "def_in_list", "two_loops"])
+@pytest.mark.parametrize(("body", "reason"), STAYS_TODO, ids=["scan_state", "transformed_function", "cond_fun", "def_in_list", "two_loops"])
 def test_loops_that_cannot_be_lifted_keep_todo_and_code(body: str, reason: str) -> None:
     out, todos = _migrate(HEADER + body)
-    assert "hk.fori_loop" in todos or "hk.while_loop" in todos
-    todo = next(line for line in out.splitlines() if "TODO(flaxify): hk." in line and "_loop:" in line)
+    assert {"hk.fori_loop", "hk.while_loop", "hk.scan"} & set(todos)
+    todo = next(line for line in out.splitlines() if "TODO(flaxify): hk." in line and ("_loop:" in line or "scan:" in line))
     assert reason in todo, todo
     assert "self=self" not in out and "stateful_fori_loop" not in out  # nothing half-marked, no unused helper
     for line in body.splitlines():
