@@ -165,7 +165,7 @@ def parse_policy_string(text: str) -> Policy | str:
 
 @dataclass
 class _Found:
-    """One ``set_policy`` statement: the class it names (tail of ``hk.X``) and its policy, or why it stays."""
+    """One ``set_policy`` statement: the class it names (``X`` for ``hk.X``, ``X()`` for a module class) and its policy, or why it stays."""
 
     statement: cst.SimpleStatementLine
     cls: str
@@ -184,11 +184,12 @@ class MixedPrecisionCommand(FlaxifyCommand):
 
     def __init__(self, context):  # type: ignore[no-untyped-def]
         super().__init__(context)
-        self._plans: dict[str, tuple[Target, Policy]] = {}  # class tail -> what to write
-        self._layers: dict[int, str] = {}  # id(layer construction call) -> class tail
+        # Haiku class tail (or "Cls().nn.Dense" for the layers in a module class) -> what to write on its layers.
+        self._plans: dict[str, tuple[Target, Policy]] = {}
+        self._layers: dict[int, str] = {}  # id(layer construction call) -> its key in _plans
         self._remove: set[int] = set()  # ids of statements that go
         self._removed_statements: list[cst.SimpleStatementLine] = []  # the set_policy statements applied
-        self._policy_calls: list[tuple[cst.Call, str]] = []
+        self._policy_calls: list[tuple[cst.Call, str]] = []  # every hk.mixed_precision call, with the class it names
         self._module_methods: dict[int, tuple[list[str], Policy]] = {}  # id(__call__ of a policy's class) -> inputs to cast
         self._returns: dict[int, Policy] = {}  # id(return statement of such a __call__) -> its policy
         self._reasons: dict[int, str] = {}  # id(set_policy statement) -> why it stays
@@ -207,7 +208,8 @@ class MixedPrecisionCommand(FlaxifyCommand):
         for cls, items in sorted(by_class.items(), key=lambda kv: kv[0] not in TARGETS):
             if len(items) > 1:
                 for item in items:
-                    self._reasons[id(item.statement)] = f"several policies on hk.{cls} (the last one run wins in Haiku): keep one"
+                    shown = cls.removesuffix("()") if cls.endswith("()") else f"hk.{cls}"
+                    self._reasons[id(item.statement)] = f"several policies on {shown} (the last one run wins in Haiku): keep one"
                 continue
             assert isinstance(items[0].policy, Policy)
             plan = self._plan if cls in TARGETS else self._plan_module
@@ -296,12 +298,10 @@ class MixedPrecisionCommand(FlaxifyCommand):
                 return cls, f"the policy {code(args[1].value)} is not bound once, before this call, to a jmp policy call", None
         return cls, self._policy(value), binding if where is not None else None
 
-    def _other_class(self, cls: cst.BaseExpression) -> str:
-        spelled = code(cls)
-        if spelled in self.state.module_classes:
-            return f"a policy on {spelled}, a module class of this file: {_MODULE_POLICY}"
+    @staticmethod
+    def _other_class(named: cst.BaseExpression) -> str:
         return (
-            f"a policy on {spelled}: hk.Linear, hk.Conv1D/2D/3D, hk.BatchNorm (params == compute) and hk.LayerNorm"
+            f"a policy on {code(named)}: hk.Linear, hk.Conv1D/2D/3D, hk.BatchNorm (params == compute) and hk.LayerNorm"
             " (float32) map exactly; Linen norms reduce in float32 whatever dtype is, and hk.ConvND shares nn.Conv with"
             " Conv1D/2D/3D: set dtype=/param_dtype= on each layer and cast inputs/outputs by hand"
         )
