@@ -169,7 +169,7 @@ class NameScopesCommand(FlaxifyCommand):
                     first = _first_part(node)  # type: ignore[arg-type]
                     if first is None:
                         return None
-                    bases.add(first)
+                    bases.add(name_and_number(first)[0])
         return bases
 
     def _plan(
@@ -205,11 +205,11 @@ class NameScopesCommand(FlaxifyCommand):
         # A name bound on some paths only and read after the block keeps its earlier value on the
         # others: it is passed in too. The closure reads its inputs when it is called, where the
         # block may have read them on some path only, so each must be bound for sure before it.
-        conditional = [name for name in flow.bound if name not in flow.definite and name in after]
-        inputs = [*flow.inputs(), *(name for name in conditional if name not in flow.early)]
-        if any(name not in available for name in inputs):
+        conditional = [n for n in flow.bound if n not in flow.definite and n in after]
+        inputs = [*flow.inputs(), *(n for n in conditional if n not in flow.early)]
+        if any(n not in available for n in inputs):
             return None
-        outputs = tuple(name for name in flow.bound if name in flow.definite or name in inputs)
+        outputs = tuple(n for n in flow.bound if n in flow.definite or n in inputs)
         parts = (first, *name.split("/")[1:])
         closure = free_name(f"_name_scope_{'_'.join(parts)}", *[cst.Name(t) for t in taken])
         taken.add(closure)

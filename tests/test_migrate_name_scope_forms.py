@@ -121,6 +121,14 @@ def test_a_scope_entered_in_a_branch_makes_later_scopes_of_that_name_todo() -> N
     assert 'NameScope(_name_scope_t, name="t")(y)' in out
 
 
+def test_a_numbered_scope_in_a_branch_makes_later_scopes_of_its_base_todo() -> None:
+    _, todos = _migrate(
+        'if x.shape[0] > 1:\n    with hk.name_scope("s_2"):\n        x = hk.Linear(4)(x)\n'
+        'with hk.name_scope("s"):\n    y = hk.Linear(4)(x)\nreturn y'
+    )
+    assert todos.count("hk.name_scope") == 2
+
+
 def _flow(code: str):  # type: ignore[no-untyped-def]
     return block_flow(cst.parse_module(textwrap.dedent(code)).body, lambda *_: None, lambda _: False)
 
