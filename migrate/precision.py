@@ -747,8 +747,8 @@ def _uncastable(layer: cst.Call, use: cst.Call | None, target: Target) -> str | 
     """Why the casts of a policy cannot go on the call of ``layer``, if they cannot."""
     if use is None:
         return (
-            f"a {target.flax} layer is bound to a name instead of called where it is built ({code(layer)[:60]}...): cast"
-            " its inputs and outputs where it is called by hand"
+            f"a {target.flax} layer is not called where it is built (bound to a name, or in a list: {code(layer)[:60]}...):"
+            " cast its inputs and outputs where it is called by hand"
         )
     if target.casts and (not use.args or use.args[0].keyword is not None or use.args[0].star):
         return f"a {target.flax} layer is called without a positional input: cast it by hand"
