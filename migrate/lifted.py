@@ -26,8 +26,9 @@ dropout mask per layer, as Haiku splits its key per layer). The body is named
 the calling module like ``hk.remat`` (parameters broadcast, the dropout stream
 split when Haiku splits). ``hk.scan(f, init, xs)`` and ``hk.map(fn, xs)`` become
 ``nn.scan`` lifted over the calling module (parameters broadcast, a fresh
-dropout key per step), called at once; a function drawing keys itself is handed
-the scanned module (``lifted_loops.py`` marks it), as a closure over the calling
+dropout key per step), called at once; a function using state or drawing keys
+itself is handed the scanned module instead, through the emitted
+``stateful_scan`` (``lifted_loops.py`` marks it), as a closure over the calling
 module would draw the same key at every step. ``hk.cond`` / ``hk.switch`` become
 ``nn.cond`` / ``nn.switch`` with branches lifted over the calling module (both
 libraries need the branches' parameters to exist at init: build and call the
@@ -194,15 +195,18 @@ def rewrite_scan(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     if not all(k in bound for k in ("f", "init")):
         return Unsupported("hk.scan needs f and init")
     # Imported late, as in helper_source.
-    from flaxify.migrate.lifted_loops import lifted_function
+    from flaxify.migrate.lifted_loops import SCAN_STATEFUL, lifted_function
 
     f = bound["f"]
     carry, x = free_name("carry", f), free_name("x", f)
-    options = [_SCAN_OPTIONS] + [f"{k}={code(bound[k])}" for k in ("length", "reverse", "unroll") if k in bound]
+    extra = [f"{k}={code(bound[k])}" for k in ("length", "reverse", "unroll") if k in bound]
     xs = code(bound["xs"]) if "xs" in bound else "None"
-    # A function drawing keys itself takes the scanned module (lifted_loops.py marked it): fresh keys per step.
-    lam = lifted_function(f) or f"lambda _, {carry}, {x}: {_callee(f)}({carry}, {x})"
-    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {', '.join(options)})(self, {code(bound['init'])}, {xs})"))
+    taking_module = lifted_function(f)
+    if taking_module is not None:  # uses state or draws keys itself (lifted_loops.py marked it)
+        args = ["self", taking_module, code(bound["init"]), xs, *extra]
+        return Rewrite(cst.parse_expression(f"{SCAN_STATEFUL}({', '.join(args)})"))
+    lam = f"lambda _, {carry}, {x}: {_callee(f)}({carry}, {x})"
+    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {', '.join([_SCAN_OPTIONS, *extra])})(self, {code(bound['init'])}, {xs})"))
 
 
 def rewrite_map(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
@@ -213,21 +217,23 @@ def rewrite_map(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     if not all(k in bound for k in ("fn", "xs")):
         return Unsupported("hk.map needs fn and xs")
     # Imported late, as in helper_source.
-    from flaxify.migrate.lifted_loops import lifted_function
+    from flaxify.migrate.lifted_loops import SCAN_STATEFUL, lifted_function
 
     fn = bound["fn"]
     carry, x = free_name("carry", fn), free_name("x", fn)
-    taking_module = lifted_function(fn)  # draws keys itself: it gets the scanned module (lifted_loops.py)
+    xs = code(bound["xs"])
+    taking_module = lifted_function(fn)  # uses state or draws keys itself: it gets the scanned module (lifted_loops.py)
     if taking_module is not None and isinstance(fn, cst.Lambda):  # lambda self, y: E -> lambda self, carry, y: (carry, E)
         marked = cst.ensure_type(cst.parse_expression(taking_module), cst.Lambda)
         mdl, y = (p.name.value for p in marked.params.params)
         lam = f"lambda {mdl}, {carry}, {y}: ({carry}, {code(marked.body)})"
-    elif taking_module is not None:
+        return Rewrite(cst.parse_expression(f"{SCAN_STATEFUL}(self, {lam}, None, {xs})[1]"))
+    if taking_module is not None:
         mdl = free_name("mdl", fn)
         lam = f"lambda {mdl}, {carry}, {x}: ({carry}, {taking_module}({mdl}, {x}))"
-    else:
-        lam = f"lambda _, {carry}, {x}: ({carry}, {_callee(fn)}({x}))"
-    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {_SCAN_OPTIONS})(self, None, {code(bound['xs'])})[1]"))
+        return Rewrite(cst.parse_expression(f"{SCAN_STATEFUL}(self, {lam}, None, {xs})[1]"))
+    lam = f"lambda _, {carry}, {x}: ({carry}, {_callee(fn)}({x}))"
+    return Rewrite(cst.parse_expression(f"{nn}.scan({lam}, {_SCAN_OPTIONS})(self, None, {xs})[1]"))
 
 
 def rewrite_cond(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:

@@ -1,4 +1,4 @@
-"""``hk.fori_loop`` / ``hk.while_loop`` -> ``jax.lax`` loops or Linen lifted loops.
+"""``hk.fori_loop`` / ``hk.while_loop`` (and ``hk.scan`` functions using state or keys) -> ``jax.lax`` or Linen loops.
 
 Haiku's loops (``haiku/_src/stateful.py``) are ``jax.lax.fori_loop`` /
 ``jax.lax.while_loop`` with Haiku's state threaded through the carry; at init
@@ -38,8 +38,10 @@ Three rewrites, all exact:
 
 3. **Loop functions that use state or RNG keys** (``hk.get_state`` /
    ``hk.set_state`` / ``hk.next_rng_key`` / ``hk.dropout`` / stateful modules,
-   directly in an ``hk.Module`` method). Haiku threads its state and its key
-   sequence through the loop carry (``haiku/_src/stateful.py``: the body runs
+   directly in an ``hk.Module`` method; for ``hk.scan`` / ``hk.map``, which
+   ``lifted.py`` rewrites, functions using state or drawing keys other than
+   ``hk.dropout``'s). Haiku threads its state and its key sequence through
+   the loop carry (``haiku/_src/stateful.py``: the body runs
    under a temporary copy of the frame's state and ``PRNGSequence``, whose
    subkeys are topped up to a full block after each step by splitting the
    carried key: step i draws the sequence's next keys, never a repeat). Linen
@@ -59,16 +61,20 @@ Three rewrites, all exact:
    ``variable_carry="state"`` / ``nn.while_loop`` with
    ``carry_variables="state"``, and ``split_rngs={"dropout": True}`` (a key
    folded with the step index, so each step draws fresh keys; never the same
-   key every step). ``hk.while_loop`` becomes ``nn.while_loop(..., self, init,
-   carry_variables="state", split_rngs={"dropout": True})``; a ``cond_fun``
-   reading state keeps reading it through the calling module, which holds
-   the state as it was before the loop: Haiku's ``cond_fun`` sees that too,
-   not the carried state (only ``body_fun`` runs under it). State is exact (bit-identical outputs and
-   state, call after call); keys have Haiku's distribution, not its values
+   key every step); ``stateful_scan`` is the same for ``hk.scan`` / ``hk.map``
+   (a closure over the calling module would draw one key for all steps, and
+   could not write state). ``hk.while_loop`` becomes ``nn.while_loop(...,
+   self, init, carry_variables="state", split_rngs={"dropout": True})``; a
+   ``cond_fun`` reading state keeps reading it through the calling module,
+   which holds the state as it was before the loop: Haiku's ``cond_fun`` sees
+   that too, not the carried state (only ``body_fun`` runs under it). State is
+   exact (bit-identical outputs and state, call after call); keys have
+   Haiku's distribution, not its values
    (another derivation), so ``flaxify check`` reports such calls as drawn in a
-   lifted transform. At init only the first step runs (on the module itself):
-   it creates the body's parameters and state, and Haiku's init returns that
-   state without the loop's updates; Linen's init output is then one step's.
+   lifted transform. At init the helpers run only the first step (on the
+   module itself), as Haiku runs it eagerly: it creates the body's parameters
+   and state, and Haiku's init returns that state without the loop's updates.
+   Linen's init output (which ``init`` does not return) is then one step's.
 
    The pre-pass marks such a function for the module pass as Haiku code that
    means the same (``lambda i, v, self=self: ...``; a def is handed over as
@@ -98,7 +104,8 @@ FORI_LOOP = Signature("hk.fori_loop", ("lower", "upper", "body_fun", "init_val")
 WHILE_LOOP = Signature("hk.while_loop", ("cond_fun", "body_fun", "init_val"))
 SIGNATURES = {"haiku.fori_loop": FORI_LOOP, "haiku.while_loop": WHILE_LOOP, "haiku.scan": SCAN, "haiku.map": MAP}
 # hk.scan / hk.map become nn.scan in the module pass (lifted.py); this pass marks their functions
-# when those draw keys themselves (a closure over the calling module would draw one key for every step).
+# when those use state or draw keys themselves (a closure over the calling module would draw one key
+# for every step, and cannot write state).
 SCAN_CALLS = frozenset({"haiku.scan", "haiku.map"})
 # The functions of each loop, which must all be pure for the jax.lax rewrite.
 _FUNCTIONS = {
@@ -125,12 +132,6 @@ _STATEFUL_REASON = (
     "the loop function uses Haiku state or RNG keys, which Haiku threads through the loop carry; flaxify lifts"
     " such a loop only directly in an hk.Module method (not in a transformed function or a helper): move it into"
     " one, or " + _BY_HAND
-)
-_SCAN_STATE_REASON = (
-    "the scanned function uses Haiku state, which Haiku threads through the scan carry after running the first step"
-    " eagerly at init; a Linen scan can only carry state that exists before it: call the function once under"
-    " `if self.is_initializing():`, then write nn.scan(lambda mdl, carry, x: ..., variable_broadcast='params',"
-    " variable_carry='state', split_rngs={'params': False, 'dropout': True}) with mdl.variable inside"
 )
 _COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 _EQUAL = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
@@ -203,11 +204,43 @@ STATEFUL_FORI_LOOP_SOURCE = '''def stateful_fori_loop(module, lower, upper, body
     return scan(module, (start, init_val), None)[0][1]
 '''
 
+SCAN_STATEFUL = "stateful_scan"
+STATEFUL_SCAN_SOURCE = '''def stateful_scan(module, f, init, xs, length=None, reverse=False, unroll=1):
+    """Haiku's hk.scan over a function using state or RNG keys: f(module, carry, x) gets the module lifted into the scan.
+
+    The "state" collection is carried through the scan and each step draws fresh "dropout" keys, as Haiku threads its
+    state and key sequence through the carry. At init only the first step runs, on the module itself: it creates the
+    function's parameters and state, and Haiku's init returns that state without the scan's updates (init's output,
+    which Linen does not return, repeats the first step's).
+    """
+    if length is None:
+        length = jax.tree.leaves(xs)[0].shape[0]
+    if module.is_initializing():
+        # As Haiku: an empty scan still runs f once, on zeros, for its parameters and state.
+        first = (lambda x: x[-1] if reverse else x[0]) if length else (lambda x: jax.numpy.zeros(x.shape[1:], x.dtype))
+        carry, y0 = f(module, init, jax.tree.map(first, xs))
+        ys = jax.tree.map(lambda y: jax.numpy.broadcast_to(y, (length, *jax.numpy.shape(y))), y0)
+        return (carry if length else init), ys
+    scan = {nn}.scan(
+        f,
+        variable_broadcast="params",
+        variable_carry="state",
+        split_rngs={{"params": False, "dropout": True}},
+        length=length,
+        reverse=reverse,
+        unroll=unroll,
+    )
+    return scan(module, init, xs)
+'''
+
 _LOOP_IMPORTS = (JAX_IMPORT, ImportSpec("operator", None, None))
 HELPERS = {
     "fori_loop": ("fori_loop", FORI_LOOP_SOURCE, _LOOP_IMPORTS),
     FORI_LOOP_STATEFUL: (FORI_LOOP_STATEFUL, STATEFUL_FORI_LOOP_SOURCE, _LOOP_IMPORTS),
+    SCAN_STATEFUL: (SCAN_STATEFUL, STATEFUL_SCAN_SOURCE, (JAX_IMPORT,)),
 }
+# The emitted helper each kind of lifted loop calls, when its functions take the module.
+_STATEFUL_HELPERS = {"haiku.fori_loop": FORI_LOOP_STATEFUL, "haiku.scan": SCAN_STATEFUL, "haiku.map": SCAN_STATEFUL}
 # What the lifted loops pass besides the module: the state is carried, each step gets fresh dropout keys.
 _CARRY_OPTIONS = 'carry_variables="state", split_rngs={"dropout": True}'
 
@@ -353,9 +386,9 @@ class PureLoopsCommand(FlaxifyCommand):
     def _needs_module(self, qualname: str, fun: cst.BaseExpression) -> bool:
         """True when the loop function must be handed the lifted module (it uses state or draws keys itself).
 
-        A scanned function whose only keys feed ``hk.dropout`` needs nothing: the
-        module pass makes those ``nn.Dropout`` layers, which Flax builds in the
-        scan's own scope (a fresh key per step).
+        A scanned function whose only keys feed ``hk.dropout`` (and no state)
+        needs nothing: the module pass makes those ``nn.Dropout`` layers, which
+        Flax builds in the scan's own scope (a fresh key per step).
         """
         if qualname in SCAN_CALLS:
             return bool(self._stateful_apis(fun, dropout_keys=False) - {"haiku.dropout"})
@@ -374,13 +407,12 @@ class PureLoopsCommand(FlaxifyCommand):
         scope = self.get_metadata(ScopeProvider, call, None)
         if not isinstance(scope, FunctionScope) or scope.node is not method:
             return _STATEFUL_REASON
-        if qualname == "haiku.fori_loop" and FORI_LOOP_STATEFUL in self.state.user_names:
+        helper = _STATEFUL_HELPERS.get(qualname)
+        if helper in self.state.user_names:
             return (
-                f"the exact rewrite emits a helper named {FORI_LOOP_STATEFUL}, and this file defines its own;"
+                f"the exact rewrite emits a helper named {helper}, and this file defines its own;"
                 " rename yours and run flaxify migrate again"
             )
-        if qualname in SCAN_CALLS and any(self._stateful_apis(bound[name]) & _STATE for name in _FUNCTIONS[qualname]):
-            return _SCAN_STATE_REASON
         cond = bound.get("cond_fun")
         if cond is not None and self._stateful_apis(cond) - {"haiku.get_state"}:
             return (
@@ -419,8 +451,8 @@ class PureLoopsCommand(FlaxifyCommand):
             take.add(id(definition))
         self._take_module |= take
         self._pass_module |= pass_module
-        if qualname == "haiku.fori_loop":
-            self.state.helper_classes.add(f"haiku.{FORI_LOOP_STATEFUL}")
+        if helper is not None:
+            self.state.helper_classes.add(f"haiku.{helper}")
         return frozenset(lifted)
 
     def _mark_lifted(self, call: cst.Call, sig: Signature, lifted: frozenset[str]) -> cst.Call:
