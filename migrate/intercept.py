@@ -28,7 +28,9 @@ is not C`` (``C`` a module class of this file, or a tuple of them) and
 ``context.method_name != "m"`` (one of each at least; ``m`` not ``__init__``,
 which Haiku intercepts and Linen does not: it constructs modules without a
 method call); or ``if <the positive
-guard, with and>: ...`` followed by ``return next_fun(*args, **kwargs)``. The
+guard, with and>: ...`` followed by ``return next_fun(*args, **kwargs)``;
+each named method is defined by each named class and not ``@nn.nowrap`` after
+the module pass (a factory method Haiku intercepts and Linen does not). The
 code run for the named methods may read ``args``, ``kwargs``, call ``next_fun``,
 ``context.orig_method`` and read ``context.method_name``, but not
 ``context.module`` or anything else of ``context``. An interceptor that only
@@ -62,8 +64,15 @@ class InterceptMethodsCommand(FlaxifyCommand):
         super().__init__(context)
         self._exact: set[str] = set()  # module-level interceptor defs that mean the same in Linen
         self._items: set[int] = set()  # ids of the calls to rewrite
+        self._wrapped: dict[str, set[str]] = {}  # module class of this file -> its methods Linen intercepts
 
     def visit_Module(self, node: cst.Module) -> None:
+        for stmt in node.body:
+            if isinstance(stmt, cst.ClassDef) and isinstance(stmt.body, cst.IndentedBlock):
+                # An @nn.nowrap method (a factory method after the module pass) is not intercepted by Linen.
+                methods = [m for m in stmt.body.body if isinstance(m, cst.FunctionDef)]
+                wrapped = {m.name.value for m in methods if not any(code(d.decorator).endswith("nowrap") for d in m.decorators)}
+                self._wrapped[stmt.name.value] = wrapped
         for stmt in node.body:
             if isinstance(stmt, cst.FunctionDef) and not stmt.decorators and self._exact_def(stmt):
                 self._exact.add(stmt.name.value)
@@ -119,17 +128,24 @@ class InterceptMethodsCommand(FlaxifyCommand):
                 stack += [node.right, node.left]
             else:
                 clauses.append(node)
-        kinds = [self._clause(c, context, negated) for c in clauses]
-        return None not in kinds and "class" in kinds and "method" in kinds
+        named: dict[str, set[str]] = {"class": set(), "method": set()}
+        for clause in clauses:
+            found = self._clause(clause, context, negated)
+            if found is None:
+                return False
+            named[found[0]].update(found[1])
+        # Each named method is defined (not inherited) by each named class, and Linen wraps it.
+        classes, methods = named["class"], named["method"]
+        return bool(classes and methods) and all(methods <= self._wrapped.get(c, set()) for c in classes)
 
-    def _clause(self, node: cst.BaseExpression, context: str, negated: bool) -> str | None:
-        """``"class"`` / ``"method"`` for a clause naming this file's module classes / a method, else None."""
+    def _clause(self, node: cst.BaseExpression, context: str, negated: bool) -> tuple[str, tuple[str, ...]] | None:
+        """``("class", names)`` / ``("method", (name,))`` for a clause naming this file's module classes / a method."""
         module = f"{context}.module"
         if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not) and negated:
             node, negated = node.expression, False  # not isinstance(...)
         if isinstance(node, cst.Call) and not negated and code(node.func) == "isinstance" and len(node.args) == 2:
             if code(node.args[0].value) == module and self._own_classes(node.args[1].value):
-                return "class"
+                return "class", _class_names(node.args[1].value)
             return None
         if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
             return None
@@ -137,12 +153,13 @@ class InterceptMethodsCommand(FlaxifyCommand):
         operator = target.operator
         if code(node.left) == f"type({module})" and self._own_classes(target.comparator):
             wanted = cst.IsNot if negated else cst.Is
-            return "class" if isinstance(operator, wanted) and isinstance(target.comparator, cst.Name) else None
+            right = isinstance(operator, wanted) and isinstance(target.comparator, cst.Name)
+            return ("class", _class_names(target.comparator)) if right else None
         # Haiku also intercepts __init__ (construction), which Linen never does.
         method = literal(target.comparator)
         if code(node.left) == f"{context}.method_name" and isinstance(method, str) and method != "__init__":
             wanted = cst.NotEqual if negated else cst.Equal
-            return "method" if isinstance(operator, wanted) else None
+            return ("method", (method,)) if isinstance(operator, wanted) else None
         return None
 
     def _own_classes(self, node: cst.BaseExpression) -> bool:
@@ -150,6 +167,12 @@ class InterceptMethodsCommand(FlaxifyCommand):
         if isinstance(node, cst.Tuple):
             return bool(node.elements) and all(self._own_classes(e.value) for e in node.elements)
         return isinstance(node, cst.Name) and node.value in self.state.module_classes
+
+
+def _class_names(node: cst.BaseExpression) -> tuple[str, ...]:
+    if isinstance(node, cst.Tuple):
+        return tuple(n for e in node.elements for n in _class_names(e.value))
+    return (node.value,) if isinstance(node, cst.Name) else ()
 
 
 def _four_plain(params: cst.Parameters) -> bool:

@@ -130,6 +130,8 @@ def test_a_positive_guard_is_rewritten_too() -> None:
         "def i(next_fun, args, kwargs, context):\n    if not isinstance(context.module, Block) or context.method_name != '__call__':\n        return next_fun(*args, **kwargs)\n    print(context.module.module_name)\n    return next_fun(*args, **kwargs)\n",
         # Haiku also intercepts construction; Linen never does
         "def i(next_fun, args, kwargs, context):\n    if not isinstance(context.module, Block) or context.method_name != '__init__':\n        return next_fun(*args, **kwargs)\n    return next_fun(*args, **kwargs)\n",
+        # a method Block does not define (inherited, or a name Linen would not call)
+        "def i(next_fun, args, kwargs, context):\n    if not isinstance(context.module, Block) or context.method_name != 'encode':\n        return next_fun(*args, **kwargs)\n    return next_fun(*args, **kwargs) * 2\n",
         # every call changed
         "def i(next_fun, args, kwargs, context):\n    return next_fun(*args, **kwargs) * 2\n",
     ],
