@@ -52,7 +52,7 @@ recognised by name unless the file defines that name.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
@@ -73,7 +73,7 @@ _MODULE_NAME = (
 )
 _DICTS = (
     "Haiku's flat {'<module path>/w': array} dict of this module's WHAT; Linen nests variables by name and calls "
-    "them differently ('kernel', not 'w'): read {r}.variables['COLLECTION'] after the layer has run"
+    "them differently ('kernel', not 'w'): read {r}.variables['COLLECTION'] after it has run"
 )
 _INITIALIZER = (
     "Haiku keeps the initializer as passed (None or a Haiku initializer taking (shape, dtype)); the Linen layer "
@@ -224,6 +224,9 @@ LINEN: dict[str, Layer] = {
         },
     ),
 }
+
+#: The file's own hk.Module subclasses, now Linen modules: only what every hk.Module has.
+USER_MODULE = _layer("hk.Module", "Linen module")
 
 #: Emitted helper classes (Haiku's class names; most fields take Haiku's arguments as passed).
 HELPERS: dict[str, Layer] = {
@@ -449,6 +452,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
     def __init__(self, context: CodemodContext) -> None:
         super().__init__(context)
         self._kinds: dict[str, tuple[Layer, bool]] = {}
+        self._user_modules: set[str] = set()
         # Bindings are collected on the first read that needs them (most files read no Haiku attribute).
         self._classes: list[cst.ClassDef] = []
         self._cache: dict[int, dict[str, Bound]] = {}
@@ -467,6 +471,14 @@ class ModuleAttributesCommand(FlaxifyCommand):
         emitted = {found[0] for q in self.state.helper_classes if (found := helper_class(q)) is not None}
         helpers = emitted - self.state.user_names
         self._kinds.update({name: (layer, True) for name, layer in HELPERS.items() if name in helpers})
+        self._user_modules = {
+            stmt.name.value
+            for stmt in node.body
+            if isinstance(stmt, cst.ClassDef)
+            and stmt.name.value in {*self.state.module_classes, *self.state.wrapper_classes}
+            and not _defines_any(stmt, USER_MODULE.attributes)
+        }
+        self._kinds.update({name: (USER_MODULE, True) for name in self._user_modules})
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._classes.append(node)
@@ -537,6 +549,13 @@ class ModuleAttributesCommand(FlaxifyCommand):
             if name in names:
                 return names[name]  # type: ignore[index]
         return None
+
+    def _in_own_method(self) -> bool:
+        """Directly in a method of one of the file's converted module classes (``self`` is that module)."""
+        function = next((f for comprehension, f in reversed(self._local_layers) if not comprehension), None)
+        if not self._classes or self._classes[-1].name.value not in self._user_modules:
+            return False
+        return any(statement is function for statement in self._classes[-1].body.body)
 
     def _class_layers(self) -> dict[str, Bound]:
         """The innermost class's ``self.x`` layers and collections."""
@@ -674,6 +693,8 @@ class ModuleAttributesCommand(FlaxifyCommand):
         """The layer ``node`` is: ``self.x``, a local, or an item ``self.x[i]`` of a collection (``i`` free of calls)."""
         if m.matches(node, _SELF_ATTR):
             bound = self._class_layers().get(node.attr.value)  # type: ignore[attr-defined]
+        elif m.matches(node, m.Name("self")) and self._in_own_method():
+            bound = Bound(USER_MODULE, ())
         elif isinstance(node, cst.Name) and self._local_layers:
             bound = self._local(node.value)
         elif isinstance(node, cst.Subscript) and _is_index(node):
@@ -682,6 +703,17 @@ class ModuleAttributesCommand(FlaxifyCommand):
         else:
             bound = None
         return None if bound is None or bound.collection else bound
+
+
+def _defines_any(klass: cst.ClassDef, names: Iterable[str]) -> bool:
+    """The class defines one of ``names`` itself (a method, or ``self.<name> = ...``)."""
+    wanted = set(names)
+    for node in walk(klass):
+        if isinstance(node, cst.FunctionDef) and node.name.value in wanted:
+            return True
+        if any(_self_attribute(t) in wanted for raw in _targets(node) for t in _bound_names(raw)):
+            return True
+    return False
 
 
 def _builtin(node: cst.CSTNode, name: str) -> bool:

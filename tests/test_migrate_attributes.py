@@ -184,3 +184,54 @@ def test_emitted_helper_attributes(ctor: str, read: str, expected: str) -> None:
     out = migrate_source(source.encode(), "head.py").source.decode()
     assert expected in out
     assert (expected.startswith("#")) == ("TODO(flaxify)" in out)
+
+
+OWN_MODULES = textwrap.dedent(
+    """\
+    import haiku as hk
+
+
+    class Block(hk.Module):
+        def __call__(self, x):
+            print(self.module_name)
+            return hk.Linear(3)(x)
+
+
+    class Tagged(hk.Module):
+        def module_name_upper(self):
+            return self.module_name.upper()
+
+        def params_dict(self):
+            return {}
+
+        def __call__(self, x):
+            return x
+
+
+    class Net(hk.Module):
+        def __init__(self, name=None):
+            super().__init__(name=name)
+            self.block = Block()
+            self.tagged = Tagged()
+
+        def __call__(self, x):
+            return self.block(x), self.block.params_dict(), self.tagged.params_dict()
+
+
+    def forward(x):
+        return Net()(x)
+
+
+    net = hk.transform(forward)
+    """
+)
+
+
+def test_hk_module_attributes_of_the_files_own_modules() -> None:
+    out = migrate_source(OWN_MODULES.encode(), "own.py").source.decode()
+    marked = [line.strip() for line in out.splitlines() if line.strip().startswith("# TODO(flaxify): hk.Module.")]
+    assert [m.split(":")[1].strip() for m in marked] == ["hk.Module.module_name", "hk.Module.params_dict"]
+    assert "(self.name) and its scope path (self.path)" in marked[0]
+    assert "read self.block.variables['params']" in marked[1]
+    # Tagged defines params_dict itself: its reads are its own business.
+    assert "return self.module_name.upper()" in out
