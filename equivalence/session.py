@@ -85,7 +85,10 @@ class Session:
             kwargs = self.init_kwargs(first)
             # Jitted: Haiku's init run op by op takes seconds for a small transformer.
             init = jax.jit(lambda rng, *xs: self.hk.init(rng, *xs, **kwargs))
-            self.params, self.state = jax.device_get(user_call("Haiku init", lambda: init(self.rng, *first.inputs)))
+            what = "Haiku init"
+            if first.name not in ("init", "__call__"):  # a multi_transform's init, fed another method's inputs
+                what += f" (given the inputs of {first.name!r}; if init takes others, add --input init=SPEC)"
+            self.params, self.state = jax.device_get(user_call(what, lambda: init(self.rng, *first.inputs)))
         rngs = {"params": self.rng, "dropout": self.rng}
         trees = [
             user_call(

@@ -111,6 +111,48 @@ def test_model_that_raises_exits_2(tmp_path, capsys):
     assert "Haiku init raised RuntimeError: boom in forward" in err
 
 
+MULTI_INIT = """
+import flax.linen as nn
+import haiku as hk
+
+
+class Pair(hk.Module):
+    def encode(self, x):
+        return hk.Linear(3)(x)
+
+    def decode(self, z, scale):
+        return hk.Linear(2)(z) * scale
+
+    def __call__(self, x, scale):
+        return self.decode(self.encode(x), scale)
+
+
+def fns():
+    m = Pair()
+    return (lambda x, scale: m(x, scale)), {"encode": m.encode}
+
+
+net = hk.without_apply_rng(hk.multi_transform(fns))
+
+
+class FlaxPair(nn.Module):
+    @nn.compact
+    def encode(self, x):
+        return nn.Dense(3)(x)
+
+
+flax_net = FlaxPair()
+"""
+
+
+def test_multi_transform_init_fed_a_methods_inputs_says_to_give_init_inputs(tmp_path, capsys):
+    model = tmp_path / "pair.py"
+    model.write_text(MULTI_INIT)
+    code, err = _check(capsys, f"{model}:net", f"{model}:flax_net", "--input", "encode=f32[2,4]", *FAST)
+    assert code == 2
+    assert "Haiku init (given the inputs of 'encode'; if init takes others, add --input init=SPEC) raised" in err
+
+
 def test_bad_kwargs_json_exits_2(capsys):
     code, err = _check(
         capsys,

@@ -29,7 +29,8 @@ A Haiku NAME may be an hk.Transformed, hk.TransformedWithState, hk.MultiTransfor
 \b
 SPEC: f32[8,28,28,1], bf16[4,16], i32[2,16]:0..50 (integers in [0, 50)) or x.npy;
 repeat --input for several positional inputs; METHOD=SPEC gives a multi-method
-model's method its own inputs.
+model's method its own inputs, and init=SPEC those of its init when they differ
+from the first method's.
 
 WARNING: this command imports and runs both referenced modules (user code)."""
 
