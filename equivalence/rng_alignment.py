@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import operator
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -205,11 +206,15 @@ class _Cursor:
         if self.pending is None or key is not self.pending[0]:
             return None
         _, wanted, _ = self.pending
-        if isinstance(num, bool) or not isinstance(num, int) or num != wanted:
+        try:
+            count = operator.index(num)  # an int, or a NumPy integer (a shape tuple is another call)
+        except TypeError:
+            count = None
+        if count != wanted:
             self.abandon()
             return None
         self.pending = None
-        return jnp.stack(self.sequence.take(num))
+        return jnp.stack(self.sequence.take(wanted))
 
     def abandon(self) -> None:
         """The pending stand-in was used otherwise: the models draw keys in another number."""
