@@ -453,6 +453,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
         super().__init__(context)
         self._kinds: dict[str, tuple[Layer, bool]] = {}
         self._user_modules: set[str] = set()
+        self._module_defs: dict[str, cst.ClassDef] = {}
         # Bindings are collected on the first read that needs them (most files read no Haiku attribute).
         self._classes: list[cst.ClassDef] = []
         self._cache: dict[int, dict[str, Bound]] = {}
@@ -479,6 +480,7 @@ class ModuleAttributesCommand(FlaxifyCommand):
             and not _defines_any(stmt, USER_MODULE.attributes)
         }
         self._kinds.update({name: (USER_MODULE, True) for name in self._user_modules})
+        self._module_defs = {s.name.value: s for s in node.body if isinstance(s, cst.ClassDef) and s.name.value in self._user_modules}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._classes.append(node)
@@ -559,9 +561,10 @@ class ModuleAttributesCommand(FlaxifyCommand):
 
     def _class_layers(self) -> dict[str, Bound]:
         """The innermost class's ``self.x`` layers and collections."""
-        if not self._classes:
-            return {}
-        klass = self._classes[-1]
+        return self._layers_of(self._classes[-1]) if self._classes else {}
+
+    def _layers_of(self, klass: cst.ClassDef) -> dict[str, Bound]:
+        """``klass``'s ``self.x`` layers and collections."""
         if id(klass) not in self._cache:
             found = self._bound(walk(klass), _self_attribute, local=False)
             changed = _changed_attributes(walk(klass))  # a collection changed after it was built may hold anything
@@ -690,7 +693,8 @@ class ModuleAttributesCommand(FlaxifyCommand):
         return expression if expression.lpar else expression.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
 
     def _receiver(self, node: cst.BaseExpression) -> Bound | None:
-        """The layer ``node`` is: ``self.x``, a local, or an item ``self.x[i]`` of a collection (``i`` free of calls)."""
+        """The layer ``node`` is: ``self.x``, a local, an item ``self.x[i]`` of a collection (``i`` free of
+        calls), or ``<module>.x`` for a module of one of the file's classes and a layer ``x`` it built."""
         if m.matches(node, _SELF_ATTR):
             bound = self._class_layers().get(node.attr.value)  # type: ignore[attr-defined]
         elif m.matches(node, m.Name("self")) and self._in_own_method():
@@ -700,9 +704,21 @@ class ModuleAttributesCommand(FlaxifyCommand):
         elif isinstance(node, cst.Subscript) and _is_index(node):
             collection = self._collection(node.value)
             bound = collection.item() if collection is not None and m.matches(node.value, _SELF_ATTR) else None
+        elif isinstance(node, cst.Attribute):  # a layer of one of the file's modules: self.encoder.proj, net.proj
+            owner = self._receiver(node.value)
+            klass = self._module_defs.get(_built_class(owner)) if owner is not None else None
+            bound = self._layers_of(klass).get(node.attr.value) if klass is not None else None
         else:
             bound = None
         return None if bound is None or bound.collection else bound
+
+
+def _built_class(bound: Bound) -> str:
+    """The class name of the file's own module ``bound`` was constructed as (``Block(...)``), else ``""``."""
+    if bound.layer is not USER_MODULE or len(bound.calls) != 1 or bound.collection:
+        return ""
+    func = bound.calls[0].func
+    return func.value if isinstance(func, cst.Name) else ""
 
 
 def _defines_any(klass: cst.ClassDef, names: Iterable[str]) -> bool:
