@@ -306,15 +306,22 @@ def _callee(node: cst.BaseExpression) -> str:
 
 
 class PureLoopsCommand(FlaxifyCommand):
-    """Rewrites Haiku loops over pure functions to their ``jax.lax`` twins, anywhere in the file."""
+    """Rewrites Haiku loops over pure functions to their ``jax.lax`` twins, anywhere in the file.
 
-    DESCRIPTION = "Turns hk.fori_loop / hk.while_loop over pure functions into jax.lax loops."
+    Loop functions using state or RNG keys are marked for the module pass (they
+    will take the lifted module first), or the loop is marked TODO.
+    """
+
+    DESCRIPTION = (
+        "Turns hk.fori_loop / hk.while_loop over pure functions into jax.lax loops; hands loop functions using state"
+        " or RNG keys the lifted module."
+    )
     METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
 
     def __init__(self, context: CodemodContext) -> None:
         super().__init__(context)
         # Per loop whose functions use state or RNG (by id of the original call): the
-        # parameters (``body_fun``, ``cond_fun``) whose function will take the lifted
+        # parameters (``body_fun``, ``f``, ...) whose function will take the lifted
         # module first, or why the loop stays TODO. Planned when its method is entered,
         # because the function's ``def`` comes (and is left) before the loop.
         self._plans: dict[int, frozenset[str] | str] = {}
@@ -325,7 +332,11 @@ class PureLoopsCommand(FlaxifyCommand):
 
     @classmethod
     def wanted(cls, source: bytes, state: MigrationState) -> bool:
-        return b"_loop" in source or b"scan" in source or b"map(" in source
+        if b"_loop" in source:
+            return True
+        # A scan or map matters here only when something in the file uses state or draws keys.
+        threads = (b"rng_key", b"_state", b"BatchNorm", b"MovingAverage", b"EMAParamsTree")
+        return (b"scan" in source or b"map" in source) and any(word in source for word in threads)
 
     # -- loops over functions using state or RNG --------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
@@ -354,7 +365,7 @@ class PureLoopsCommand(FlaxifyCommand):
         if id(original_node) not in self._take_module:
             return updated_node
         params = updated_node.params
-        first = cst.Param(cst.Name("self"), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        first = cst.Param(cst.Name("self"), comma=_COMMA)
         return updated_node.with_changes(params=params.with_changes(params=[first, *params.params]))
 
     def _plan_method(self, method: cst.FunctionDef) -> None:
