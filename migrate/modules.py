@@ -34,7 +34,9 @@ defaults (``init_forwarding.py``); a method that builds submodules or
 parameters inline becomes ``@nn.compact`` when it is ``__call__``; another
 method doing so becomes ``@nn.compact_name_scope`` (Haiku's ``~method/``
 names) when its class is only ever the Flax root (an ``hk.multi_transform``
-template's module), and is left as it was under a TODO otherwise (Linen allows
+template's module; its own ``hk.get_parameter`` calls are made in ``setup()``
+when nothing the method computes shapes them, ``scoped_params.py``), and is
+left as it was under a TODO otherwise (Linen allows
 one compact method, and ``nn.compact_name_scope`` misplaces parameters in
 nested modules), except a method that only returns a new module, which becomes
 ``@nn.nowrap`` (``factory_methods.py``). Every submodule gets ``name=`` equal to its Haiku name where
@@ -63,7 +65,7 @@ from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import dataclass_modules, factory_methods, lifted, name_scope, properties, rng, state, utilities
+from flaxify.migrate import dataclass_modules, factory_methods, lifted, name_scope, properties, rng, scoped_params, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code, walk
@@ -107,6 +109,8 @@ class ClassPlan:
     # Properties creating a variable, made in setup() instead (properties.py), and their setup() code.
     variable_properties: dict[str, properties.VariableProperty] = field(default_factory=dict)
     property_setup: list[cst.BaseStatement] = field(default_factory=list)
+    # hk.get_parameter calls of a root's compact_name_scope method made in setup() instead (scoped_params.py).
+    hoisted_params: dict[int, str] = field(default_factory=dict)
 
 
 class ConvertModulesCommand(FlaxifyCommand):
@@ -298,10 +302,13 @@ class ConvertModulesCommand(FlaxifyCommand):
             needs_scope = self._scan(method.body, namer, dynamic=transparent)
             if needs_scope and method_name not in ("__init__", "__call__") and not transparent:
                 sized = factory_methods.input_size_reason(method, node, self.haiku_name) is None  # read from kernels
-                if node.name.value in self.state.root_classes and not self._creates_variables(method) and sized:
+                # Its own parameters (Haiku's `module/p`) can be made in setup() when nothing it computes shapes them.
+                hoisted = scoped_params.hoistable(method, node, self.haiku_name) if self._creates_variables(method) else {}
+                if node.name.value in self.state.root_classes and hoisted is not None and sized:
                     # Haiku's `~encode/linear` is Linen's compact_name_scope `encode/linear`;
                     # flax places that scope correctly only on the root module.
                     plan.decorators[method_name] = "compact_name_scope"
+                    plan.hoisted_params.update(hoisted)
                     self._names.update({c.key: None for c in namer.constructions})
                     self._names.update(namer.names())
                     continue
@@ -424,7 +431,12 @@ class ConvertModulesCommand(FlaxifyCommand):
             return self._construction(original_node, updated_node)
         qualname = self.haiku_name(original_node.func)
         if qualname == "haiku.get_parameter":
-            return self._get_parameter(original_node, updated_node)
+            param = self._get_parameter(original_node, updated_node)
+            attribute = self._plan().hoisted_params.get(key)
+            if attribute is None or param is updated_node:  # not hoisted, or kept under its TODO
+                return param
+            self._plan().property_setup.append(scoped_params.setup_line(attribute, param))  # type: ignore[arg-type]
+            return cst.Attribute(cst.Name("self"), cst.Name(attribute))
         if qualname in _RNG_AND_STATE:
             return self._rng_or_state(original_node, updated_node, qualname)
         if id(original_node.func) in self._called_at_once:

@@ -192,7 +192,10 @@ def add_to_setup(body: list[cst.BaseStatement], statements: list[cst.BaseStateme
         body=cst.IndentedBlock(statements),  # type: ignore[arg-type]
         leading_lines=[cst.EmptyLine(indent=False)] if first_method else [],
     )
-    return [*body[:first_method], setup, *body[first_method:]]
+    rest = body[first_method:]
+    if rest and isinstance(rest[0], cst.FunctionDef) and not rest[0].leading_lines:  # a blank line after setup()
+        rest[0] = rest[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+    return [*body[:first_method], setup, *rest]
 
 
 def value_write(attribute: str, put_variable: cst.Call) -> cst.Assign:
