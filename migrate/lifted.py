@@ -24,7 +24,7 @@ dropout mask per layer, as Haiku splits its key per layer). The body is named
 ``transparent``, ``pass_reverse_to_layer_fn`` and ``name`` are not rewritten
 (marked TODO). ``hk.vmap(f, ..., split_rng=s)`` becomes ``nn.vmap`` lifted over
 the calling module like ``hk.remat`` (parameters broadcast, the dropout stream
-split when Haiku splits). ``hk.scan(f, init, xs)`` and ``hk.map(fn, xs)`` become
+split when Haiku splits; an ``f`` drawing keys itself takes the mapped module). ``hk.scan(f, init, xs)`` and ``hk.map(fn, xs)`` become
 ``nn.scan`` lifted over the calling module (parameters broadcast, a fresh
 dropout key per step), called at once; a function using state or drawing keys
 itself is handed the scanned module instead, through the emitted
@@ -173,6 +173,9 @@ def rewrite_vmap(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
         return Unsupported("hk.vmap needs the function and split_rng=")
     if "spmd_axis_name" in bound and literal(bound["spmd_axis_name"]) is not None:
         return Unsupported("hk.vmap(spmd_axis_name=...) has no nn.vmap counterpart; write jax.vmap over a pure function by hand")
+    # Imported late, as in helper_source.
+    from flaxify.migrate.lifted_loops import lifted_function
+
     fun = bound["fun"]
     args = free_name("args", fun)
     target = code(fun)
@@ -182,7 +185,8 @@ def rewrite_vmap(call: cst.Call, *, nn: str) -> Rewrite | Unsupported:
     for key in ("in_axes", "out_axes", "axis_name", "axis_size"):
         if key in bound:
             options.append(f"{key}={code(bound[key])}")
-    lam = f"lambda _, *{args}: {target}(*{args})"
+    # A function drawing keys itself takes the mapped module (lifted_loops.py marked it): nn.vmap splits its keys.
+    lam = lifted_function(fun) or f"lambda _, *{args}: {target}(*{args})"
     text = f"functools.partial({nn}.vmap({', '.join([lam, *options])}), self)"
     return Rewrite(cst.parse_expression(text), (ImportSpec("functools", None, None),))
 

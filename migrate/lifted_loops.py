@@ -38,9 +38,10 @@ Three rewrites, all exact:
 
 3. **Loop functions that use state or RNG keys** (``hk.get_state`` /
    ``hk.set_state`` / ``hk.next_rng_key`` / ``hk.dropout`` / stateful modules,
-   directly in an ``hk.Module`` method; for ``hk.scan`` / ``hk.map``, which
-   ``lifted.py`` rewrites, functions using state or drawing keys other than
-   ``hk.dropout``'s). Haiku threads its state and its key sequence through
+   directly in an ``hk.Module`` method; for ``hk.scan`` / ``hk.map`` /
+   ``hk.vmap``, which ``lifted.py`` rewrites, functions using state or drawing
+   keys other than ``hk.dropout``'s; state in an ``hk.vmap`` function stays
+   TODO). Haiku threads its state and its key sequence through
    the loop carry (``haiku/_src/stateful.py``: the body runs
    under a temporary copy of the frame's state and ``PRNGSequence``, whose
    subkeys are topped up to a full block after each step by splitting the
@@ -63,7 +64,8 @@ Three rewrites, all exact:
    folded with the step index, so each step draws fresh keys; never the same
    key every step); ``stateful_scan`` is the same for ``hk.scan`` / ``hk.map``
    (a closure over the calling module would draw one key for all steps, and
-   could not write state). ``hk.while_loop`` becomes ``nn.while_loop(...,
+   could not write state); ``hk.vmap``'s function is given to ``nn.vmap``
+   as it is, taking the module (``split_rngs`` as Haiku's ``split_rng``). ``hk.while_loop`` becomes ``nn.while_loop(...,
    self, init, carry_variables="state", split_rngs={"dropout": True})``; a
    ``cond_fun`` reading state keeps reading it through the calling module,
    which holds the state as it was before the loop: Haiku's ``cond_fun`` sees
@@ -95,27 +97,37 @@ from __future__ import annotations
 import libcst as cst
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
 from flaxify.migrate.layers_common import Signature, bind, code, free_name, walk
-from flaxify.migrate.lifted import MAP, SCAN
+from flaxify.migrate.lifted import MAP, SCAN, VMAP
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
 from libcst.codemod import CodemodContext
 from libcst.metadata import ClassScope, FunctionScope, QualifiedNameProvider, ScopeProvider
 
 FORI_LOOP = Signature("hk.fori_loop", ("lower", "upper", "body_fun", "init_val"))
 WHILE_LOOP = Signature("hk.while_loop", ("cond_fun", "body_fun", "init_val"))
-SIGNATURES = {"haiku.fori_loop": FORI_LOOP, "haiku.while_loop": WHILE_LOOP, "haiku.scan": SCAN, "haiku.map": MAP}
+SIGNATURES = {
+    "haiku.fori_loop": FORI_LOOP,
+    "haiku.while_loop": WHILE_LOOP,
+    "haiku.scan": SCAN,
+    "haiku.map": MAP,
+    "haiku.vmap": VMAP,
+}
 # hk.scan / hk.map become nn.scan in the module pass (lifted.py); this pass marks their functions
 # when those use state or draw keys themselves (a closure over the calling module would draw one key
 # for every step, and cannot write state).
 SCAN_CALLS = frozenset({"haiku.scan", "haiku.map"})
+# hk.vmap (lifted.py) likewise: nn.vmap splits the keys of the module it maps, not of a closure's.
+# Its function is called with any number of arguments; Haiku maps no state (a TODO when it uses some).
+_LIFTED_ELSEWHERE = SCAN_CALLS | {"haiku.vmap"}
 # The functions of each loop, which must all be pure for the jax.lax rewrite.
 _FUNCTIONS = {
     "haiku.fori_loop": ("body_fun",),
     "haiku.while_loop": ("cond_fun", "body_fun"),
     "haiku.scan": ("f",),
     "haiku.map": ("fn",),
+    "haiku.vmap": ("fun",),
 }
-# The arguments each loop function is called with (for the mark of a named def).
-_ARGUMENTS = {"body_fun": ("i", "val"), "cond_fun": ("val",), "f": ("carry", "x"), "fn": ("x",)}
+# The arguments each loop function is called with (for the mark of a named def); "*" for any.
+_ARGUMENTS = {"body_fun": ("i", "val"), "cond_fun": ("val",), "f": ("carry", "x"), "fn": ("x",), "fun": ("*args",)}
 # Haiku APIs whose state or RNG key Haiku threads through the loop carry.
 _STATE = frozenset(
     f"haiku.{api}" for api in ("get_state", "set_state", "BatchNorm", "ExponentialMovingAverage", "EMAParamsTree")
@@ -286,18 +298,27 @@ def lifted_function(fun: cst.BaseExpression) -> str | None:
     ``lambda i, v, self=self: E`` -> ``lambda self, i, v: E``, and the named
     def's mark ``lambda i, v, self=self: step(self, i, v)`` -> ``step``.
     """
-    if not isinstance(fun, cst.Lambda) or not fun.params.params:
+    if not isinstance(fun, cst.Lambda):
         return None
-    *params, marker = fun.params.params
-    if marker.name.value != "self" or not (isinstance(marker.default, cst.Name) and marker.default.value == "self"):
+    params = list(fun.params.params)
+    star = fun.params.star_arg
+    star_name = f"*{star.name.value}" if isinstance(star, cst.Param) else None
+    # The mark is the last parameter, or the one keyword-only parameter after *args.
+    markers = fun.params.kwonly_params if star_name else params[-1:]
+    if len(markers) != 1 or not _is_mark(markers[0]):
         return None
-    names = [p.name.value for p in params]
+    names = [p.name.value for p in (params if star_name else params[:-1])] + ([star_name] if star_name else [])
     body = fun.body
     if isinstance(body, cst.Call) and isinstance(body.func, cst.Name) and not body.lpar:
-        passed = [code(a.value) if a.keyword is None and not a.star else None for a in body.args]
+        passed = [code(a.value) if a.keyword is None and not a.star else a.star + code(a.value) for a in body.args]
         if passed == ["self", *names]:
             return body.func.value
     return f"lambda {', '.join(['self', *names])}: {code(body)}"
+
+
+def _is_mark(param: cst.Param) -> bool:
+    """``self=self``: the pre-pass's mark on a function that gets the lifted module."""
+    return param.name.value == "self" and isinstance(param.default, cst.Name) and param.default.value == "self"
 
 
 def _callee(node: cst.BaseExpression) -> str:
@@ -391,7 +412,7 @@ class PureLoopsCommand(FlaxifyCommand):
         bound = bind(call, SIGNATURES[qualname])
         if isinstance(bound, Unsupported):
             return None
-        needed = set(_FUNCTIONS[qualname]) if qualname in SCAN_CALLS else set(SIGNATURES[qualname].params)
+        needed = set(_FUNCTIONS[qualname]) if qualname in _LIFTED_ELSEWHERE else set(SIGNATURES[qualname].params)
         return bound if needed <= set(bound) else None
 
     def _needs_module(self, qualname: str, fun: cst.BaseExpression) -> bool:
@@ -401,7 +422,7 @@ class PureLoopsCommand(FlaxifyCommand):
         needs nothing: the module pass makes those ``nn.Dropout`` layers, which
         Flax builds in the scan's own scope (a fresh key per step).
         """
-        if qualname in SCAN_CALLS:
+        if qualname in _LIFTED_ELSEWHERE:
             return bool(self._stateful_apis(fun, dropout_keys=False) - {"haiku.dropout"})
         return self._threads_state(fun)
 
@@ -423,6 +444,12 @@ class PureLoopsCommand(FlaxifyCommand):
             return (
                 f"the exact rewrite emits a helper named {helper}, and this file defines its own;"
                 " rename yours and run flaxify migrate again"
+            )
+        if qualname == "haiku.vmap" and self._stateful_apis(bound["fun"]) & _STATE:
+            return (
+                "the mapped function uses Haiku state, which hk.vmap never maps: write nn.vmap(lambda mdl, *args: ...,"
+                " variable_axes={'params': None, 'state': None}, split_rngs={'params': False, 'dropout': split_rng})"
+                " by hand, with mdl.variable inside"
             )
         cond = bound.get("cond_fun")
         if cond is not None and self._stateful_apis(cond) - {"haiku.get_state"}:
@@ -486,7 +513,7 @@ class PureLoopsCommand(FlaxifyCommand):
                     params = [*params[:-1], params[-1].with_changes(comma=_COMMA)]
                 replace[id(fun)] = fun.with_changes(params=fun.params.with_changes(params=[*params, marker]))
             else:
-                names = [free_name(n, fun) for n in _ARGUMENTS[name]]
+                names = [n if n.startswith("*") else free_name(n, fun) for n in _ARGUMENTS[name]]
                 text = f"lambda {', '.join(names)}, self=self: {code(fun)}(self, {', '.join(names)})"
                 replace[id(fun)] = cst.parse_expression(text)
         args = [a.with_changes(value=replace[id(a.value)]) if id(a.value) in replace else a for a in call.args]

@@ -180,6 +180,38 @@ def test_each_loop_step_draws_a_fresh_key(tmp_path: Path) -> None:
     assert len(set(np.asarray(haiku_net.apply(params, jax.random.PRNGKey(3), x)[0]).tolist())) == 4
 
 
+VMAP_DRAWS = HEADER + textwrap.dedent(
+    """\
+    class Draws(hk.Module):
+        def __call__(self, x):
+            def draw(row):
+                return row + jax.random.uniform(hk.next_rng_key(), ())
+
+            split = hk.vmap(draw, split_rng=True)(x)
+            shared = hk.vmap(lambda row: row + jax.random.uniform(hk.next_rng_key(), ()), split_rng=False)(x)
+            return split, shared
+
+
+    net = hk.transform(lambda x: Draws()(x))
+    """
+)
+
+
+def test_vmap_split_rng_draws_a_key_per_element(tmp_path: Path) -> None:
+    """hk.vmap(split_rng=True): a different key per element; split_rng=False: one key for all, as in Haiku."""
+    out, todos = _migrate(VMAP_DRAWS)
+    assert todos == [] and "nn.vmap(draw, " in out
+    x = jnp.zeros(4)
+    for source, label in ((VMAP_DRAWS, "vmap_hk"), (out, "vmap_fx")):
+        net = _load_text(source, tmp_path, label).net
+        if label == "vmap_hk":
+            split, shared = net.apply(net.init(jax.random.PRNGKey(0), x), jax.random.PRNGKey(3), x)
+        else:
+            split, shared = net.apply(net.init(jax.random.PRNGKey(0), x), x, rngs={"dropout": jax.random.PRNGKey(3)})
+        assert len(set(np.asarray(split).tolist())) == 4, (label, split)
+        assert len(set(np.asarray(shared).tolist())) == 1, (label, shared)
+
+
 def test_dropout_loop_fixture_drops_in_training(tmp_path: Path) -> None:
     """The RNG fixture in training: the noise and dropout run (about a quarter zeroed), keyed by the dropout stream."""
     flax_net = _load_file(LIFTED / "loop_rng.after.py", "rng_fx").net
