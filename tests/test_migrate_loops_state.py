@@ -120,6 +120,46 @@ def test_fori_loop_with_traced_bound_carries_state(tmp_path: Path) -> None:
     assert int(state["count"]["total"]) == 2 * (0 + 1 + 2 + 3)
 
 
+SETUP_STYLE = HEADER + textwrap.dedent(
+    """\
+    class Refine(hk.Module):
+        def __init__(self, steps, name=None):
+            super().__init__(name=name)
+            self.steps = steps
+            self.proj = hk.Linear(4)
+
+        def __call__(self, x):
+            def step(i, h):
+                count = hk.get_state("count", [], jnp.int32, init=jnp.zeros)
+                hk.set_state("count", count + 1)
+                return jnp.tanh(self.proj(h)) * (count + 1)
+
+            return hk.fori_loop(0, self.steps, step, x)
+
+
+    net = hk.transform_with_state(lambda x: Refine(3)(x))
+    """
+)
+
+
+def test_body_using_a_layer_built_in_init_carries_state(tmp_path: Path) -> None:
+    """The body reads self.proj and self.steps: on the lifted module they are the same layer and field (setup())."""
+    out, todos = _migrate(SETUP_STYLE)
+    assert todos == [] and "def step(self, i, h):" in out and "self.proj(h)" in out
+    haiku_net = _load_text(SETUP_STYLE, tmp_path, "setup_hk").net
+    flax_net = _load_text(out, tmp_path, "setup_fx").net
+    x = jnp.ones((2, 4))
+    params, state = haiku_net.init(jax.random.PRNGKey(0), x)
+    variables = _mapped(params, state, flax_net.init(jax.random.PRNGKey(0), x))
+    for _ in range(2):
+        expected, state = haiku_net.apply(params, state, None, x)
+        got, mutated = flax_net.apply(variables, x, mutable=["state"])
+        variables = {**variables, **mutated}
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+        _assert_trees_equal(variables["state"], _mapped(params, state, variables)["state"])
+    assert int(state["refine"]["count"]) == 6
+
+
 # -- RNG: every step draws a fresh key -------------------------------------------------------------------
 
 DRAWS = HEADER + textwrap.dedent(
