@@ -38,6 +38,7 @@ from libcst.helpers import get_absolute_module_from_package_for_import
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
 from flaxify.migrate.base import ANALYSED_KEY, shares_nodes, walk_statements
+from flaxify.migrate.import_order import leading_imports, place_added_imports
 
 ImportNode = cst.Import | cst.ImportFrom
 # The text of a string literal (Python 3.12 splits f-strings into several tokens).
@@ -49,8 +50,10 @@ _NO_STRING_NAMES = SimpleNamespace(_exported_names=frozenset(), _string_annotati
 
 
 def tidy_imports(tree: cst.Module, context: CodemodContext) -> cst.Module:
-    """Applies the scheduled additions, then the scheduled removals of unused imports."""
-    return remove_unused_imports(add_imports(tree, context), context)
+    """Applies the scheduled additions, then the scheduled removals of unused imports, then
+    moves the added lines into their sections (:mod:`~flaxify.migrate.import_order`)."""
+    before = leading_imports(tree)
+    return place_added_imports(remove_unused_imports(add_imports(tree, context), context), before)
 
 
 def add_imports(tree: cst.Module, context: CodemodContext) -> cst.Module:
