@@ -20,8 +20,10 @@ The pipeline, one construct family per module:
    (``self.proj.output_size``) to the Linen layer's fields, or marks them TODO;
 4. ``callsites.py`` rewrites ``net.init`` / ``net.apply`` to Flax's signatures
    (``rngs=``, ``mutable=``, ``method=``);
-4b. ``precision.py`` applies a module-level ``hk.mixed_precision`` policy on
-   ``hk.Linear`` as ``dtype=`` / ``param_dtype=`` on the ``nn.Dense`` layers;
+4b. ``precision.py`` applies ``hk.mixed_precision`` policies set at module
+   level or at the top of a module-level function (on ``hk.Linear``,
+   ``hk.ConvND``, ``hk.BatchNorm``, ``hk.LayerNorm`` or a module class of the
+   file) as ``dtype=`` / ``param_dtype=`` on the layers and casts around calls;
    ``custom_getters.py`` turns ``with hk.custom_getter(cast):`` blocks into
    ``nn.map_variables`` on the layers built in them (``custom_creators.py``
    likewise for creators fixing the initial values); ``intercept.py`` turns
@@ -30,9 +32,10 @@ The pipeline, one construct family per module:
    blocks (``"a/b"``, nested) into closures run by ``NameScope`` submodules;
 5. ``leftovers.py`` marks every Haiku reference still standing with a TODO, so
    nothing is ever left silently half-migrated; then Haiku imports are removed
-   once unused, ``flax.linen`` is added, and the helpers the rewrites refer to
-   (exact Haiku-layout ``LSTM``, ``MultiHeadAttention``, ``layer_stack``, ...)
-   are emitted once per file.
+   once unused, ``flax.linen`` is added (each added import in its section,
+   ``import_order.py``), and the helpers the rewrites refer to (exact
+   Haiku-layout ``LSTM``, ``MultiHeadAttention``, ``layer_stack``, ...) are
+   emitted once per file.
 
 Each pass is a LibCST ``ContextAwareTransformer`` (see ``base.py``); they
 share a :class:`~flaxify.migrate.base.MigrationState` through the codemod
