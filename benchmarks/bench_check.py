@@ -107,6 +107,7 @@ def _check(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any], device
 def _baseline(hk_obj: Any, fx_obj: Any, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Each model's init and every method's forward pass, jitted, compiled and run once."""
     import jax
+
     from flaxify.equivalence.haiku_side import as_haiku_model
 
     rng = jax.random.PRNGKey(0)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
+
 from flaxify.migrate import migrate_source
 from flaxify.migrate.project import ProjectIndex, index_sources
 

@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from flaxify.equivalence import modes
 from flaxify.equivalence.refs import resolve_ref
 from flaxify.equivalence.runner import run_comparison

@@ -47,12 +47,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flaxify.cli import main as flaxify_main
 from flaxify.equivalence import modes, parse_spec
 from flaxify.equivalence.haiku_side import as_haiku_model
 from flaxify.equivalence.refs import resolve_ref
 from flaxify.equivalence.runner import run_comparison
-
-from flaxify.cli import main as flaxify_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "zoo.md"

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from flaxify.equivalence import modes, probes
 from flaxify.equivalence.numerics import LeafDiff, compare_leaf, gradient_scale
 from flaxify.equivalence.report import Check

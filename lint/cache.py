@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from flaxify import __version__
 from flaxify.lint.engine import LintResult, SourceFile
 from flaxify.lint.model import Applicability, Edit, Finding, Fix
 from flaxify.lint.settings import LintSettings
-
-from flaxify import __version__
 
 FORMAT = 1
 KEEP = 32

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from flaxify import __version__
 from flaxify.lint.model import Finding, Fix
 from flaxify.lint.rules import RULES
-
-from flaxify import __version__
 
 FORMATS = ("text", "json", "sarif", "github")
 INFORMATION_URI = "https://github.com/flaxify/flaxify/blob/main/docs/lint.md"

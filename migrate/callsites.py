@@ -55,12 +55,11 @@ from __future__ import annotations
 
 import libcst as cst
 import libcst.matchers as m
-
 from libcst.metadata import QualifiedNameProvider
 
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, TransformInfo
-from flaxify.migrate.rewrite import JAX_IMPORT
 from flaxify.migrate.layers_common import code, walk
+from flaxify.migrate.rewrite import JAX_IMPORT
 
 
 class RewriteInitApplyCommand(FlaxifyCommand):

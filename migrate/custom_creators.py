@@ -54,10 +54,10 @@ from __future__ import annotations
 
 import libcst as cst
 
+from flaxify.migrate.base import MigrationState
 from flaxify.migrate.custom_getters import CustomGettersCommand
 from flaxify.migrate.layers_common import code, literal, walk
 from flaxify.migrate.rewrite import JAX_IMPORT
-from flaxify.migrate.base import MigrationState
 
 CREATORS = frozenset({"haiku.custom_creator", "haiku.experimental.custom_creator"})
 # Array constructors whose result does not depend on a key: (qualified name, jnp twin for one leaf).

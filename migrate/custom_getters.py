@@ -49,10 +49,11 @@ from __future__ import annotations
 from typing import Any
 
 import libcst as cst
+from libcst.metadata import QualifiedNameProvider
+
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
 from flaxify.migrate.layers_common import code, walk
 from flaxify.migrate.rewrite import JAX_IMPORT
-from libcst.metadata import QualifiedNameProvider
 
 GETTERS = frozenset({"haiku.custom_getter", "haiku.experimental.custom_getter"})
 _PURE = ("jax.", "numpy.")

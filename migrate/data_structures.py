@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import libcst as cst
+
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
 
 FLAX_CORE_IMPORT = ImportSpec("flax.core", None, None)

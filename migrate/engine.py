@@ -49,8 +49,8 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from flaxify.migrate.api import TODO_PREFIX, Migrated, SourceError, Todo
-from flaxify.migrate.bindings import initializer_names
 from flaxify.migrate.base import STATE_KEY, MigrationState, choose_aliases, import_table, user_defined_names
+from flaxify.migrate.bindings import initializer_names
 from flaxify.migrate.callsites import RewriteInitApplyCommand
 from flaxify.migrate.custom_creators import CustomCreatorsCommand
 from flaxify.migrate.custom_getters import CustomGettersCommand

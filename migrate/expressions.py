@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import libcst as cst
 
+from flaxify.migrate import batch_apply, data_structures, lifted, prng, recurrent, utilities
 from flaxify.migrate.base import FlaxifyCommand, parenthesized
 from flaxify.migrate.initializers import rewrite_initializer
 from flaxify.migrate.layers import rewrite_layer, rewrite_layer_call
-from flaxify.migrate import batch_apply, data_structures, lifted, prng, recurrent, utilities
 from flaxify.migrate.pooling import rewrite_pool
 from flaxify.migrate.rewrite import ImportSpec, Rewrite
 

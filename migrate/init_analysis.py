@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from flaxify.migrate.naming import camel_to_snake
 from flaxify.migrate.layers_common import walk
+from flaxify.migrate.naming import camel_to_snake
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import ast
 
 import libcst as cst
 import libcst.matchers as m
+
 from flaxify.migrate.init_analysis import Field, InitPlan
 from flaxify.migrate.naming import camel_to_snake
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 import libcst.matchers as m
+
 from flaxify.migrate.layers_common import code, literal, walk
 
 #: Haiku layers whose keyword dicts are translated.

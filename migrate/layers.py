@@ -18,7 +18,22 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from flaxify.migrate import attention, batch_apply, data_structures, prng, layers_batchnorm, lifted, moving_averages, layers_combinators, layers_conv, layers_linear, layers_norm, layers_shape, recurrent, spectral_norm
+from flaxify.migrate import (
+    attention,
+    batch_apply,
+    data_structures,
+    layers_batchnorm,
+    layers_combinators,
+    layers_conv,
+    layers_linear,
+    layers_norm,
+    layers_shape,
+    lifted,
+    moving_averages,
+    prng,
+    recurrent,
+    spectral_norm,
+)
 from flaxify.migrate.layers_common import Bound, Ctx, Resolver, Signature, bind, code, haiku_name, is_simple_ref
 from flaxify.migrate.pooling import MODULES as POOL_MODULES
 from flaxify.migrate.pooling import rewrite_pool

@@ -34,7 +34,6 @@ Examples::
 
 from __future__ import annotations
 
-
 import libcst as cst
 
 from flaxify.migrate.layers_common import Ctx, Signature

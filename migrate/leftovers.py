@@ -20,7 +20,6 @@ from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec
 from flaxify.migrate.unsupported import reason
 
 
-
 class MarkLeftoversCommand(FlaxifyCommand):
     DESCRIPTION = "Marks remaining Haiku references and tidies imports."
 

@@ -95,12 +95,13 @@ Flax raises when the loop writes them.
 from __future__ import annotations
 
 import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.metadata import ClassScope, FunctionScope, QualifiedNameProvider, ScopeProvider
+
 from flaxify.migrate.base import FlaxifyCommand, MigrationState
 from flaxify.migrate.layers_common import Signature, bind, code, free_name, walk
 from flaxify.migrate.lifted import MAP, SCAN, VMAP
 from flaxify.migrate.rewrite import JAX_IMPORT, ImportSpec, Rewrite, Unsupported
-from libcst.codemod import CodemodContext
-from libcst.metadata import ClassScope, FunctionScope, QualifiedNameProvider, ScopeProvider
 
 FORI_LOOP = Signature("hk.fori_loop", ("lower", "upper", "body_fun", "init_val"))
 WHILE_LOOP = Signature("hk.while_loop", ("cond_fun", "body_fun", "init_val"))

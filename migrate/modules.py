@@ -60,17 +60,27 @@ import libcst.matchers as m
 from libcst.codemod.visitors import RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
+from flaxify.migrate import (
+    dataclass_modules,
+    factory_methods,
+    layer_configs,
+    lifted,
+    name_scope,
+    properties,
+    rng,
+    scoped_params,
+    state,
+    utilities,
+)
 from flaxify.migrate.base import VARIABLE_CALLS, FlaxifyCommand, parenthesized
 from flaxify.migrate.bindings import BOUND_INITIALIZER
 from flaxify.migrate.init_analysis import Field, InitPlan, analyse_init
 from flaxify.migrate.init_fields import InitializerFields, find_initializer_fields
 from flaxify.migrate.init_forwarding import analyse_forwarding, forwarding_call
-from flaxify.migrate import dataclass_modules, factory_methods, lifted, name_scope, properties, rng, scoped_params, state, utilities
 from flaxify.migrate.initializers import rewrite_initializer
+from flaxify.migrate.layer_configs import LayerConfig, find_layer_configs, literal_name, spread_name
 from flaxify.migrate.layers import LAYERS, rewrite_layer, rewrite_layer_call
 from flaxify.migrate.layers_common import bind, code, walk
-from flaxify.migrate import layer_configs
-from flaxify.migrate.layer_configs import LayerConfig, find_layer_configs, literal_name, spread_name
 from flaxify.migrate.naming import Construction, ScopeNamer, camel_to_snake
 from flaxify.migrate.rewrite import ImportSpec, Rewrite, Unsupported
 from flaxify.migrate.setup_containers import build_then_store

@@ -91,10 +91,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
+from libcst.codemod.visitors import RemoveImportsVisitor
+
 from flaxify.migrate.base import FlaxifyCommand, MigrationState, has_todo
 from flaxify.migrate.layers import helper_class
 from flaxify.migrate.layers_common import code, haiku_name, literal, walk
-from libcst.codemod.visitors import RemoveImportsVisitor
 
 SET_POLICY = "haiku.mixed_precision.set_policy"
 # jmp's dtype names (jmp/_src/policy.py::dtype_to_names), "half" excepted.

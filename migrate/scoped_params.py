@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import libcst as cst
+
 from flaxify.migrate.layers_common import walk
 
 HaikuName = Callable[[cst.CSTNode], "str | None"]

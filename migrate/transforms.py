@@ -62,12 +62,12 @@ from flaxify.migrate.layers_common import walk
 from flaxify.migrate.multi_transform import MultiTemplate, read_template
 from flaxify.migrate.rewrite import ImportSpec
 from flaxify.migrate.transform_scopes import (
+    Owners,
     binds,
     count_name,
     keyword_parameters,
     own_scope,
     partial_problem,
-    Owners,
     statements_with_owners,
     unbind_parameters,
 )

@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from flaxify.migrate import migrate_source
 
 ACCEPTANCE = Path(__file__).resolve().parent.parent / "fixtures" / "acceptance"

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from flaxify.equivalence import compare, map_params, parse_spec
 from flaxify.equivalence.report import Report
 from flaxify.equivalence.rng_alignment import Draw, KeyReplay, haiku_key_order, trace_haiku_draws

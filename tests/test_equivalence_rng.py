@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from flaxify.equivalence import compare, parse_spec
 from flaxify.equivalence.report import Report
 from flaxify.equivalence.rng_alignment import KeyReplay, haiku_key_order

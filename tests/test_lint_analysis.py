@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from flaxify.lint.api import lint_paths
 from flaxify.lint.settings import LintSettings
 

@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from flaxify.lint.engine import SourceFile, lint_sources
 from flaxify.lint.settings import LintSettings
 

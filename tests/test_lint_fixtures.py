@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from flaxify.lint.api import lint_paths
 from flaxify.lint.settings import LintSettings
 

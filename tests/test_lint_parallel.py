@@ -15,14 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+
+from flaxify.cli import main
 from flaxify.lint import parallel
 from flaxify.lint.api import lint_paths, load_sources
 from flaxify.lint.engine import LintResult, lint_sources
 from flaxify.lint.parallel import lint_sharded, shards
 from flaxify.lint.project import index_module
 from flaxify.lint.settings import LintSettings
-
-from flaxify.cli import main
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "lint"
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from flaxify.lint.engine import SourceFile, lint_sources
 from flaxify.lint.fixes import apply_fixes
 from flaxify.lint.model import Finding
@@ -80,6 +81,7 @@ def test_jx405_examples_agree_with_flax() -> None:
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
+
     from flaxify.lint.rules.linen_apply_without_mutable import LinenApplyWithoutMutable
 
     x = jnp.ones((4, 3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from flaxify.migrate import migrate_source
 
 TEMPLATE = """\

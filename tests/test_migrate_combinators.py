@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from flaxify.migrate import migrate_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "migrate"

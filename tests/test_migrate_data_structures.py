@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 from flax import traverse_util
+
 from flaxify.migrate import migrate_source
 
 SOURCE = b'''import haiku as hk

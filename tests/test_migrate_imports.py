@@ -14,9 +14,10 @@ import textwrap
 
 import libcst as cst
 import pytest
-from flaxify.migrate.imports import tidy_imports
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+
+from flaxify.migrate.imports import tidy_imports
 
 HK = [("haiku", None, "hk")]
 

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flaxify.equivalence import compare, parse_spec
-from flaxify.migrate import migrate_source
 
 from flaxify.cli import main
+from flaxify.equivalence import compare, parse_spec
+from flaxify.migrate import migrate_source
 
 HEADER = "import haiku as hk\nimport jax\nimport jax.numpy as jnp\n\n\n"
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from flaxify.equivalence import map_params
 from flaxify.migrate import migrate_source
 

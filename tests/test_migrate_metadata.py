@@ -16,9 +16,10 @@ from pathlib import Path
 import haiku as hk
 import libcst as cst
 import pytest
-from flaxify.migrate.base import STATE_KEY, FlaxifyCommand, MigrationState, import_table, shares_nodes
 from libcst.codemod import CodemodContext
 from libcst.metadata import MetadataWrapper, QualifiedNameProvider
+
+from flaxify.migrate.base import STATE_KEY, FlaxifyCommand, MigrationState, import_table, shares_nodes
 
 HAIKU_SRC = Path(hk.__file__).resolve().parent / "_src"
 

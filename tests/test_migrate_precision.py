@@ -16,6 +16,7 @@ from types import ModuleType
 import jax
 import jax.numpy as jnp
 import pytest
+
 from flaxify.migrate import migrate_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "migrate" / "precision"

@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from flaxify.migrate import migrate_source
 
 GUIDE = Path(__file__).resolve().parent.parent / "fixtures" / "flax_guide"

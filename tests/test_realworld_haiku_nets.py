@@ -36,6 +36,7 @@ from typing import Any
 
 import haiku as hk
 import pytest
+
 from flaxify.migrate import migrate_source
 
 NETS = ("mlp", "resnet", "mobilenetv1", "vqvae")
@@ -220,6 +221,7 @@ def test_migrated_mlp_reverse_equals_hk_nets_reverse(reverse_kwargs: dict[str, A
     method builds it in the caller's scope, where the checker finds it by name.
     """
     import flax.linen as nn
+
     from flaxify.equivalence import compare, parse_spec
 
     assert migrated["mlp"].todos == ()
