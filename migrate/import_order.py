@@ -35,6 +35,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from enum import IntEnum
+from itertools import pairwise
 from typing import NamedTuple
 
 import libcst as cst
@@ -150,7 +151,7 @@ def _section(statement: cst.BaseStatement) -> Section:
 
 def _plain(run: list[ImportLine]) -> bool:
     """No comment among the lines (their first line's header aside), blank lines only between sections."""
-    for previous, statement in zip(run, run[1:]):
+    for previous, statement in pairwise(run):
         if any(line.comment is not None for line in statement.leading_lines):
             return False
         if statement.leading_lines and _section(previous) == _section(statement):
@@ -175,7 +176,7 @@ def _sections(kept: list[ImportLine]) -> dict[Section, list[ImportLine]] | None:
 
 def _separated(run: list[ImportLine]) -> bool:
     """Whether sections are set apart by a blank line (PEP 8's advice, and the layout for a file with one section)."""
-    boundaries = [b for a, b in zip(run, run[1:]) if _section(a) != _section(b)]
+    boundaries = [b for a, b in pairwise(run) if _section(a) != _section(b)]
     return not boundaries or all(b.leading_lines for b in boundaries)
 
 
