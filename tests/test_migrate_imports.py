@@ -2,7 +2,9 @@
 
 Each case schedules the same additions and removals twice; one copy runs through
 LibCST's own codemods (the reference the engine used before), the other through
-``tidy_imports``; the resulting sources must be identical. The cases cover each
+``add_imports`` then ``remove_unused_imports``; the resulting sources must be
+identical. ``tidy_imports`` is those two and then ``place_added_imports``
+(tested on its own in test_migrate_import_order.py). The cases cover each
 path of ``remove_unused_imports``: nothing scheduled is imported, the name is
 spelled nowhere (no analysis), the name is spelled (scope analysis), and the name
 sits in a string that LibCST may read (its own visitor runs).
@@ -17,7 +19,8 @@ import pytest
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
-from flaxify.migrate.imports import tidy_imports
+from flaxify.migrate.import_order import leading_imports, place_added_imports
+from flaxify.migrate.imports import add_imports, remove_unused_imports, tidy_imports
 
 HK = [("haiku", None, "hk")]
 
@@ -182,12 +185,22 @@ def _libcst_reference(source: str, removals: list, additions: list) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_tidy_imports_matches_libcst_codemods(name: str) -> None:
+def test_add_and_remove_match_libcst_codemods(name: str) -> None:
     source, removals, additions = CASES[name]
     source = textwrap.dedent(source).lstrip("\n")
     expected = _libcst_reference(source, removals, additions)
-    got = tidy_imports(cst.parse_module(source), _context(removals, additions)).code
+    context = _context(removals, additions)
+    got = remove_unused_imports(add_imports(cst.parse_module(source), context), context).code
     assert got == expected
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tidy_imports_is_libcst_then_placement(name: str) -> None:
+    source, removals, additions = CASES[name]
+    tree = cst.parse_module(textwrap.dedent(source).lstrip("\n"))
+    reference = cst.parse_module(_libcst_reference(tree.code, removals, additions))
+    expected = place_added_imports(reference, leading_imports(tree)).code
+    assert tidy_imports(tree, _context(removals, additions)).code == expected
 
 
 def test_unused_haiku_import_is_dropped_and_flax_added() -> None:
