@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 import libcst as cst
 
+from flaxify.migrate.layers_common import dotted
+
 ImportLine = cst.SimpleStatementLine
 
 
@@ -122,16 +124,9 @@ def _is_import(statement: cst.BaseStatement) -> bool:
 def _keys(statement: ImportLine) -> set[str]:
     node = statement.body[0]
     if isinstance(node, cst.Import):
-        return {f"import {_dotted(alias.name)}" for alias in node.names}
+        return {f"import {dotted(alias.name)}" for alias in node.names}
     assert isinstance(node, cst.ImportFrom)
-    return {f"from {'.' * len(node.relative)}{_dotted(node.module) if node.module else ''}"}
-
-
-def _dotted(name: cst.BaseExpression) -> str:
-    if isinstance(name, cst.Name):
-        return name.value
-    assert isinstance(name, cst.Attribute)
-    return f"{_dotted(name.value)}.{name.attr.value}"
+    return {f"from {'.' * len(node.relative)}{dotted(node.module) if node.module else ''}"}
 
 
 def _module(statement: ImportLine) -> str:
