@@ -154,19 +154,12 @@ class CustomCreatorsCommand(CustomGettersCommand):
 
     def _plan(self, node: cst.With, after: list[cst.BaseStatement]) -> tuple[tuple[str, str], set[int]] | None:  # type: ignore[override]
         """``((kind, fill or dtype), constructions to rewrite)`` for a creator block this pass rewrites."""
-        if len(node.items) != 1 or node.items[0].asname is not None or node.asynchronous:
-            return None
-        call = node.items[0].item
-        if not isinstance(call, cst.Call) or self.haiku_name(call.func) not in CREATORS or len(call.args) != 1:
-            return None
-        arg = call.args[0]
-        if arg.keyword is not None or arg.star:
-            return None
+        arg = self._with_argument(node, CREATORS)
         fill = None
-        if isinstance(arg.value, cst.Name):
-            fill = self._fills.get(arg.value.value)
-        elif isinstance(arg.value, cst.Lambda) and _five_plain(arg.value.params):
-            fill = self._fill(arg.value.params, arg.value.body, {})
+        if isinstance(arg, cst.Name):
+            fill = self._fills.get(arg.value)
+        elif isinstance(arg, cst.Lambda) and _five_plain(arg.params):
+            fill = self._fill(arg.params, arg.body, {})
         wrapped = self._block_layers(node, after) if fill is not None else None
         if wrapped is None or fill is None:
             return None

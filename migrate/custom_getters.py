@@ -121,16 +121,21 @@ class CustomGettersCommand(FlaxifyCommand):
         return code(dtype)
 
     def _plan(self, node: cst.With, after: list[cst.BaseStatement]) -> tuple[str, set[int]] | None:
+        arg = self._with_argument(node, GETTERS)
+        if not isinstance(arg, cst.Name) or arg.value not in self._casts:
+            return None
+        wrapped = self._block_layers(node, after)
+        return None if wrapped is None else (self._casts[arg.value], wrapped)
+
+    def _with_argument(self, node: cst.With, apis: frozenset[str]) -> cst.BaseExpression | None:
+        """``arg`` of ``with <one of apis>(arg):`` (one item, no ``as``, one positional argument), else None."""
         if len(node.items) != 1 or node.items[0].asname is not None or node.asynchronous:
             return None
         call = node.items[0].item
-        if not isinstance(call, cst.Call) or self.haiku_name(call.func) not in GETTERS or len(call.args) != 1:
+        if not isinstance(call, cst.Call) or self.haiku_name(call.func) not in apis or len(call.args) != 1:
             return None
         arg = call.args[0]
-        if arg.keyword is not None or arg.star or not isinstance(arg.value, cst.Name) or arg.value.value not in self._casts:
-            return None
-        wrapped = self._block_layers(node, after)
-        return None if wrapped is None else (self._casts[arg.value.value], wrapped)
+        return None if arg.keyword is not None or arg.star else arg.value
 
     def _block_layers(self, node: cst.With, after: list[cst.BaseStatement]) -> set[int] | None:
         """Ids of the layer constructions of the block, when they are all its modules and none is used after it."""
